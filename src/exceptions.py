@@ -1,0 +1,21 @@
+"""Errors the pipeline raises for problems a user can fix.
+
+Each message names what went wrong and what to do about it, so the command line
+prints it as one line instead of a traceback.
+"""
+
+
+class PipelineError(Exception):
+    """Base class for every user-facing error of the project."""
+
+
+class DataError(PipelineError, ValueError):
+    """The data set is missing, malformed or unusable."""
+
+
+class DownloadError(PipelineError):
+    """A file could not be downloaded or failed verification."""
+
+
+class UnsafeArchiveError(DataError):
+    """An archive holds a member that would land outside its target directory."""

@@ -1,0 +1,102 @@
+"""Test helpers: the shared real data, a loopback HTTP server, tiny synthetic data sets."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("LSTM_SENTIMENT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+IMDB_ARCHIVE = SHARED_DATA / "imdb" / "aclImdb_v1.tar.gz"
+IMDB_SHA256 = "a65dbf52946dedca7b24fc4fab0a504c4c347e227406e021c78cc2e33b246096"
+GLOVE_ZIP = SHARED_DATA / "glove" / "glove.6B.zip"
+
+
+class FileServer:
+    """Serve files from a folder on 127.0.0.1 (port chosen by the OS), with HTTP Range.
+
+    ``requests`` records (path, Range header) of every request, so tests can check
+    whether the network was touched and whether a download resumed.
+    """
+
+    def __init__(self, root: Path, truncate_at: Optional[Dict[str, int]] = None):
+        self.root = Path(root)
+        self.requests: List[tuple] = []
+        self.truncate_at = truncate_at or {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                server._answer(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def _answer(self, handler) -> None:
+        path = self.root / handler.path.lstrip("/")
+        if not path.is_file():
+            handler.send_error(404)
+            return
+        data = path.read_bytes()
+        start, status = 0, 200
+        match = re.match(r"bytes=(\d+)-$", handler.headers.get("Range") or "")
+        if match:
+            start, status = int(match.group(1)), 206
+            if start >= len(data):
+                handler.send_error(416)
+                return
+        body = data[start:]
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(body)))
+        if status == 206:
+            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        handler.end_headers()
+        cut = self.truncate_at.get(handler.path)
+        handler.wfile.write(body if cut is None else body[:cut])
+
+    def __enter__(self) -> "FileServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_imdb_tree(root: Path, reviews: Dict[str, Dict[str, List[str]]]) -> Path:
+    """Write ``{split: {"pos"|"neg": [texts]}}`` as an aclImdb tree under ``root``."""
+    for split, by_label in reviews.items():
+        for label, texts in by_label.items():
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, text in enumerate(texts):
+                rating = 8 if label == "pos" else 2
+                (folder / f"{i}_{rating}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+def synthetic_reviews(count: int, seed: int = 0) -> Dict[str, List[str]]:
+    """Separable toy reviews: positive ones use 'good' words, negative ones 'bad' words."""
+    rng = np.random.default_rng(seed)
+    good, bad, filler = ["great", "superb", "loved"], ["awful", "boring", "hated"], ["the", "film", "was", "a", "plot"]
+    out: Dict[str, List[str]] = {"pos": [], "neg": []}
+    for label, words in (("pos", good), ("neg", bad)):
+        for _ in range(count):
+            length = int(rng.integers(3, 30))
+            tokens = rng.choice(filler + words * 2, size=length).tolist()
+            out[label].append(" ".join(tokens))
+    return out

@@ -1,0 +1,97 @@
+"""load_imdb on the real archive, on extracted trees, on CSV files, and on bad input."""
+
+import pytest
+
+from src.data import load_imdb, load_imdb_splits
+from src.exceptions import DataError
+from tests.helpers import IMDB_ARCHIVE, write_imdb_tree
+
+
+@pytest.fixture(scope="module")
+def from_archive(real_data):
+    return load_imdb_splits(IMDB_ARCHIVE.parent)
+
+
+def test_real_archive_read_in_place(from_archive):
+    for split in ("train", "test"):
+        reviews = from_archive[split]
+        assert len(reviews.texts) == 25000
+        assert sum(reviews.labels) == 12500
+        assert not any("<br" in text.lower() for text in reviews.texts)
+        for label, rating in zip(reviews.labels, reviews.ratings):
+            assert (rating >= 7) if label == 1 else (rating <= 4)
+
+
+def test_extracted_tree_gives_the_same_data_as_the_archive(from_archive, imdb_tree):
+    for root in (imdb_tree, imdb_tree / "aclImdb"):
+        train = load_imdb(root, "train")
+        assert train.texts == from_archive["train"].texts
+        assert train.labels == from_archive["train"].labels
+        assert train.ratings == from_archive["train"].ratings
+
+
+def test_csv_data(tmp_path):
+    (tmp_path / "train.csv").write_text('text,label\n"Loved it, really",positive\nDull.,0\nok film,pos\n', encoding="utf-8")
+    reviews = load_imdb(tmp_path, "train")
+    assert reviews.texts == ["Loved it, really", "Dull.", "ok film"]
+    assert reviews.labels == [1, 0, 1]
+    assert reviews.ratings is None
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*--data-dir"):
+        load_imdb(tmp_path / "nowhere")
+
+
+def test_empty_directory(tmp_path):
+    with pytest.raises(DataError, match="holds no IMDB data"):
+        load_imdb(tmp_path)
+
+
+def test_empty_split(tmp_path):
+    write_imdb_tree(tmp_path, {"train": {"pos": [], "neg": []}, "test": {"pos": [], "neg": []}})
+    with pytest.raises(DataError, match="train split .* holds no reviews"):
+        load_imdb(tmp_path, "train")
+
+
+def test_single_class_split(tmp_path):
+    write_imdb_tree(tmp_path, {"train": {"pos": ["good"], "neg": []}, "test": {"pos": [], "neg": []}})
+    with pytest.raises(DataError, match="only 'pos' reviews"):
+        load_imdb(tmp_path, "train")
+
+
+def test_non_utf8_review_names_the_file(tmp_path):
+    write_imdb_tree(tmp_path, {"train": {"pos": ["good"], "neg": ["bad"]}})
+    bad = tmp_path / "aclImdb" / "train" / "neg" / "7_1.txt"
+    bad.write_bytes(b"caf\xe9 was awful")
+    with pytest.raises(DataError, match=r"7_1\.txt is not valid UTF-8"):
+        load_imdb(tmp_path, "train")
+
+
+def test_csv_without_needed_columns(tmp_path):
+    (tmp_path / "train.csv").write_text("review,sentiment\nnice,1\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'text' and 'label' columns"):
+        load_imdb(tmp_path, "train")
+
+
+def test_csv_with_unknown_label(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\nnice,maybe\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 2: label 'maybe'"):
+        load_imdb(tmp_path, "train")
+
+
+def test_non_utf8_csv(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b"text,label\ncaf\xe9,1\n")
+    with pytest.raises(DataError, match="train.csv is not valid UTF-8"):
+        load_imdb(tmp_path, "train")
+
+
+def test_wrong_archive(tmp_path):
+    (tmp_path / "aclImdb_v1.tar.gz").write_bytes(b"this is not a tar archive")
+    with pytest.raises(DataError, match="not a readable IMDB archive"):
+        load_imdb(tmp_path, "train")
+
+
+def test_unknown_split(tmp_path):
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        load_imdb(tmp_path, "dev")

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from src.models.lstm_model import LSTMClassifier, LSTMConfig, reverse_within_length
+
+
+def tiny(**overrides):
+    settings = dict(vocab_size=50, embedding_dim=8, hidden_dim=6, n_layers=2, dropout=0.2)
+    settings.update(overrides)
+    return LSTMClassifier(**settings)
+
+
+def test_output_shapes():
+    ids, lengths = torch.randint(1, 50, (4, 7)), torch.tensor([7, 5, 3, 1])
+    assert tiny()(ids, lengths).shape == (4,)
+    assert tiny(output_dim=3)(ids, lengths).shape == (4, 3)
+
+
+def test_reverse_within_length_leaves_padding_in_place():
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]]).unsqueeze(-1)
+    out = reverse_within_length(x, torch.tensor([3, 2])).squeeze(-1)
+    assert out.tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+
+
+@pytest.mark.parametrize("pooling", ["max_mean", "max", "mean", "last"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_padding_does_not_change_a_prediction(pooling, bidirectional):
+    torch.manual_seed(0)
+    model = tiny(pooling=pooling, bidirectional=bidirectional).eval()
+    review = torch.randint(1, 50, (1, 5))
+    alone = model(review, torch.tensor([5]))
+    batch = torch.zeros(3, 12, dtype=torch.long)
+    batch[0, :5] = review
+    batch[1] = torch.randint(1, 50, (12,))
+    batch[2, :9] = torch.randint(1, 50, (9,))
+    together = model(batch, torch.tensor([5, 12, 9]))
+    assert torch.allclose(alone, together[0:1], atol=1e-6)
+    assert torch.allclose(model(batch), together, atol=1e-6)  # lengths inferred from padding
+
+
+def test_config_round_trip():
+    model = tiny(output_dim=2, pooling="last", embedding_dropout=0.1)
+    config = model.config
+    assert isinstance(config, LSTMConfig) and config.hidden_dim == 6 and config.pooling == "last"
+    clone = LSTMClassifier.from_config(config)
+    clone.load_state_dict(model.state_dict())
+    clone_from_dict = LSTMClassifier.from_config(vars(config).copy())
+    assert clone_from_dict.config == config
+    ids = torch.randint(1, 50, (2, 4))
+    model.eval(), clone.eval()
+    assert torch.equal(model(ids), clone(ids))
+
+
+def test_unknown_config_key():
+    with pytest.raises(ValueError, match="unknown model settings"):
+        LSTMClassifier.from_config({"vocab_size": 10, "hiden_dim": 3})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"vocab_size": 0}, "vocab_size"), ({"hidden_dim": 0}, "hidden_dim"), ({"n_layers": 0}, "n_layers"),
+    ({"embedding_dim": -1}, "embedding_dim"), ({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"),
+    ({"pooling": "attention"}, "pooling"), ({"pad_idx": 50}, "pad_idx"),
+])
+def test_invalid_arguments(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**overrides)
+
+
+def test_every_parameter_gets_gradient_except_the_pad_row():
+    model = tiny()
+    ids = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    model(ids, torch.tensor([3, 2])).sum().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert model.embedding.weight.grad[0].abs().sum() == 0
+    assert model.count_parameters() == model.count_parameters(trainable_only=True) > 0

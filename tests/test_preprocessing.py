@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from src.data import TextPreprocessor
+from src.exceptions import DataError
+
+
+def test_tokenize_keeps_words_contractions_and_sentiment_punctuation():
+    tokens = TextPreprocessor().tokenize("I didn't LOVE it... Really?! 10/10, café")
+    assert tokens == ["i", "didn't", "love", "it", "really", "?", "!", "10", "10", "café"]
+
+
+def test_vocabulary_is_ranked_by_frequency_then_alphabetically():
+    processor = TextPreprocessor(max_vocab_size=5).build_vocab(["b a c", "a b", "a d"])
+    assert processor.itos == ["<pad>", "<unk>", "a", "b", "c"]
+    assert processor.stoi["<pad>"] == 0 and processor.stoi["<unk>"] == 1
+
+
+def test_min_freq_drops_rare_words():
+    processor = TextPreprocessor(min_freq=2).build_vocab(["good good film", "bad film"])
+    assert processor.itos == ["<pad>", "<unk>", "film", "good"]
+
+
+def test_encode_decode_and_unknown_words():
+    processor = TextPreprocessor().build_vocab(["a great film", "a bad film"])
+    ids = processor.encode("A great, unseen film")
+    assert ids == [processor.stoi["a"], processor.stoi["great"], 1, processor.stoi["film"]]
+    assert processor.decode(ids + [0, 0]) == "a great <unk> film"
+    assert processor.encode("a great film", max_length=2) == ids[:2]
+    batch = processor.encode_batch(["a great film", ""])
+    assert batch[0].dtype == np.int32 and batch[0].tolist() == processor.encode("a great film")
+    assert batch[1].tolist() == []
+
+
+def test_save_and_load_round_trip(tmp_path):
+    processor = TextPreprocessor(max_vocab_size=100, min_freq=1).build_vocab(["one two three", "two three"])
+    path = tmp_path / "vocab.json"
+    processor.save(path)
+    loaded = TextPreprocessor.load(path)
+    assert loaded.itos == processor.itos and loaded.max_vocab_size == 100
+    assert loaded.encode("three two zero") == processor.encode("three two zero")
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]  # no temporary files left
+
+
+def test_save_failure_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "vocab.json"
+    TextPreprocessor().build_vocab(["old words"]).save(path)
+    before = path.read_bytes()
+    newer = TextPreprocessor().build_vocab(["new words"])
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        newer.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "damaged"),
+    ('{"format_version": 1}', "incomplete"),
+    ('{"format_version": 99, "itos": []}', "version 99"),
+    ("[1, 2]", "does not hold a vocabulary"),
+])
+def test_damaged_vocabulary_files(tmp_path, content, message):
+    path = tmp_path / "vocab.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        TextPreprocessor.load(path)
+
+
+def test_missing_vocabulary_file(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        TextPreprocessor.load(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("kwargs", [{"max_vocab_size": 2}, {"min_freq": 0}])
+def test_invalid_settings(kwargs):
+    with pytest.raises(ValueError):
+        TextPreprocessor(**kwargs)
