@@ -19,3 +19,11 @@ class DownloadError(PipelineError):
 
 class UnsafeArchiveError(DataError):
     """An archive holds a member that would land outside its target directory."""
+
+
+class CheckpointError(PipelineError):
+    """A checkpoint or model directory is missing, damaged or from another format version."""
+
+
+class TrainingError(PipelineError):
+    """Training cannot go on (for example, the loss became NaN)."""

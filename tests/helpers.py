@@ -100,3 +100,38 @@ def synthetic_reviews(count: int, seed: int = 0) -> Dict[str, List[str]]:
             tokens = rng.choice(filler + words * 2, size=length).tolist()
             out[label].append(" ".join(tokens))
     return out
+
+
+def synthetic_loaders(count: int = 240, batch_size: int = 16, seed: int = 0, vocab_size: int = 30):
+    """Separable token-id data: positive reviews contain token 2, negative ones token 3.
+
+    Returns ``(train_loader, val_loader)`` built from the project's own dataset,
+    bucketing sampler and collate function.
+    """
+    from torch.utils.data import DataLoader
+
+    from src.data.datasets import BucketBatchSampler, ReviewDataset, collate_batch
+
+    rng = np.random.default_rng(seed)
+    ids, labels = [], []
+    for index in range(count):
+        label = index % 2
+        review = rng.integers(4, vocab_size, size=int(rng.integers(4, 20))).astype(np.int32)
+        review[rng.integers(0, len(review), size=2)] = 2 if label else 3
+        ids.append(review)
+        labels.append(label)
+    split = count * 3 // 4
+    loaders = []
+    for part, shuffle in ((slice(0, split), True), (slice(split, count), False)):
+        dataset = ReviewDataset(ids[part], labels[part])
+        sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed, pool_factor=2)
+        loaders.append(DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch))
+    return loaders[0], loaders[1]
+
+
+def tiny_model(vocab_size: int = 30, **overrides):
+    from src.models.lstm_model import LSTMClassifier
+
+    settings = dict(vocab_size=vocab_size, embedding_dim=8, hidden_dim=8, n_layers=1, dropout=0.1)
+    settings.update(overrides)
+    return LSTMClassifier(**settings)

@@ -1,0 +1,13 @@
+"""Training: the Trainer, checkpoints, early stopping, schedulers."""
+
+from src.training.checkpoint_manager import (
+    CheckpointManager, EarlyStopping, create_checkpoint_manager, create_early_stopping,
+)
+from src.training.monitor import is_improvement
+from src.training.schedulers import create_scheduler
+from src.training.trainer import Trainer, create_trainer
+
+__all__ = [
+    "CheckpointManager", "EarlyStopping", "Trainer", "create_checkpoint_manager", "create_early_stopping",
+    "create_scheduler", "create_trainer", "is_improvement",
+]

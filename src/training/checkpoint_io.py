@@ -1,0 +1,77 @@
+"""Reading and writing checkpoint files safely.
+
+Writes go to a temporary file in the same folder, are fsynced and renamed into
+place. Reads use ``torch.load(weights_only=True)``, which refuses pickled code:
+a checkpoint can hold tensors, numbers, strings, lists and dicts, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+
+from src.exceptions import CheckpointError
+from src.utils.io import atomic_write
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def save_state(path: PathLike, state: Dict[str, Any]) -> Path:
+    """Atomically write ``state`` (plus the format version) to ``path``."""
+    payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
+    return Path(path)
+
+
+def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint written by ``save_state``; any problem is one CheckpointError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(
+            f"checkpoint {path} holds objects that are not plain tensors or numbers and was not "
+            f"loaded ({first_line}); only load checkpoints written by this project"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({reason})") from None
+    return check_format(state, path)
+
+
+def check_format(state: Any, path: PathLike) -> Dict[str, Any]:
+    """Refuse foreign files and other format versions with a message that says what to do."""
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (no format version)")
+    version = state["format_version"]
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}, this version of lstm-sentiment reads "
+            f"version {CHECKPOINT_FORMAT_VERSION}; use the matching release or train again"
+        )
+    return state
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` hold the bytes of ``source`` (a hard link when possible), atomically."""
+    temporary = target.with_name(f".{target.name}.link.tmp")
+    if temporary.exists():
+        temporary.unlink()
+    try:
+        os.link(source, temporary)
+    except OSError:
+        with open(source, "rb") as src, atomic_write(temporary, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    os.replace(temporary, target)

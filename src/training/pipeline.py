@@ -1,0 +1,215 @@
+"""The whole training run behind ``train_model.py``: data, model, training, test, model directory.
+
+``TrainConfig`` holds every setting with its default; the command line and a
+``--config`` file (YAML or JSON) only fill it in. The resolved config is written
+to the run directory and the model directory, so every run can be repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from src.data.datasets import TRUNCATION_STRATEGIES
+from src.data.loaders import create_data_loaders
+from src.data.preprocessing import TextPreprocessor
+from src.exceptions import CheckpointError, PipelineError
+from src.models.lstm_model import POOLING_MODES, LSTMClassifier
+from src.models.model_dir import save_model_directory
+from src.training.checkpoint_io import load_state
+from src.training.schedulers import SCHEDULER_TYPES
+from src.training.trainer import OPTIMIZERS, Trainer, create_trainer
+from src.utils.io import atomic_write_json
+from src.utils.seed import set_seed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (the command line's flags, with underscores)."""
+
+    data_dir: str = "data/imdb"
+    output_dir: str = "models"
+    checkpoint_dir: str = "checkpoints"
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 0.001
+    weight_decay: float = 1e-5
+    optimizer: str = "adam"
+    scheduler: str = "plateau"
+    gradient_clip: float = 1.0
+    early_stopping_patience: Optional[int] = 5
+    monitor: str = "val_loss"
+    embedding_dim: int = 300
+    hidden_dim: int = 128
+    n_layers: int = 2
+    dropout: float = 0.3
+    embedding_dropout: float = 0.0
+    bidirectional: bool = True
+    pooling: str = "max_mean"
+    max_vocab_size: int = 25000
+    min_freq: int = 1
+    max_length: int = 400
+    truncation: str = "head"
+    validation_split: float = 0.2
+    max_train_samples: Optional[int] = None
+    max_test_samples: Optional[int] = None
+    seed: int = 42
+    device: str = "auto"
+    num_workers: int = 0
+    accumulation_steps: int = 1
+    amp: bool = False
+    save_every: Optional[int] = None
+    max_checkpoints: int = 5
+    save_best_n: int = 3
+    resume: Optional[str] = None
+    use_glove: bool = False
+    glove_corpus: str = "6B"
+    glove_dim: str = "300d"
+    glove_cache_dir: str = "data/glove"
+    freeze_embeddings: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in fields(cls)]
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first impossible value."""
+        at_least_one = ("epochs", "batch_size", "embedding_dim", "hidden_dim", "n_layers", "max_length",
+                        "accumulation_steps", "max_checkpoints", "save_best_n", "min_freq")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("early_stopping_patience", "save_every", "max_train_samples", "max_test_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        checks = [
+            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
+            (self.weight_decay >= 0, f"--weight-decay must not be negative, got {self.weight_decay}"),
+            (self.gradient_clip >= 0, f"--gradient-clip must be 0 (off) or positive, got {self.gradient_clip}"),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.embedding_dropout < 1, f"--embedding-dropout must be in [0, 1), got {self.embedding_dropout}"),
+            (0 < self.validation_split < 1, f"--validation-split must be between 0 and 1, got {self.validation_split}"),
+            (self.max_vocab_size >= 3, f"--max-vocab-size must be at least 3, got {self.max_vocab_size}"),
+            (self.num_workers >= 0, f"--num-workers must not be negative, got {self.num_workers}"),
+        ]
+        choices = [("scheduler", SCHEDULER_TYPES), ("optimizer", tuple(OPTIMIZERS)), ("pooling", POOLING_MODES),
+                   ("truncation", TRUNCATION_STRATEGIES), ("monitor", ("val_loss", "val_accuracy"))]
+        for name, allowed in choices:
+            checks.append((getattr(self, name) in allowed,
+                           f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"))
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+
+def configure_logging(run_dir: Path, quiet: bool) -> None:
+    """Log to the console (warnings only with ``quiet``) and to ``run_dir/train.log``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        if getattr(handler, "_lstm_sentiment", False):
+            root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logfile = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for handler in (console, logfile):
+        handler._lstm_sentiment = True
+        root.addHandler(handler)
+
+
+def find_resume_checkpoint(checkpoint_dir: Path) -> Path:
+    """The newest checkpoint in ``checkpoint_dir`` that loads; damaged ones are skipped with a warning."""
+    candidates = sorted(checkpoint_dir.glob("checkpoint_epoch_*.pt"), reverse=True)
+    for path in candidates:
+        try:
+            load_state(path)
+        except CheckpointError as err:
+            logger.warning("skipping %s", err)
+            continue
+        return path
+    raise CheckpointError(f"--resume auto found no valid checkpoint in {checkpoint_dir}; start without --resume")
+
+
+def _build_model(cfg: TrainConfig, vocab_size: int) -> LSTMClassifier:
+    return LSTMClassifier(vocab_size=vocab_size, embedding_dim=cfg.embedding_dim, hidden_dim=cfg.hidden_dim,
+                          n_layers=cfg.n_layers, dropout=cfg.dropout, bidirectional=cfg.bidirectional,
+                          pooling=cfg.pooling, embedding_dropout=cfg.embedding_dropout)
+
+
+def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
+    """Load the checkpoint named by ``--resume`` (path or ``auto``), or None."""
+    if not cfg.resume:
+        return None
+    path = find_resume_checkpoint(Path(cfg.checkpoint_dir)) if cfg.resume == "auto" else Path(cfg.resume)
+    state = load_state(path)
+    if state.get("preprocessor") is None or state.get("model_config") is None:
+        raise CheckpointError(f"{path} lacks the vocabulary or model config needed to resume the run")
+    state["path"] = path
+    return state
+
+
+def run_training(cfg: TrainConfig) -> Dict[str, Any]:
+    """Train, evaluate the best model on the test split and write the model directory."""
+    cfg.validate()
+    run_dir = Path(cfg.checkpoint_dir)
+    configure_logging(run_dir, cfg.quiet)
+    set_seed(cfg.seed)
+    resume = _resume_source(cfg)
+    preprocessor = TextPreprocessor.from_dict(resume["preprocessor"]) if resume else None
+    train_loader, val_loader, test_loader, preprocessor = create_data_loaders(
+        cfg.data_dir, batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size, max_length=cfg.max_length,
+        validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
+        max_train_samples=cfg.max_train_samples, max_test_samples=cfg.max_test_samples,
+        truncation=cfg.truncation, preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"))
+    model = (LSTMClassifier.from_config(resume["model_config"]) if resume
+             else _build_model(cfg, preprocessor.vocab_size))
+    if cfg.use_glove:
+        raise PipelineError("--use-glove is not available in this version yet; train without it")
+    atomic_write_json(run_dir / "config.json", asdict(cfg))
+    trainer = create_trainer(
+        model, train_loader, val_loader, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        scheduler_type=cfg.scheduler, gradient_clip=cfg.gradient_clip or None, checkpoint_dir=run_dir,
+        optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=cfg.device, accumulation_steps=cfg.accumulation_steps,
+        use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints, save_best_n=cfg.save_best_n, monitor=cfg.monitor,
+        preprocessor=preprocessor, progress=not cfg.quiet, run_config=asdict(cfg))
+    history = _train(trainer, cfg, resume)
+    return _finish(trainer, cfg, test_loader, preprocessor, history)
+
+
+def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if resume is None:
+        return trainer.train(cfg.epochs, early_stopping_patience=cfg.early_stopping_patience,
+                             save_every=cfg.save_every)
+    trainer.load_checkpoint(resume["path"])
+    remaining = cfg.epochs - trainer.epoch
+    logger.info("resuming from %s after epoch %d; %d epoch(s) to go", resume["path"], trainer.epoch, max(remaining, 0))
+    if remaining < 1:
+        return trainer.history
+    patience = trainer.early_stopping.patience if trainer.early_stopping else cfg.early_stopping_patience
+    return trainer.train(remaining, early_stopping_patience=patience, save_every=cfg.save_every)
+
+
+def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, history) -> Dict[str, Any]:
+    best = trainer.checkpoint_manager.best_path
+    if best is not None:
+        trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
+    test = trainer.evaluate_model(test_loader)
+    logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
+                test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
+    metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
+               "summary": trainer.get_training_summary()}
+    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics)
+    atomic_write_json(Path(cfg.checkpoint_dir) / "metrics.json", metrics)
+    logger.info("model directory written to %s", cfg.output_dir)
+    return metrics

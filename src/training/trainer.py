@@ -1,0 +1,422 @@
+"""The training engine: epochs, validation, scheduling, clipping, accumulation,
+mixed precision, checkpoints with the full training state, and exact resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from src.exceptions import CheckpointError, TrainingError
+from src.training.checkpoint_io import link_or_copy, load_state, save_state
+from src.training.checkpoint_manager import BEST_NAME, CheckpointManager, EarlyStopping
+from src.training.monitor import initial_best, is_improvement, resolve_mode
+from src.training.schedulers import create_scheduler, step_scheduler
+from src.utils.device import resolve_device
+
+logger = logging.getLogger(__name__)
+
+HISTORY_LISTS = ("train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
+                 "grad_norms", "epoch_times", "tokens_per_second")
+
+
+def new_history() -> Dict[str, Any]:
+    history: Dict[str, Any] = {key: [] for key in HISTORY_LISTS}
+    history.update(best_val_loss=math.inf, best_val_accuracy=0.0, best_epoch=None, epochs_completed=0,
+                   stopped_early=False, total_time=0.0)
+    return history
+
+
+class Trainer:
+    """Trains a classifier whose batches are ``(token_ids, lengths, labels)``.
+
+    ``monitor`` (``"val_loss"`` or ``"val_accuracy"``) decides which epoch is the best;
+    the same improvement rule drives early stopping and the plateau scheduler.
+    """
+
+    def __init__(self, model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+                 optimizer: torch.optim.Optimizer, criterion: nn.Module, scheduler: Any = None,
+                 gradient_clip: Optional[float] = 1.0, checkpoint_dir: Union[str, Path] = "checkpoints",
+                 device: Optional[Union[str, torch.device]] = None, accumulation_steps: int = 1,
+                 use_amp: bool = False, max_checkpoints: int = 5, save_best_n: int = 3,
+                 monitor: str = "val_loss", preprocessor: Any = None, progress: bool = True,
+                 run_config: Optional[Dict[str, Any]] = None):
+        if accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
+        if gradient_clip is not None and gradient_clip < 0:
+            raise ValueError(f"gradient_clip must be positive (or None to disable), got {gradient_clip}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.optimizer, self.criterion, self.scheduler = optimizer, criterion, scheduler
+        self.gradient_clip = gradient_clip or None
+        self.accumulation_steps = accumulation_steps
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.checkpoint_manager = CheckpointManager(checkpoint_dir, max_checkpoints, save_best_n)
+        self.monitor, self.monitor_mode = monitor, resolve_mode(monitor)
+        self.best_monitor_value = initial_best(self.monitor_mode)
+        self.preprocessor, self.progress, self.run_config = preprocessor, progress, run_config or {}
+        self.early_stopping: Optional[EarlyStopping] = None
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.history = new_history()
+        self._setup_amp(use_amp)
+
+    # -- set-up -----------------------------------------------------------------
+    def _setup_amp(self, use_amp: bool) -> None:
+        self.amp_dtype: Optional[torch.dtype] = None
+        self.scaler = None
+        if not use_amp:
+            return
+        if self.device.type != "cuda":
+            message = "mixed precision needs a CUDA device; training in float32 on the CPU"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            logger.warning(message)
+            return
+        self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.amp_dtype == torch.float16:
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    # -- one epoch ----------------------------------------------------------------
+    def _loss_and_correct(self, logits: torch.Tensor, labels: torch.Tensor):
+        if logits.dim() == 1:
+            loss = self.criterion(logits.float(), labels)
+            correct = ((logits > 0).float() == labels).sum()
+        else:
+            targets = labels.long()
+            loss = self.criterion(logits.float(), targets)
+            correct = (logits.argmax(dim=1) == targets).sum()
+        return loss, correct
+
+    def _batch_to_device(self, batch):
+        ids, lengths, labels = batch
+        blocking = self.device.type == "cuda"
+        return (ids.to(self.device, non_blocking=blocking), lengths.to(self.device, non_blocking=blocking),
+                labels.to(self.device, non_blocking=blocking))
+
+    def _optimizer_step(self) -> Optional[float]:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = None
+        if self.gradient_clip is not None:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.gradient_clip))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        return norm
+
+    def train_epoch(self) -> Dict[str, float]:
+        """One pass over the training data; returns loss, accuracy, grad_norm, tokens_per_second."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = correct = seen = tokens = 0.0
+        norms = []
+        started = time.perf_counter()
+        batches = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress,
+                       unit="batch")
+        for step, batch in enumerate(batches, start=1):
+            ids, lengths, labels = self._batch_to_device(batch)
+            with self._autocast():
+                logits = self.model(ids, lengths)
+            loss, batch_correct = self._loss_and_correct(logits, labels)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                self._fail_non_finite(step, loss_value)
+            scaled = loss / self.accumulation_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if step % self.accumulation_steps == 0 or step == len(self.train_loader):
+                norm = self._optimizer_step()
+                if norm is not None:
+                    norms.append(norm)
+            size = labels.numel()
+            loss_sum += loss_value * size
+            correct += float(batch_correct)
+            seen += size
+            tokens += float(lengths.sum())
+            if step % 10 == 0 or step == len(self.train_loader):
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", reviews_s=f"{rate:.0f}")
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
+                "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
+                "tokens_per_second": tokens / elapsed, "seconds": elapsed}
+
+    def _fail_non_finite(self, step: int, value: float) -> None:
+        latest = self.checkpoint_manager.latest_checkpoint()
+        where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        raise TrainingError(
+            f"the training loss became {value} at epoch {self.epoch + 1}, step {step}; training stopped and "
+            f"nothing was saved over the best model ({where}); lower --learning-rate or keep --gradient-clip on"
+        )
+
+    @torch.no_grad()
+    def evaluate_model(self, data_loader: DataLoader) -> Dict[str, float]:
+        """Loss and accuracy over ``data_loader`` (no gradient, dropout off)."""
+        self.model.eval()
+        loss_sum = correct = seen = 0.0
+        for batch in data_loader:
+            ids, lengths, labels = self._batch_to_device(batch)
+            with self._autocast():
+                logits = self.model(ids, lengths)
+            loss, batch_correct = self._loss_and_correct(logits, labels)
+            loss_sum += float(loss) * labels.numel()
+            correct += float(batch_correct)
+            seen += labels.numel()
+        if seen == 0:
+            raise TrainingError("the evaluation data is empty; check the validation split")
+        return {"loss": loss_sum / seen, "accuracy": correct / seen, "n_examples": int(seen)}
+
+    # -- the loop -------------------------------------------------------------------
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train(self, epochs: int, early_stopping_patience: Optional[int] = None, save_best: bool = True,
+              save_every: Optional[int] = None) -> Dict[str, Any]:
+        """Train ``epochs`` more epochs; returns the history dict.
+
+        A checkpoint is written every ``save_every`` epochs (every epoch when None),
+        at every new best (``save_best``), and at the last epoch. When early stopping
+        is on and keeps the best weights, the model ends with the best weights.
+        """
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        if save_every is not None and save_every < 1:
+            raise ValueError(f"save_every must be at least 1, got {save_every}")
+        self._prepare_early_stopping(early_stopping_patience)
+        if self.epoch == 0 and self.checkpoint_manager.entries:
+            logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
+                           self.checkpoint_dir)
+            self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
+        last_epoch = self.epoch + epochs
+        self.history["stopped_early"] = False
+        while self.epoch < last_epoch:
+            if self._run_epoch(last_epoch, save_best, save_every):
+                self.history["stopped_early"] = True
+                break
+        if self.early_stopping is not None and self.early_stopping.restore_best(self.model):
+            logger.info("restored the weights of the best epoch (%s)", self.early_stopping.best_epoch)
+        return self.history
+
+    def _prepare_early_stopping(self, patience: Optional[int]) -> None:
+        if patience is None:
+            return
+        if self.early_stopping is None or self.early_stopping.patience != patience:
+            self.early_stopping = EarlyStopping(patience=patience, monitor=self.monitor, mode=self.monitor_mode)
+
+    def _set_sampler_epoch(self, epoch: int) -> None:
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def _run_epoch(self, last_epoch: int, save_best: bool, save_every: Optional[int]) -> bool:
+        """Train and validate one epoch, record it, save what is due; True means stop."""
+        epoch = self.epoch + 1
+        self._set_sampler_epoch(epoch)
+        lr = self.current_lr()
+        train_metrics = self.train_epoch()
+        val_metrics = self.evaluate_model(self.val_loader)
+        step_scheduler(self.scheduler, val_metrics["loss"])
+        self.epoch = epoch
+        improved = self._record(epoch, lr, train_metrics, val_metrics)
+        stop = False
+        if self.early_stopping is not None:
+            monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
+            stop = self.early_stopping(monitored, self.model, epoch)
+        due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop
+        if due or (save_best and improved):
+            self.checkpoint_manager.save_checkpoint(
+                self.model, self.optimizer, epoch, train_metrics["loss"], val_metrics["loss"],
+                val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state())
+        self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
+        return stop
+
+    def _record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float]) -> bool:
+        history = self.history
+        for key, value in (("train_losses", train_metrics["loss"]), ("val_losses", val_metrics["loss"]),
+                           ("train_accuracies", train_metrics["accuracy"]),
+                           ("val_accuracies", val_metrics["accuracy"]), ("learning_rates", lr),
+                           ("grad_norms", train_metrics["grad_norm"]), ("epoch_times", train_metrics["seconds"]),
+                           ("tokens_per_second", train_metrics["tokens_per_second"])):
+            history[key].append(value)
+        history["epochs_completed"] = epoch
+        history["total_time"] += train_metrics["seconds"]
+        history["best_val_accuracy"] = max(history["best_val_accuracy"], val_metrics["accuracy"])
+        history["best_val_loss"] = min(history["best_val_loss"], val_metrics["loss"])
+        value = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
+        improved = is_improvement(value, self.best_monitor_value, self.monitor_mode)
+        if improved:
+            self.best_monitor_value = value
+            history["best_epoch"] = epoch
+        return improved
+
+    def _log_epoch(self, epoch, last_epoch, lr, train_metrics, val_metrics, improved) -> None:
+        line = {"epoch": epoch, "train_loss": train_metrics["loss"], "train_accuracy": train_metrics["accuracy"],
+                "val_loss": val_metrics["loss"], "val_accuracy": val_metrics["accuracy"], "learning_rate": lr,
+                "grad_norm": train_metrics["grad_norm"], "tokens_per_second": train_metrics["tokens_per_second"],
+                "seconds": train_metrics["seconds"], "best": improved}
+        logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.2e  %.1fs  %.0f tok/s%s",
+                    epoch, last_epoch, line["train_loss"], 100 * line["train_accuracy"], line["val_loss"],
+                    100 * line["val_accuracy"], lr, line["seconds"], line["tokens_per_second"],
+                    "  (best)" if improved else "")
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.checkpoint_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    # -- state ------------------------------------------------------------------------
+    def _model_config(self) -> Optional[Dict[str, Any]]:
+        config = getattr(self.model, "config", None)
+        return asdict(config) if is_dataclass(config) else None
+
+    def _training_state(self, metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Everything ``load_checkpoint`` needs to continue exactly where training is now."""
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        rng: Dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "epoch": self.epoch, "global_step": self.global_step, "model_config": self._model_config(),
+            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler_state": self.scaler.state_dict() if self.scaler is not None else None,
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
+            "checkpoint_manager": self.checkpoint_manager.state_dict(),
+            "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+            "history": copy.deepcopy(self.history), "best_monitor_value": self.best_monitor_value,
+            "rng": rng, "preprocessor": self.preprocessor.to_dict() if self.preprocessor is not None else None,
+            "run_config": copy.deepcopy(self.run_config), "metrics": metrics or {},
+        }
+
+    def save_checkpoint(self, filename: str, is_best: bool = False,
+                        metrics: Optional[Dict[str, Any]] = None) -> Path:
+        """Write the full training state to ``checkpoint_dir/filename`` (and ``best_model.pt`` if best)."""
+        path = save_state(self.checkpoint_dir / filename, self._training_state(metrics))
+        if is_best:
+            link_or_copy(path, self.checkpoint_dir / BEST_NAME)
+        return path
+
+    def load_checkpoint(self, path: Union[str, Path], load_optimizer: bool = True) -> Dict[str, Any]:
+        """Restore the model (and, with ``load_optimizer``, everything else) from a checkpoint."""
+        state = load_state(path, map_location=self.device)
+        self._check_model_config(state.get("model_config"), path)
+        try:
+            self.model.load_state_dict(state["model_state"])
+            if load_optimizer:
+                self._restore_training(state)
+        except (KeyError, RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint {path} does not fit this trainer ({reason})") from None
+        logger.info("loaded checkpoint %s (epoch %s)", path, state.get("epoch"))
+        return {"epoch": state.get("epoch"), "metrics": state.get("metrics", {}), "history": state.get("history")}
+
+    def _check_model_config(self, saved: Optional[Dict[str, Any]], path) -> None:
+        current = self._model_config()
+        if saved is None or current is None or saved == current:
+            return
+        different = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in different)
+        raise CheckpointError(f"checkpoint {path} was saved from a different model ({details}); "
+                              "rebuild it with LSTMClassifier.from_config(checkpoint['model_config'])")
+
+    def _restore_training(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        if self.scheduler is not None and state.get("scheduler_state") is not None:
+            self.scheduler.load_state_dict(state["scheduler_state"])
+        if self.scaler is not None and state.get("scaler_state") is not None:
+            self.scaler.load_state_dict(state["scaler_state"])
+        if state.get("early_stopping") is not None:
+            self.early_stopping = EarlyStopping(monitor=self.monitor)
+            self.early_stopping.load_state_dict(state["early_stopping"])
+        self.checkpoint_manager.load_state_dict(state["checkpoint_manager"])
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        if state.get("sampler") is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(state["sampler"])
+        self.history = copy.deepcopy(state["history"])
+        self.best_monitor_value = state["best_monitor_value"]
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+
+    def resume_training(self, checkpoint_path: Union[str, Path], additional_epochs: int,
+                        save_best: bool = True, save_every: Optional[int] = None) -> Dict[str, Any]:
+        """Load a checkpoint and train ``additional_epochs`` more, with early stopping as it was."""
+        self.load_checkpoint(checkpoint_path, load_optimizer=True)
+        patience = self.early_stopping.patience if self.early_stopping is not None else None
+        return self.train(additional_epochs, early_stopping_patience=patience, save_best=save_best,
+                          save_every=save_every)
+
+    def get_training_summary(self) -> Dict[str, Any]:
+        """Status, best and final metrics, and model size, in one dict."""
+        history = self.history
+        last = lambda key: history[key][-1] if history[key] else None  # noqa: E731
+        return {
+            "training_status": {
+                "epochs_completed": history["epochs_completed"], "best_epoch": history["best_epoch"],
+                "stopped_early": history["stopped_early"], "total_time": history["total_time"],
+                "global_step": self.global_step, "monitor": self.monitor,
+            },
+            "performance_metrics": {
+                "best_val_accuracy": history["best_val_accuracy"], "best_val_loss": history["best_val_loss"],
+                "final_train_loss": last("train_losses"), "final_val_loss": last("val_losses"),
+                "final_train_accuracy": last("train_accuracies"), "final_val_accuracy": last("val_accuracies"),
+                "final_learning_rate": last("learning_rates"),
+            },
+            "model_info": {
+                "total_parameters": sum(p.numel() for p in self.model.parameters()),
+                "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+                "model_config": self._model_config(), "device": str(self.device),
+                "mixed_precision": str(self.amp_dtype) if self.amp_dtype is not None else None,
+            },
+        }
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+                   learning_rate: float = 0.001, weight_decay: float = 1e-5,
+                   scheduler_type: Optional[str] = "plateau", gradient_clip: Optional[float] = 1.0,
+                   checkpoint_dir: Union[str, Path] = "checkpoints", optimizer_type: str = "adam",
+                   epochs: int = 20, device: Optional[Union[str, torch.device]] = None,
+                   **trainer_kwargs: Any) -> Trainer:
+    """The recommended way to build a Trainer.
+
+    Adam (or AdamW) over the trainable parameters, ``BCEWithLogitsLoss`` for one output
+    and cross-entropy for several, and the named scheduler (``epochs`` sets the cosine
+    period). Extra keyword arguments go to ``Trainer``.
+    """
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must not be negative, got {weight_decay}")
+    if optimizer_type not in OPTIMIZERS:
+        raise ValueError(f"optimizer_type must be one of {', '.join(OPTIMIZERS)}, got {optimizer_type!r}")
+    device = resolve_device(device)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[optimizer_type](params, lr=learning_rate, weight_decay=weight_decay)
+    config = getattr(model, "config", None)
+    output_dim = getattr(config, "output_dim", 1)
+    criterion = nn.BCEWithLogitsLoss() if output_dim == 1 else nn.CrossEntropyLoss()
+    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs)
+    return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler=scheduler,
+                   gradient_clip=gradient_clip, checkpoint_dir=checkpoint_dir, device=device, **trainer_kwargs)

@@ -1,0 +1,98 @@
+"""train_model.py: end to end on real reviews, config files, resume, and bad values."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from src.models.model_dir import load_model_directory
+from src.training.train_model import main, resolve_config
+from tests.helpers import REPO_ROOT
+
+SMALL = ["--embedding-dim", "32", "--hidden-dim", "16", "--max-length", "120", "--batch-size", "32",
+         "--max-train-samples", "1000", "--max-test-samples", "500", "--quiet"]
+
+
+def test_script_trains_on_real_reviews_and_writes_a_model_directory(tmp_path, real_data):
+    out, run = tmp_path / "model", tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "src/training/train_model.py", "--data-dir", str(real_data / "imdb"), "--epochs", "1",
+         "--output-dir", str(out), "--checkpoint-dir", str(run), *SMALL],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.pt", "vocab.json"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["n_examples"] == 500 and 0 <= metrics["test"]["accuracy"] <= 1
+    assert json.loads((out / "config.json").read_text())["hidden_dim"] == 16
+    assert {"config.json", "train.log", "metrics.jsonl", "checkpoint_epoch_001.pt"} <= {p.name for p in run.iterdir()}
+    model, preprocessor = load_model_directory(out)
+    ids = torch.tensor([preprocessor.encode("a wonderful, moving film")])
+    assert model(ids).shape == (1,) and not model.training
+
+
+def test_resume_auto_continues_the_run(tmp_path, imdb_tree):
+    args = ["--data-dir", str(imdb_tree), "--output-dir", str(tmp_path / "model"),
+            "--checkpoint-dir", str(tmp_path / "run"), *SMALL]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert main(args + ["--epochs", "2", "--resume", "auto"]) == 0
+    history = json.loads((tmp_path / "model" / "metrics.json").read_text())["history"]
+    assert history["epochs_completed"] == 2 and len(history["train_losses"]) == 2
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "resuming from" in log and "checkpoint_epoch_001.pt after epoch 1" in log
+
+
+def test_config_file_with_command_line_override(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 3\nhidden-dim: 64\nscheduler: cosine\nlearning_rate: 0.002\n")
+    cfg = resolve_config(["--config", str(config), "--epochs", "7"])
+    assert (cfg.epochs, cfg.hidden_dim, cfg.scheduler, cfg.learning_rate) == (7, 64, "cosine", 0.002)
+    (tmp_path / "run.json").write_text(json.dumps({"batch_size": 16}))
+    assert resolve_config(["--config", str(tmp_path / "run.json")]).batch_size == 16
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "-1"], "--epochs must be at least 1"),
+    (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    (["--scheduler", "linear"], "invalid choice: 'linear'"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--learning-rate", "0"], "--learning-rate must be positive"),
+    (["--validation-split", "1"], "--validation-split must be between 0 and 1"),
+    (["--epochs", "many"], "invalid int value"),
+    (["--bidirectional", "perhaps"], "expected true or false"),
+])
+def test_impossible_values_exit_2_with_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        resolve_config(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_unknown_setting_in_config_file(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("epochs: 2\nhiden_dim: 3\n")
+    with pytest.raises(SystemExit):
+        resolve_config(["--config", str(config)])
+    assert "unknown settings: hiden_dim" in capsys.readouterr().err
+
+
+def test_data_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("review,stars\nnice,5\n")
+    code = main(["--data-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "'text' and 'label' columns" in err
+    assert "Traceback" not in err
+
+
+def test_help_lists_every_documented_flag():
+    text = subprocess.run([sys.executable, "src/training/train_model.py", "--help"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120).stdout
+    for flag in ["--data-dir", "--epochs", "--use-glove", "--glove-corpus", "--glove-dim", "--early-stopping-patience",
+                 "--batch-size", "--learning-rate", "--hidden-dim", "--n-layers", "--dropout", "--scheduler",
+                 "--gradient-clip", "--output-dir", "--checkpoint-dir", "--embedding-dim", "--max-vocab-size",
+                 "--max-length", "--validation-split", "--weight-decay", "--seed", "--device", "--num-workers",
+                 "--resume", "--freeze-embeddings", "--accumulation-steps", "--amp", "--save-every", "--config"]:
+        assert flag in text, flag

@@ -1,0 +1,155 @@
+"""EarlyStopping driven by scripted metric lists; CheckpointManager with a tiny model."""
+
+import json
+
+import pytest
+import torch
+
+from src.exceptions import CheckpointError
+from src.training import CheckpointManager, EarlyStopping, create_checkpoint_manager, create_early_stopping
+from src.training.checkpoint_io import load_state, save_state
+from src.training.monitor import is_improvement
+from src.training.schedulers import create_scheduler
+from tests.helpers import tiny_model
+
+
+def stop_epoch(values, **kwargs):
+    """The epoch (1-based) at which early stopping fires for these values, or None."""
+    stopper = create_early_stopping(**kwargs)
+    for epoch, value in enumerate(values, start=1):
+        if stopper(value, None, epoch):
+            return epoch
+    return None
+
+
+def test_improvement_rule():
+    assert is_improvement(0.5, 0.6, "min", 0.05)
+    assert not is_improvement(0.56, 0.6, "min", 0.05)
+    assert is_improvement(0.9, 0.8, "max", 0.05) and not is_improvement(0.84, 0.8, "max", 0.05)
+    assert not is_improvement(float("nan"), 0.6, "min")
+
+
+@pytest.mark.parametrize("values, kwargs, expected", [
+    ([0.9, 0.8, 0.85, 0.84, 0.83], {"patience": 3}, 5),
+    ([0.9, 0.8, 0.85, 0.79, 0.83, 0.9], {"patience": 3}, None),
+    ([0.9, 0.8995, 0.8992, 0.8991], {"patience": 3, "min_delta": 0.001}, 4),  # gains below min_delta
+    ([0.6, 0.7, 0.7, 0.65], {"patience": 2, "monitor": "val_accuracy"}, 4),
+    ([0.6, 0.7, 0.8, 0.9], {"patience": 1, "monitor": "val_accuracy"}, None),
+    ([0.5, float("nan"), float("nan")], {"patience": 2}, 3),
+])
+def test_early_stopping_on_scripted_metrics(values, kwargs, expected):
+    assert stop_epoch(values, **kwargs) == expected
+
+
+def test_restore_best_weights_and_state_dict():
+    model = tiny_model()
+    stopper = EarlyStopping(patience=2, monitor="val_loss")
+    stopper(0.5, model, 1)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+    stopper(0.7, model, 2)
+    copy = EarlyStopping()
+    copy.load_state_dict(stopper.state_dict())
+    assert (copy.counter, copy.best_epoch, copy.best_value, copy.monitor) == (1, 1, 0.5, "val_loss")
+    assert copy(0.8, model, 3) is True
+    assert copy.restore_best(model)
+    assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
+
+
+def test_unknown_monitor_needs_a_mode():
+    with pytest.raises(ValueError, match="mode='min' or 'max'"):
+        EarlyStopping(monitor="f1")
+    assert EarlyStopping(monitor="f1", mode="max").mode == "max"
+
+
+def test_plateau_scheduler_uses_the_same_rule():
+    model = tiny_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0)
+    scheduler = create_scheduler(optimizer, "plateau", plateau_patience=1, min_delta=0.01)
+    for loss in [1.0, 0.995, 0.992]:  # improvements smaller than min_delta do not count
+        scheduler.step(loss)
+    assert optimizer.param_groups[0]["lr"] == 0.5
+
+
+def save(manager, model, epoch, val_loss, val_accuracy, is_best=False):
+    return manager.save_checkpoint(model, None, epoch, train_loss=1.0, val_loss=val_loss,
+                                   val_accuracy=val_accuracy, is_best=is_best)
+
+
+def test_retention_keeps_recent_and_best(tmp_path):
+    manager = create_checkpoint_manager(tmp_path, max_checkpoints=2, save_best_n=1)
+    model = tiny_model()
+    losses = [0.3, 0.5, 0.6, 0.7, 0.8]  # epoch 1 best by loss
+    accuracies = [0.6, 0.9, 0.5, 0.5, 0.5]  # epoch 2 best by accuracy
+    for epoch, (loss, acc) in enumerate(zip(losses, accuracies), start=1):
+        save(manager, model, epoch, loss, acc, is_best=epoch == 1)
+    files = sorted(p.name for p in tmp_path.glob("checkpoint_epoch_*.pt"))
+    assert files == ["checkpoint_epoch_001.pt", "checkpoint_epoch_002.pt", "checkpoint_epoch_004.pt",
+                     "checkpoint_epoch_005.pt"]
+    assert manager.load_best_checkpoint("loss").name == "checkpoint_epoch_001.pt"
+    assert manager.load_best_checkpoint("accuracy").name == "checkpoint_epoch_002.pt"
+    registry = json.loads((tmp_path / "checkpoint_registry.json").read_text())
+    assert registry["best_by_loss"] == ["checkpoint_epoch_001.pt"]
+    assert registry["best_by_accuracy"] == ["checkpoint_epoch_002.pt"]
+    assert {e["file"] for e in registry["entries"]} == set(files)
+    assert (tmp_path / "best_model.pt").is_file()
+    assert [c["epoch"] for c in manager.list_checkpoints()] == [1, 2, 4, 5]
+
+
+def test_cleanup_never_deletes_what_the_registry_names(tmp_path):
+    manager = CheckpointManager(tmp_path, max_checkpoints=1, save_best_n=2)
+    model = tiny_model()
+    for epoch in range(1, 8):
+        save(manager, model, epoch, val_loss=1.0 / epoch if epoch < 4 else 2.0, val_accuracy=0.1 * epoch)
+        registry = json.loads((tmp_path / "checkpoint_registry.json").read_text())
+        named = {e["file"] for e in registry["entries"]} | set(registry["best_by_loss"]) | set(registry["best_by_accuracy"])
+        assert all((tmp_path / name).is_file() for name in named)
+
+
+def test_registry_is_reloaded_by_a_new_manager(tmp_path):
+    model = tiny_model()
+    first = CheckpointManager(tmp_path)
+    save(first, model, 1, 0.4, 0.8)
+    save(first, model, 2, 0.3, 0.7)
+    second = CheckpointManager(tmp_path)
+    assert second.load_best_checkpoint("loss").name == "checkpoint_epoch_002.pt"
+    assert second.latest_checkpoint().name == "checkpoint_epoch_002.pt"
+
+
+def test_checkpoint_info(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    model = tiny_model(hidden_dim=5)
+    path = save(manager, model, 3, 0.25, 0.875)
+    info = manager.get_checkpoint_info(path)
+    assert info["epoch"] == 3 and info["metrics"]["val_accuracy"] == 0.875
+    assert info["model_config"]["hidden_dim"] == 5 and info["format_version"] == 1 and info["size_bytes"] > 0
+
+
+def test_damaged_and_foreign_files_are_refused(tmp_path):
+    path = save_state(tmp_path / "good.pt", {"model_state": tiny_model().state_dict()})
+    data = path.read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    torch.save({"format_version": 999}, tmp_path / "future.pt")
+    for name, message in [("truncated.pt", "damaged"), ("empty.pt", "damaged"), ("foreign.pt", "not a checkpoint"),
+                          ("future.pt", "format version 999"), ("missing.pt", "does not exist")]:
+        with pytest.raises(CheckpointError, match=message):
+            load_state(tmp_path / name)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format_version": 1, "payload": _Exploit(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="not plain tensors"):
+        load_state(tmp_path / "evil.pt")
+    assert not marker.exists()

@@ -1,0 +1,177 @@
+"""The Trainer end to end on synthetic data (tiny models, a few seconds each)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from src.exceptions import CheckpointError, TrainingError
+from src.training import Trainer, create_trainer
+from src.training.checkpoint_io import load_state
+from src.utils.seed import set_seed
+from tests.helpers import synthetic_loaders, tiny_model
+
+HISTORY_KEYS = {"train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
+                "best_val_loss", "best_val_accuracy", "best_epoch", "epochs_completed", "stopped_early", "total_time"}
+
+
+def make_trainer(tmp_path, seed=0, data_seed=None, **kwargs):
+    set_seed(seed)
+    train_loader, val_loader = synthetic_loaders(seed=seed if data_seed is None else data_seed)
+    model = tiny_model(**kwargs.pop("model", {}))
+    kwargs.setdefault("learning_rate", 0.01)
+    return create_trainer(model, train_loader, val_loader, checkpoint_dir=tmp_path, progress=False, **kwargs)
+
+
+def scripted_validation(trainer, losses):
+    """Make evaluate_model report ``losses`` one epoch after another."""
+    values = iter(losses)
+    trainer.evaluate_model = lambda loader: {"loss": next(values), "accuracy": 0.5, "n_examples": 1}
+
+
+class TestTrainingIntegration:
+    def test_basic_training_workflow(self, tmp_path):
+        trainer = make_trainer(tmp_path)
+        history = trainer.train(epochs=3)
+        assert HISTORY_KEYS <= set(history)
+        assert history["epochs_completed"] == 3 and len(history["train_losses"]) == 3
+        assert len(history["learning_rates"]) == 3 and history["total_time"] > 0
+        assert history["best_val_loss"] == min(history["val_losses"])
+        assert sorted(p.name for p in tmp_path.glob("checkpoint_epoch_*.pt")) == [
+            "checkpoint_epoch_001.pt", "checkpoint_epoch_002.pt", "checkpoint_epoch_003.pt"]
+        lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        assert [l["epoch"] for l in lines] == [1, 2, 3]
+        assert lines[-1]["val_loss"] == history["val_losses"][-1]
+
+    def test_convergence_on_separable_data(self, tmp_path):
+        trainer = make_trainer(tmp_path, learning_rate=0.02, scheduler_type=None)
+        history = trainer.train(epochs=8)
+        assert max(history["val_accuracies"]) > 0.95
+        assert history["train_losses"][-1] < history["train_losses"][0]
+
+    def test_multiclass_output_uses_cross_entropy(self, tmp_path):
+        trainer = make_trainer(tmp_path, learning_rate=0.02, model={"output_dim": 2})
+        assert isinstance(trainer.criterion, torch.nn.CrossEntropyLoss)
+        assert max(trainer.train(epochs=6)["val_accuracies"]) > 0.9
+
+    def test_checkpoint_save_load_round_trip(self, tmp_path):
+        trainer = make_trainer(tmp_path / "a")
+        trainer.train(epochs=2)
+        path = trainer.save_checkpoint("manual.pt", is_best=True, metrics={"note": 1.0})
+        assert (tmp_path / "a" / "best_model.pt").is_file()
+        other = make_trainer(tmp_path / "b", seed=5)
+        info = other.load_checkpoint(path)
+        assert info["epoch"] == 2 and info["metrics"] == {"note": 1.0}
+        for (name, a), b in zip(trainer.model.state_dict().items(), other.model.state_dict().values()):
+            assert torch.equal(a, b), name
+        saved, loaded = trainer.optimizer.state_dict(), other.optimizer.state_dict()
+        for key in saved["state"]:
+            for field in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(saved["state"][key][field], loaded["state"][key][field])
+        assert other.scheduler.state_dict() == trainer.scheduler.state_dict()
+        assert other.history == trainer.history and other.epoch == 2
+
+    def test_load_without_optimizer_keeps_the_training_state(self, tmp_path):
+        trainer = make_trainer(tmp_path / "a")
+        trainer.train(epochs=1)
+        other = make_trainer(tmp_path / "b", seed=5)
+        other.load_checkpoint(trainer.save_checkpoint("m.pt"), load_optimizer=False)
+        assert other.epoch == 0 and other.optimizer.state_dict()["state"] == {}
+
+    def test_early_stopping_stops_and_restores_best_weights(self, tmp_path):
+        trainer = make_trainer(tmp_path, scheduler_type=None)
+        scripted_validation(trainer, [0.5, 0.4, 0.6, 0.7, 0.8, 0.9])
+        history = trainer.train(epochs=6, early_stopping_patience=2)
+        assert history["stopped_early"] and history["epochs_completed"] == 4 and history["best_epoch"] == 2
+        best_weights = load_state(tmp_path / "checkpoint_epoch_002.pt")["model_state"]
+        for name, value in trainer.model.state_dict().items():
+            assert torch.equal(value, best_weights[name]), name
+        assert load_state(tmp_path / "best_model.pt")["epoch"] == 2
+
+    @pytest.mark.parametrize("scheduler_type, expected", [
+        ("step", [0.01, 0.01, 0.01, 0.01, 0.01, 0.005]),
+        (None, [0.01] * 6),
+        ("cosine", [0.01 * (1 + math.cos(math.pi * e / 6)) / 2 for e in range(6)]),
+    ])
+    def test_scheduler_learning_rate_history(self, tmp_path, scheduler_type, expected):
+        trainer = make_trainer(tmp_path, scheduler_type=scheduler_type, epochs=6)
+        history = trainer.train(epochs=6)
+        assert history["learning_rates"] == pytest.approx(expected)
+
+    def test_plateau_scheduler_follows_validation_loss(self, tmp_path):
+        trainer = make_trainer(tmp_path, scheduler_type="plateau")
+        scripted_validation(trainer, [0.5, 0.5, 0.5, 0.5, 0.4, 0.4])
+        history = trainer.train(epochs=6)
+        assert history["learning_rates"] == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.005, 0.005])
+
+    def test_training_summary(self, tmp_path):
+        trainer = make_trainer(tmp_path)
+        history = trainer.train(epochs=2)
+        summary = trainer.get_training_summary()
+        assert summary["training_status"]["epochs_completed"] == 2
+        assert summary["training_status"]["best_epoch"] == history["best_epoch"]
+        assert summary["training_status"]["stopped_early"] is False
+        assert summary["performance_metrics"]["best_val_accuracy"] == max(history["val_accuracies"])
+        assert summary["performance_metrics"]["final_train_loss"] == history["train_losses"][-1]
+        total = sum(p.numel() for p in trainer.model.parameters())
+        assert summary["model_info"]["total_parameters"] == summary["model_info"]["trainable_parameters"] == total
+
+    def test_resume_gives_the_same_result_as_an_uninterrupted_run(self, tmp_path):
+        straight = make_trainer(tmp_path / "straight", seed=1)
+        expected = straight.train(epochs=5, early_stopping_patience=3)
+        interrupted = make_trainer(tmp_path / "parts", seed=1)
+        interrupted.train(epochs=2, early_stopping_patience=3)
+        # same reviews, but another model init, RNG and sampler seed: all must come from the file
+        resumed = make_trainer(tmp_path / "parts", seed=99, data_seed=1)
+        resumed.train_loader.batch_sampler.seed = 99
+        history = resumed.resume_training(tmp_path / "parts" / "checkpoint_epoch_002.pt", additional_epochs=3)
+        for key in ("train_losses", "val_losses", "val_accuracies", "learning_rates", "best_epoch"):
+            assert history[key] == expected[key], key
+        assert resumed.early_stopping.state_dict()["counter"] == straight.early_stopping.state_dict()["counter"]
+        for name, value in straight.model.state_dict().items():
+            assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+    def test_gradient_accumulation_steps_the_optimizer_less_often(self, tmp_path):
+        trainer = make_trainer(tmp_path, accumulation_steps=4)
+        trainer.train(epochs=1)
+        assert trainer.global_step == math.ceil(len(trainer.train_loader) / 4)
+
+    def test_nan_loss_stops_training_without_touching_the_best_model(self, tmp_path):
+        trainer = make_trainer(tmp_path)
+        trainer.train(epochs=1)
+        best_before = (tmp_path / "best_model.pt").read_bytes()
+        with torch.no_grad():
+            trainer.model.fc.bias.fill_(float("nan"))
+        with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1.*checkpoint_epoch_001.pt"):
+            trainer.train(epochs=1)
+        assert (tmp_path / "best_model.pt").read_bytes() == best_before
+
+    def test_amp_on_cpu_warns_and_trains_in_float32(self, tmp_path):
+        with pytest.warns(RuntimeWarning, match="mixed precision needs a CUDA device"):
+            trainer = make_trainer(tmp_path, use_amp=True, device="cpu")
+        assert trainer.amp_dtype is None and trainer.train(epochs=1)["epochs_completed"] == 1
+
+    def test_checkpoint_of_another_model_shape_is_refused(self, tmp_path):
+        trainer = make_trainer(tmp_path / "a")
+        path = trainer.save_checkpoint("m.pt")
+        other = make_trainer(tmp_path / "b", model={"hidden_dim": 4})
+        with pytest.raises(CheckpointError, match="hidden_dim: checkpoint 8 vs model 4"):
+            other.load_checkpoint(path)
+
+    def test_manual_trainer_construction(self, tmp_path):
+        train_loader, val_loader = synthetic_loaders()
+        model = tiny_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = Trainer(model, train_loader, val_loader, optimizer, torch.nn.BCEWithLogitsLoss(),
+                          gradient_clip=0.5, checkpoint_dir=tmp_path, device="cpu", progress=False)
+        metrics = trainer.evaluate_model(val_loader)
+        assert set(metrics) == {"loss", "accuracy", "n_examples"} and metrics["n_examples"] == 60
+        epoch = trainer.train_epoch()
+        assert 0 < epoch["grad_norm"] and epoch["tokens_per_second"] > 0
+
+    @pytest.mark.parametrize("kwargs", [{"learning_rate": 0}, {"weight_decay": -1}, {"optimizer_type": "lion"},
+                                        {"scheduler_type": "linear"}, {"accumulation_steps": 0}])
+    def test_invalid_factory_arguments(self, tmp_path, kwargs):
+        with pytest.raises(ValueError):
+            make_trainer(tmp_path, **kwargs)
