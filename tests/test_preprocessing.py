@@ -78,3 +78,12 @@ def test_missing_vocabulary_file(tmp_path):
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):
         TextPreprocessor(**kwargs)
+
+
+def test_fit_encode_matches_build_vocab_then_encode():
+    texts = ["a great film!", "an awful, awful film?", "great acting"]
+    one_pass = TextPreprocessor()
+    ids = one_pass.fit_encode(texts)
+    two_pass = TextPreprocessor().build_vocab(texts)
+    assert one_pass.itos == two_pass.itos
+    assert [x.tolist() for x in ids] == [x.tolist() for x in two_pass.encode_batch(texts)]
