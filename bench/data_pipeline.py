@@ -4,7 +4,7 @@ Prints load time, tokenise + vocabulary time, encode time for the 25,000 trainin
 reviews, and the padding fraction of batches with and without length bucketing.
 The last line is one JSON object.
 
-    .venv/bin/python bench/data_pipeline.py --data-dir ../shared/data/imdb
+    .venv/bin/python bench/data_pipeline.py --data-dir data/imdb [--compare-tokenizers]
 """
 
 import argparse
@@ -27,11 +27,29 @@ def timed(function, *args):
     return result, time.perf_counter() - started
 
 
+def tokenizers_library_seconds(texts, vocab_size: int) -> float:
+    """The same job with the ``tokenizers`` library's WordLevel pipeline (reference)."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    started = time.perf_counter()
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[^\w'!?]+"), behavior="removed"),
+        pre_tokenizers.Split(Regex(r"[!?]"), behavior="isolated")])
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<unk>"])
+    tokenizer.train_from_iterator(texts, trainer)
+    [np.array(e.ids, dtype=np.int32) for e in tokenizer.encode_batch(texts)]
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=400)
+    parser.add_argument("--compare-tokenizers", action="store_true",
+                        help="also time the `tokenizers` library on the same job (pip install tokenizers)")
     args = parser.parse_args()
 
     reviews, load_s = timed(load_imdb, args.data_dir, "train")
@@ -50,6 +68,10 @@ def main() -> None:
         "padding_fraction_bucketed": round(padding_fraction(lengths, bucketed), 4),
         "padding_fraction_random": round(padding_fraction(lengths, unbucketed), 4),
     }
+    if args.compare_tokenizers:
+        reference_s = tokenizers_library_seconds(reviews.texts, 25000)
+        result["tokenizers_library_s"] = round(reference_s, 2)
+        result["speedup_vs_tokenizers"] = round(reference_s / fit_encode_s, 2)
     for key, value in result.items():
         print(f"{key:>28}: {value}")
     print(json.dumps(result))

@@ -87,3 +87,8 @@ def test_fit_encode_matches_build_vocab_then_encode():
     two_pass = TextPreprocessor().build_vocab(texts)
     assert one_pass.itos == two_pass.itos
     assert [x.tolist() for x in ids] == [x.tolist() for x in two_pass.encode_batch(texts)]
+
+
+def test_from_dict_without_data():
+    with pytest.raises(DataError, match="no vocabulary data"):
+        TextPreprocessor.from_dict(None)

@@ -1,0 +1,26 @@
+"""The example scripts run on a tiny subset of the real data, one after another."""
+
+import subprocess
+import sys
+
+from tests.helpers import REPO_ROOT
+
+
+def run(script, *args):
+    result = subprocess.run([sys.executable, f"examples/{script}", *args], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quick_train_resume_and_predict(tmp_path, imdb_tree):
+    model_dir, checkpoints = str(tmp_path / "model"), str(tmp_path / "checkpoints")
+    out = run("quick_train.py", "--data-dir", str(imdb_tree), "--max-train-samples", "300",
+              "--max-test-samples", "100", "--epochs", "1", "--output-dir", model_dir, "--checkpoint-dir", checkpoints)
+    assert "test accuracy" in out
+    out = run("resume_training.py", "--data-dir", str(imdb_tree), "--checkpoint-dir", checkpoints,
+              "--max-train-samples", "300", "--epochs", "1")
+    assert "now 2 epochs" in out
+    out = run("predict_from_python.py", "--model-dir", model_dir, "A joy to watch.", "Dreadful.")
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[0] in ("positive", "negative") and lines[1].endswith("Dreadful.")

@@ -1,0 +1,47 @@
+"""Every Python snippet of the READMEs runs, in order, on a small subset of the real data.
+
+The snippets are written for the full data set and 20 epochs; here the loaders are
+capped at a few hundred short reviews and each ``train`` call at two epochs.
+"""
+
+import functools
+import re
+
+import pytest
+
+import src.data
+from src.training import Trainer
+from tests.helpers import REPO_ROOT
+
+READMES = ["src/training/README.md", "README.md"]
+
+
+def python_snippets(path):
+    return re.findall(r"```python\n(.*?)```", (REPO_ROOT / path).read_text(encoding="utf-8"), flags=re.S)
+
+
+@pytest.fixture
+def small_budget(monkeypatch, tmp_path, real_data):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "imdb").symlink_to(real_data / "imdb")
+    monkeypatch.chdir(tmp_path)
+    small = functools.partial(src.data.create_data_loaders, max_train_samples=300, max_test_samples=100,
+                              max_length=48)
+    monkeypatch.setattr(src.data, "create_data_loaders", small)
+    real_train = Trainer.train
+    monkeypatch.setattr(Trainer, "train", lambda self, epochs, *a, **k: real_train(self, min(epochs, 2), *a, **k))
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_readme_snippets_run(readme, small_budget):
+    snippets = python_snippets(readme)
+    assert snippets, f"{readme} has no python snippets"
+    namespace = {}
+    for index, code in enumerate(snippets):
+        if "load_model_directory(\"models\")" in code:
+            from src.models.model_dir import save_model_directory
+            save_model_directory("models", namespace["model"], namespace["preprocessor"])
+        try:
+            exec(compile(code, f"{readme} snippet {index + 1}", "exec"), namespace)
+        except Exception as err:  # report which snippet broke
+            pytest.fail(f"{readme} snippet {index + 1} failed: {type(err).__name__}: {err}\n{code}")
