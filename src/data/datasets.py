@@ -1,0 +1,129 @@
+"""Datasets, the length-bucketing batch sampler, and the padding collate function."""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from src.data.preprocessing import UNK_IDX
+
+TRUNCATION_STRATEGIES = ("head", "head_tail")
+
+Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def truncate_ids(ids: np.ndarray, max_length: int, strategy: str = "head") -> np.ndarray:
+    """Cut a review to ``max_length`` tokens; an empty review becomes one ``<unk>``.
+
+    ``head`` keeps the beginning; ``head_tail`` keeps the first quarter of the budget
+    from the beginning and the rest from the end, where reviewers tend to sum up.
+    """
+    if len(ids) == 0:
+        return np.array([UNK_IDX], dtype=np.int32)
+    if len(ids) <= max_length:
+        return ids
+    if strategy == "head":
+        return ids[:max_length]
+    head = max_length // 4
+    return np.concatenate([ids[:head], ids[len(ids) - (max_length - head):]])
+
+
+class ReviewDataset(Dataset):
+    """Encoded reviews and their labels; item ``i`` is ``(token_ids int32 [L], label)``."""
+
+    def __init__(self, token_ids: Sequence[np.ndarray], labels: Sequence[int]):
+        if len(token_ids) != len(labels):
+            raise ValueError(f"{len(token_ids)} reviews but {len(labels)} labels")
+        self.token_ids = list(token_ids)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.lengths = np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
+        return self.token_ids[index], int(self.labels[index])
+
+
+def collate_batch(items: List[Tuple[np.ndarray, int]]) -> Batch:
+    """Pad to the longest review of the batch.
+
+    Returns ``token_ids`` long [B, T] (0 = pad), ``lengths`` long [B], ``labels`` float [B].
+    """
+    lengths = torch.tensor([len(ids) for ids, _ in items], dtype=torch.long)
+    token_ids = torch.zeros(len(items), int(lengths.max()), dtype=torch.long)
+    for row, (ids, _) in enumerate(items):
+        token_ids[row, : len(ids)] = torch.from_numpy(ids)
+    labels = torch.tensor([label for _, label in items], dtype=torch.float32)
+    return token_ids, lengths, labels
+
+
+class BucketBatchSampler(Sampler[List[int]]):
+    """Batches of reviews of similar length, so little of each batch is padding.
+
+    When shuffling, each epoch draws a seeded permutation, cuts it into pools of
+    ``batch_size * pool_factor`` reviews, sorts each pool by length, cuts the pools
+    into batches and shuffles the batch order. The order depends only on ``seed``
+    and the epoch number, so a resumed run sees the same batches. Without
+    shuffling, batches are cut from the reviews sorted by length (for evaluation).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True,
+                 seed: int = 0, pool_factor: int = 50):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool_factor = pool_factor
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose which epoch's order the next iteration yields."""
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.seed = int(state["seed"])
+
+    def __iter__(self) -> Iterator[List[int]]:
+        batches = self._epoch_batches(self.epoch) if self.shuffle else self._sorted_batches()
+        self.epoch += 1
+        return iter(batches)
+
+    def _cut(self, order: np.ndarray) -> List[List[int]]:
+        return [order[i: i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+
+    def _sorted_batches(self) -> List[List[int]]:
+        return self._cut(np.argsort(-self.lengths, kind="stable"))
+
+    def _epoch_batches(self, epoch: int) -> List[List[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        permutation = rng.permutation(len(self.lengths))
+        pool_size = self.batch_size * self.pool_factor
+        batches: List[List[int]] = []
+        for start in range(0, len(permutation), pool_size):
+            pool = permutation[start: start + pool_size]
+            pool = pool[np.argsort(-self.lengths[pool], kind="stable")]
+            batches.extend(self._cut(pool))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def padding_fraction(lengths: np.ndarray, batches: Sequence[Sequence[int]]) -> float:
+    """Share of the padded token grid that is padding, for these batches."""
+    real = padded = 0
+    for batch in batches:
+        batch_lengths = lengths[list(batch)]
+        real += int(batch_lengths.sum())
+        padded += int(batch_lengths.max()) * len(batch)
+    return 1.0 - real / padded if padded else 0.0

@@ -1,0 +1,221 @@
+"""The IMDB Large Movie Review data set: download, safe extraction and loading.
+
+``load_imdb`` reads any of these under ``data_dir`` (first match wins):
+
+* the extracted tree ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``
+  (or the same tree directly under ``data_dir``),
+* the archive ``aclImdb_v1.tar.gz`` itself, read in place (nothing is written),
+* your own data as ``train.csv`` / ``test.csv`` with ``text`` and ``label`` columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tarfile
+from pathlib import Path
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from src.exceptions import DataError
+from src.utils.archive import extract_tar_atomically
+from src.utils.download import download_file
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_ARCHIVE_NAME = "aclImdb_v1.tar.gz"
+IMDB_TOP_LEVEL = "aclImdb"
+KNOWN_SIZES = {IMDB_URL: 84_125_825}
+SPLITS = ("train", "test")
+LABEL_NAMES = ("neg", "pos")  # index = label: 0 negative, 1 positive
+CSV_LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
+
+_MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_MEMBER = re.compile(r"^(?:[^/]+/)?(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+
+PathLike = Union[str, Path]
+
+
+class ReviewData(NamedTuple):
+    """One split: ``texts``, ``labels`` (0 negative, 1 positive), ``ratings`` (1-10, or None)."""
+
+    texts: List[str]
+    labels: List[int]
+    ratings: Optional[List[int]] = None
+
+    def select(self, indices: Sequence[int]) -> "ReviewData":
+        """The reviews at ``indices``, in that order."""
+        ratings = [self.ratings[i] for i in indices] if self.ratings is not None else None
+        return ReviewData([self.texts[i] for i in indices], [self.labels[i] for i in indices], ratings)
+
+
+def clean_text(text: str) -> str:
+    """Replace the ``<br />`` line-break markup of the IMDB reviews with spaces."""
+    return _MARKUP.sub(" ", text)
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{where} is not valid UTF-8 (byte {err.start}); re-save it as UTF-8 or remove it"
+        ) from None
+
+
+def download_imdb(
+    dest_dir: PathLike,
+    url: str = IMDB_URL,
+    expected_sha256: Optional[str] = None,
+    expected_size: Optional[int] = None,
+    progress: bool = True,
+) -> Path:
+    """Download and extract IMDB into ``dest_dir``; return the ``aclImdb`` folder.
+
+    Idempotent: an existing tree is returned as is and an existing archive is not
+    downloaded again. Extraction happens in a temporary folder that is renamed into
+    place at the end, so an interrupted run leaves no half-extracted tree.
+    """
+    dest = Path(dest_dir)
+    tree = dest / IMDB_TOP_LEVEL
+    if _is_tree(tree):
+        return tree
+    archive = dest / IMDB_ARCHIVE_NAME
+    if not archive.is_file():
+        size = expected_size if expected_size is not None else KNOWN_SIZES.get(url)
+        download_file(url, archive, size, expected_sha256, progress=progress)
+    return extract_tar_atomically(archive, dest, IMDB_TOP_LEVEL)
+
+
+def _is_tree(root: Path, complete: bool = True) -> bool:
+    """Whether ``root`` holds the split folders: all of them, or (``complete=False``) any."""
+    found = [all((root / split / label).is_dir() for label in LABEL_NAMES) for split in SPLITS]
+    return all(found) if complete else any(found)
+
+
+def find_imdb_source(data_dir: PathLike) -> Optional[Tuple[str, Path]]:
+    """Locate loadable data under ``data_dir``: ("tree"|"archive"|"csv", path), or None."""
+    root = Path(data_dir)
+    if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
+        return "archive", root
+    for candidate in (root / IMDB_TOP_LEVEL, root):
+        if _is_tree(candidate, complete=False):
+            return "tree", candidate
+    if (root / IMDB_ARCHIVE_NAME).is_file():
+        return "archive", root / IMDB_ARCHIVE_NAME
+    if (root / "train.csv").is_file():
+        return "csv", root
+    return None
+
+
+def load_imdb(data_dir: PathLike, split: str = "train") -> ReviewData:
+    """Load one split (``"train"`` or ``"test"``) from whatever ``data_dir`` holds."""
+    return load_imdb_splits(data_dir, (split,))[split]
+
+
+def load_imdb_splits(data_dir: PathLike, splits: Iterable[str] = SPLITS) -> Dict[str, ReviewData]:
+    """Load several splits at once (one pass over an archive instead of one per split)."""
+    splits = tuple(splits)
+    for split in splits:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    source = _require_source(data_dir)
+    kind, path = source
+    if kind == "archive":
+        data = _read_archive(path, splits)
+    elif kind == "tree":
+        data = {split: _read_tree(path, split) for split in splits}
+    else:
+        data = {split: _read_csv(path / f"{split}.csv") for split in splits}
+    for split, reviews in data.items():
+        _check_split(reviews, split, path)
+    return data
+
+
+def _require_source(data_dir: PathLike) -> Tuple[str, Path]:
+    root = Path(data_dir)
+    if not root.exists():
+        raise DataError(
+            f"data directory {root} does not exist; pass --data-dir with the folder that holds "
+            f"{IMDB_ARCHIVE_NAME} or aclImdb/, or let the trainer download it there"
+        )
+    source = find_imdb_source(root)
+    if source is None:
+        raise DataError(
+            f"{root} holds no IMDB data: expected aclImdb/{{train,test}}/{{pos,neg}}/*.txt, "
+            f"{IMDB_ARCHIVE_NAME}, or train.csv/test.csv with text,label columns"
+        )
+    return source
+
+
+def _check_split(reviews: ReviewData, split: str, where: Path) -> None:
+    if not reviews.texts:
+        raise DataError(f"the {split} split in {where} holds no reviews; check the data folder")
+    present = set(reviews.labels)
+    if len(present) < 2:
+        only = LABEL_NAMES[present.pop()]
+        raise DataError(
+            f"the {split} split in {where} holds only '{only}' reviews; a classifier needs "
+            "both positive and negative examples"
+        )
+
+
+def _sorted_reviews(rows: List[Tuple[int, int, int, str]]) -> ReviewData:
+    """Order by (label, id) so every source yields the same order."""
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return ReviewData([r[3] for r in rows], [r[0] for r in rows], [r[2] for r in rows])
+
+
+def _read_tree(root: Path, split: str) -> ReviewData:
+    rows: List[Tuple[int, int, int, str]] = []
+    for label, name in enumerate(LABEL_NAMES):
+        folder = root / split / name
+        if not folder.is_dir():
+            raise DataError(f"{folder} is missing; the {split} split needs pos/ and neg/ folders")
+        for path in folder.iterdir():
+            match = _MEMBER.match(f"{split}/{name}/{path.name}")
+            if match is None:
+                continue
+            text = clean_text(_decode(path.read_bytes(), str(path)))
+            rows.append((label, int(match.group(3)), int(match.group(4)), text))
+    return _sorted_reviews(rows)
+
+
+def _read_archive(archive: Path, splits: Tuple[str, ...]) -> Dict[str, ReviewData]:
+    rows: Dict[str, List[Tuple[int, int, int, str]]] = {split: [] for split in splits}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                match = _MEMBER.match(member.name)
+                if match is None or match.group(1) not in rows or not member.isfile():
+                    continue
+                raw = tar.extractfile(member).read()
+                text = clean_text(_decode(raw, f"{archive}:{member.name}"))
+                label = LABEL_NAMES.index(match.group(2))
+                rows[match.group(1)].append((label, int(match.group(3)), int(match.group(4)), text))
+    except (tarfile.TarError, EOFError, OSError, UnicodeError) as err:
+        raise DataError(
+            f"{archive} is not a readable IMDB archive ({err}); download {IMDB_ARCHIVE_NAME} again"
+        ) from None
+    return {split: _sorted_reviews(found) for split, found in rows.items()}
+
+
+def _read_csv(path: Path) -> ReviewData:
+    if not path.is_file():
+        raise DataError(f"{path} is missing; CSV data needs both train.csv and test.csv")
+    text = _decode(path.read_bytes(), str(path))
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+    if "text" not in columns or "label" not in columns:
+        raise DataError(
+            f"{path} needs a header with 'text' and 'label' columns, found {sorted(columns) or 'none'}"
+        )
+    texts, labels = [], []
+    for line_no, row in enumerate(reader, start=2):
+        raw_label = (row[columns["label"]] or "").strip().lower()
+        if raw_label not in CSV_LABELS:
+            raise DataError(
+                f"{path}, line {line_no}: label {raw_label!r} is not one of 0/1, neg/pos, negative/positive"
+            )
+        texts.append(clean_text(row[columns["text"]] or ""))
+        labels.append(CSV_LABELS[raw_label])
+    return ReviewData(texts, labels, None)

@@ -1,0 +1,5 @@
+"""Models."""
+
+from src.models.lstm_model import LSTMClassifier, LSTMConfig
+
+__all__ = ["LSTMClassifier", "LSTMConfig"]
