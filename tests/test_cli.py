@@ -96,3 +96,18 @@ def test_help_lists_every_documented_flag():
                  "--max-length", "--validation-split", "--weight-decay", "--seed", "--device", "--num-workers",
                  "--resume", "--freeze-embeddings", "--accumulation-steps", "--amp", "--save-every", "--config"]:
         assert flag in text, flag
+
+
+def test_resume_auto_prefers_the_registry_and_skips_damaged_files(tmp_path):
+    from src.training.pipeline import find_resume_checkpoint
+    from tests.helpers import tiny_model
+    from src.training import CheckpointManager
+
+    manager = CheckpointManager(tmp_path)
+    for epoch in (1, 2):
+        manager.save_checkpoint(tiny_model(), None, epoch, 1.0, 1.0, 0.5)
+    (tmp_path / "checkpoint_epoch_009.pt").write_bytes(b"left over from another run")
+    assert find_resume_checkpoint(tmp_path).name == "checkpoint_epoch_002.pt"
+    data = (tmp_path / "checkpoint_epoch_002.pt").read_bytes()
+    (tmp_path / "checkpoint_epoch_002.pt").write_bytes(data[: len(data) // 3])
+    assert find_resume_checkpoint(tmp_path).name == "checkpoint_epoch_001.pt"

@@ -175,3 +175,15 @@ class TestTrainingIntegration:
     def test_invalid_factory_arguments(self, tmp_path, kwargs):
         with pytest.raises(ValueError):
             make_trainer(tmp_path, **kwargs)
+
+
+def test_metrics_log_holds_only_this_runs_epochs(tmp_path):
+    first = make_trainer(tmp_path)
+    first.train(epochs=3)
+    resumed = make_trainer(tmp_path, seed=3)
+    resumed.resume_training(tmp_path / "checkpoint_epoch_001.pt", additional_epochs=1)
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    fresh = make_trainer(tmp_path, seed=4)
+    fresh.train(epochs=1)
+    assert [json.loads(l)["epoch"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]

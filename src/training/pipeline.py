@@ -20,6 +20,7 @@ from src.exceptions import CheckpointError, PipelineError
 from src.models.lstm_model import POOLING_MODES, LSTMClassifier
 from src.models.model_dir import save_model_directory
 from src.training.checkpoint_io import load_state
+from src.training.checkpoint_manager import CheckpointManager
 from src.training.schedulers import SCHEDULER_TYPES
 from src.training.trainer import OPTIMIZERS, Trainer, create_trainer
 from src.utils.io import atomic_write_json
@@ -129,9 +130,14 @@ def configure_logging(run_dir: Path, quiet: bool) -> None:
 
 
 def find_resume_checkpoint(checkpoint_dir: Path) -> Path:
-    """The newest checkpoint in ``checkpoint_dir`` that loads; damaged ones are skipped with a warning."""
-    candidates = sorted(checkpoint_dir.glob("checkpoint_epoch_*.pt"), reverse=True)
-    for path in candidates:
+    """The newest checkpoint in ``checkpoint_dir`` that loads; damaged ones are skipped with a warning.
+
+    Checkpoints named by the registry come first (newest epoch first), so files left
+    over from an earlier run in the same folder are only a fallback.
+    """
+    registered = [Path(e["path"]) for e in reversed(CheckpointManager(checkpoint_dir).list_checkpoints())]
+    others = sorted(set(checkpoint_dir.glob("checkpoint_epoch_*.pt")) - set(registered), reverse=True)
+    for path in registered + others:
         try:
             load_state(path)
         except CheckpointError as err:

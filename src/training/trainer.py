@@ -24,6 +24,7 @@ from src.training.checkpoint_manager import BEST_NAME, CheckpointManager, EarlyS
 from src.training.monitor import initial_best, is_improvement, resolve_mode
 from src.training.schedulers import create_scheduler, step_scheduler
 from src.utils.device import resolve_device
+from src.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ class Trainer:
             logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
                            self.checkpoint_dir)
             self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
+        self._trim_metrics_log()
         last_epoch = self.epoch + epochs
         self.history["stopped_early"] = False
         while self.epoch < last_epoch:
@@ -215,6 +217,24 @@ class Trainer:
         if self.early_stopping is not None and self.early_stopping.restore_best(self.model):
             logger.info("restored the weights of the best epoch (%s)", self.early_stopping.best_epoch)
         return self.history
+
+    @property
+    def metrics_log_path(self) -> Path:
+        return self.checkpoint_dir / "metrics.jsonl"
+
+    def _trim_metrics_log(self) -> None:
+        """Drop lines of epochs after the current one (an earlier run, or epochs lost to a crash)."""
+        path = self.metrics_log_path
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["epoch"] <= self.epoch:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line from a crash
+        atomic_write_text(path, "".join(kept))
 
     def _prepare_early_stopping(self, patience: Optional[int]) -> None:
         if patience is None:
@@ -278,7 +298,7 @@ class Trainer:
                     100 * line["val_accuracy"], lr, line["seconds"], line["tokens_per_second"],
                     "  (best)" if improved else "")
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.checkpoint_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        with open(self.metrics_log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
 
     # -- state ------------------------------------------------------------------------
