@@ -111,3 +111,23 @@ def test_resume_auto_prefers_the_registry_and_skips_damaged_files(tmp_path):
     data = (tmp_path / "checkpoint_epoch_002.pt").read_bytes()
     (tmp_path / "checkpoint_epoch_002.pt").write_bytes(data[: len(data) // 3])
     assert find_resume_checkpoint(tmp_path).name == "checkpoint_epoch_001.pt"
+
+
+def test_use_glove_from_a_cached_zip(tmp_path, imdb_tree, real_data):
+    cache = tmp_path / "glove"
+    cache.mkdir()
+    (cache / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
+    args = ["--data-dir", str(imdb_tree), "--output-dir", str(tmp_path / "model"), "--checkpoint-dir",
+            str(tmp_path / "run"), "--use-glove", "--glove-dim", "50d", "--glove-cache-dir", str(cache),
+            "--freeze-embeddings", "--epochs", "1", *SMALL[2:]]  # no --embedding-dim: GloVe sets it
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["glove"]["coverage"] > 0.8 and metrics["glove"]["embedding_dim"] == 50
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["embedding_dim"] == 50
+    assert "GloVe 6B 50d" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_glove_dimension_must_match_embedding_dim(capsys):
+    with pytest.raises(SystemExit):
+        resolve_config(["--use-glove", "--glove-dim", "100d", "--embedding-dim", "300"])
+    assert "--embedding-dim 300 does not match --glove-dim 100d" in capsys.readouterr().err

@@ -45,9 +45,10 @@ def test_wrong_checksum_is_refused_and_nothing_is_kept(served, tmp_path):
 
 def test_truncated_transfer_is_not_kept_under_the_final_name(served, tmp_path):
     with FileServer(served, truncate_at={f"/{NAME}": 1000}) as server:
-        with pytest.raises(DownloadError):
+        with pytest.raises(DownloadError, match="run again to resume"):
             download_imdb(tmp_path, url=f"{server.url}/{NAME}", expected_sha256=IMDB_SHA256, progress=False)
     assert not (tmp_path / NAME).exists() and not (tmp_path / "aclImdb").exists()
+    assert (tmp_path / f"{NAME}.part").stat().st_size == 1000  # kept, to resume from
 
 
 def test_partial_download_resumes_with_range(served, tmp_path):

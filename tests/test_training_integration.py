@@ -187,3 +187,63 @@ def test_metrics_log_holds_only_this_runs_epochs(tmp_path):
     fresh = make_trainer(tmp_path, seed=4)
     fresh.train(epochs=1)
     assert [json.loads(l)["epoch"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+@pytest.fixture(scope="module")
+def imdb_vocabulary(imdb_tree):
+    from src.data import TextPreprocessor, load_imdb
+
+    return TextPreprocessor(max_vocab_size=25000).build_vocab(load_imdb(imdb_tree, "train").texts)
+
+
+@pytest.fixture(scope="module")
+def glove_cache(tmp_path_factory, real_data):
+    """A cache folder holding the official zip: the loader extracts from it, no network."""
+    from tests.helpers import GLOVE_ZIP
+
+    cache = tmp_path_factory.mktemp("glove-cache")
+    (cache / "glove.6B.zip").symlink_to(GLOVE_ZIP)
+    return cache
+
+
+class TestGloVeIntegration:
+    def test_real_vectors_on_the_imdb_vocabulary(self, imdb_vocabulary, glove_cache):
+        from src.models.lstm_model import LSTMClassifier
+        from src.training import GloVeLoader, initialize_model_with_glove
+
+        model = LSTMClassifier(vocab_size=imdb_vocabulary.vocab_size, embedding_dim=50, hidden_dim=8, n_layers=1)
+        stats = initialize_model_with_glove(model, imdb_vocabulary, corpus="6B", dimension="50d",
+                                            freeze_embeddings=True, cache_dir=glove_cache, progress=False)
+        assert stats["coverage"] > 0.85 and stats["vocab_size"] == imdb_vocabulary.vocab_size
+        assert stats["found"] + stats["oov_count"] == imdb_vocabulary.vocab_size - 2
+        assert stats["embedding_dim"] == 50 and stats["source"].endswith("glove.6B.50d.txt")
+        assert 0 < len(stats["oov_sample"]) <= 20
+        weight = model.embedding.weight
+        assert torch.count_nonzero(weight[0]) == 0  # <pad>
+        vectors, _ = GloVeLoader(glove_cache).load_glove_embeddings(glove_cache / "glove.6B.50d.txt",
+                                                                     vocab={"movie", "terrible"})
+        for word in ("movie", "terrible"):
+            assert torch.equal(weight[imdb_vocabulary.stoi[word]], torch.from_numpy(vectors[word]))
+        ids = torch.tensor([[imdb_vocabulary.stoi["movie"], imdb_vocabulary.stoi["terrible"]]])
+        model(ids).sum().backward()
+        assert not weight.requires_grad and weight.grad is None
+        assert model.fc.weight.grad is not None
+
+    def test_capitalised_words_fall_back_to_lower_case(self, glove_cache):
+        from src.data import TextPreprocessor
+        from src.training import initialize_model_with_glove
+
+        processor = TextPreprocessor(lowercase=False).build_vocab(["Movie Movie qwzxv"])
+        model = tiny_model(vocab_size=processor.vocab_size, embedding_dim=50)
+        stats = initialize_model_with_glove(model, processor, dimension="50d", cache_dir=glove_cache, progress=False)
+        assert stats["found"] == 1 and stats["oov_sample"] == ["qwzxv"]
+        assert model.embedding.weight.requires_grad
+
+    def test_dimension_mismatch_names_both(self, glove_cache):
+        from src.data import TextPreprocessor
+        from src.training import initialize_model_with_glove
+
+        processor = TextPreprocessor().build_vocab(["a film"])
+        with pytest.raises(ValueError, match="50 dimensions but the model's embedding has 8"):
+            initialize_model_with_glove(tiny_model(vocab_size=processor.vocab_size), processor, dimension="50d",
+                                        cache_dir=glove_cache)

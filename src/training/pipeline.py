@@ -16,11 +16,12 @@ from typing import Any, Dict, Optional
 from src.data.datasets import TRUNCATION_STRATEGIES
 from src.data.loaders import create_data_loaders
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError, PipelineError
+from src.exceptions import CheckpointError
 from src.models.lstm_model import POOLING_MODES, LSTMClassifier
 from src.models.model_dir import save_model_directory
 from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
+from src.training.glove_loader import check_variant, initialize_model_with_glove
 from src.training.schedulers import SCHEDULER_TYPES
 from src.training.trainer import OPTIMIZERS, Trainer, create_trainer
 from src.utils.io import atomic_write_json
@@ -108,7 +109,16 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.use_glove:
+            self._validate_glove()
         return self
+
+    def _validate_glove(self) -> None:
+        check_variant(self.glove_corpus, self.glove_dim)
+        glove_size = int(self.glove_dim.rstrip("d"))
+        if self.embedding_dim != glove_size:
+            raise ValueError(f"--embedding-dim {self.embedding_dim} does not match --glove-dim {self.glove_dim}; "
+                             f"use --embedding-dim {glove_size} (or leave it out)")
 
 
 def configure_logging(run_dir: Path, quiet: bool) -> None:
@@ -180,8 +190,11 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
         truncation=cfg.truncation, preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"))
     model = (LSTMClassifier.from_config(resume["model_config"]) if resume
              else _build_model(cfg, preprocessor.vocab_size))
-    if cfg.use_glove:
-        raise PipelineError("--use-glove is not available in this version yet; train without it")
+    extra: Dict[str, Any] = {}
+    if cfg.use_glove and resume is None:
+        extra["glove"] = initialize_model_with_glove(
+            model, preprocessor, cfg.glove_corpus, cfg.glove_dim, freeze_embeddings=cfg.freeze_embeddings,
+            cache_dir=cfg.glove_cache_dir, progress=not cfg.quiet)
     atomic_write_json(run_dir / "config.json", asdict(cfg))
     trainer = create_trainer(
         model, train_loader, val_loader, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
@@ -190,7 +203,7 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
         use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints, save_best_n=cfg.save_best_n, monitor=cfg.monitor,
         preprocessor=preprocessor, progress=not cfg.quiet, run_config=asdict(cfg))
     history = _train(trainer, cfg, resume)
-    return _finish(trainer, cfg, test_loader, preprocessor, history)
+    return _finish(trainer, cfg, test_loader, preprocessor, history, extra)
 
 
 def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -206,7 +219,8 @@ def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]])
     return trainer.train(remaining, early_stopping_patience=patience, save_every=cfg.save_every)
 
 
-def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, history) -> Dict[str, Any]:
+def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, history,
+            extra: Dict[str, Any]) -> Dict[str, Any]:
     best = trainer.checkpoint_manager.best_path
     if best is not None:
         trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
@@ -214,7 +228,7 @@ def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, histo
     logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
                 test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
     metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
-               "summary": trainer.get_training_summary()}
+               "summary": trainer.get_training_summary(), **extra}
     save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics)
     atomic_write_json(Path(cfg.checkpoint_dir) / "metrics.json", metrics)
     logger.info("model directory written to %s", cfg.output_dir)

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pooling", choices=["max_mean", "max", "mean", "last"], help="how the LSTM states become one vector (default: max_mean)")
     g.add_argument("--use-glove", action="store_true", help="initialise the embedding with GloVe vectors")
     g.add_argument("--glove-corpus", choices=["6B", "42B", "840B"], help="(default: 6B)")
-    g.add_argument("--glove-dim", help="50d, 100d, 200d or 300d; must match --embedding-dim (default: 300d)")
+    g.add_argument("--glove-dim", help="50d, 100d, 200d or 300d; sets --embedding-dim unless that is given (default: 300d)")
     g.add_argument("--glove-cache-dir", help=f"where GloVe files are kept (default: {d.glove_cache_dir})")
     g.add_argument("--freeze-embeddings", action="store_true", help="do not train the embedding")
     g = p.add_argument_group("training")
@@ -130,6 +130,10 @@ def resolve_config(argv: Optional[List[str]] = None) -> TrainConfig:
     settings.update(given)
     if settings.get("scheduler") is None:
         settings["scheduler"] = "none"
+    if settings.get("use_glove") and "embedding_dim" not in settings:
+        glove_dim = str(settings.get("glove_dim", TrainConfig.glove_dim))
+        if glove_dim.rstrip("d").isdigit():
+            settings["embedding_dim"] = int(glove_dim.rstrip("d"))  # the vectors decide the size
     try:
         return TrainConfig(**settings).validate()
     except (TypeError, ValueError) as err:

@@ -7,6 +7,7 @@ its size and checksum check out, so a final name never holds a truncated file.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
@@ -66,12 +67,15 @@ def _stream(response, part: Path, offset: int, total: Optional[int], progress: b
         os.fsync(out.fileno())
 
 
-def _fetch_into(url: str, part: Path, progress: bool, timeout: float) -> None:
-    """Append the rest of ``url`` to ``part``, restarting if the server ignores Range."""
+def _fetch_into(url: str, part: Path, progress: bool, timeout: float) -> Optional[int]:
+    """Append the rest of ``url`` to ``part``, restarting if the server ignores Range.
+
+    Returns the full size the server announced, or None if it did not say.
+    """
     offset = part.stat().st_size if part.exists() else 0
     response = _open(url, offset, timeout)
     if response is None:
-        return
+        return offset
     with response:
         if offset and response.status != 206:
             logger.info("server does not resume downloads; starting %s again", part.name)
@@ -82,8 +86,9 @@ def _fetch_into(url: str, part: Path, progress: bool, timeout: float) -> None:
             logger.info("resuming %s at byte %d", part.name, offset)
         try:
             _stream(response, part, offset, total, progress)
-        except OSError as err:
+        except (OSError, http.client.HTTPException) as err:
             raise DownloadError(f"download of {url} was interrupted ({err}); run again to resume") from None
+    return total
 
 
 def verify_file(path: Path, expected_size: Optional[int], expected_sha256: Optional[str]) -> None:
@@ -110,7 +115,11 @@ def download_file(
     if expected_size is not None and part.exists() and part.stat().st_size > expected_size:
         part.unlink()
     logger.info("downloading %s to %s", url, dest)
-    _fetch_into(url, part, progress, timeout)
+    announced = _fetch_into(url, part, progress, timeout)
+    received = part.stat().st_size
+    if announced is not None and received < announced:
+        raise DownloadError(f"download of {url} stopped at {received} of {announced} bytes; "
+                            "run again to resume it")
     try:
         verify_file(part, expected_size, expected_sha256)
     except DownloadError as err:

@@ -1,0 +1,263 @@
+"""GloVe word vectors: download, extraction, fast parsing, a binary cache, and model initialisation.
+
+Files come from the official site (``https://nlp.stanford.edu/data``) unless another
+base URL is given (argument ``base_url`` or the ``LSTM_SENTIMENT_GLOVE_URL``
+environment variable, for mirrors and tests). Anything already in ``cache_dir``
+under its official name is used without touching the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from src.exceptions import DataError
+from src.utils.download import download_file
+from src.utils.io import atomic_write, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+GLOVE_BASE_URL = "https://nlp.stanford.edu/data"
+GLOVE_URL_ENV = "LSTM_SENTIMENT_GLOVE_URL"
+GLOVE_VARIANTS: Dict[str, Dict[str, object]] = {
+    "6B": {"archive": "glove.6B.zip", "dimensions": ("50d", "100d", "200d", "300d")},
+    "42B": {"archive": "glove.42B.300d.zip", "dimensions": ("300d",)},
+    "840B": {"archive": "glove.840B.300d.zip", "dimensions": ("300d",)},
+}
+OOV_SAMPLE_SIZE = 20
+
+PathLike = Union[str, Path]
+
+
+def check_variant(corpus: str, dimension: str) -> None:
+    """Raise ValueError listing the valid choices for an unknown corpus or dimension."""
+    if corpus not in GLOVE_VARIANTS:
+        raise ValueError(f"unknown GloVe corpus {corpus!r}; choose one of {', '.join(GLOVE_VARIANTS)}")
+    dimensions = GLOVE_VARIANTS[corpus]["dimensions"]
+    if dimension not in dimensions:
+        raise ValueError(f"GloVe {corpus} comes in {', '.join(dimensions)}, not {dimension!r}")
+
+
+def member_name(corpus: str, dimension: str) -> str:
+    return f"glove.{corpus}.{dimension}.txt"
+
+
+class GloVeLoader:
+    """Finds, downloads, extracts and parses GloVe files, keeping everything in ``cache_dir``."""
+
+    def __init__(self, cache_dir: PathLike = "data/glove", base_url: Optional[str] = None, progress: bool = True):
+        self.cache_dir = Path(cache_dir)
+        self.base_url = (base_url or os.environ.get(GLOVE_URL_ENV) or GLOVE_BASE_URL).rstrip("/")
+        self.progress = progress
+
+    def download_glove(self, corpus: str = "6B", dimension: str = "300d") -> Path:
+        """Path of ``glove.<corpus>.<dimension>.txt``, downloading and extracting it if needed."""
+        check_variant(corpus, dimension)
+        member = member_name(corpus, dimension)
+        target = self.cache_dir / member
+        if target.is_file():
+            return target
+        archive = self.cache_dir / str(GLOVE_VARIANTS[corpus]["archive"])
+        if not archive.is_file():
+            download_file(f"{self.base_url}/{archive.name}", archive, progress=self.progress)
+        extract_member(archive, member, target)
+        return target
+
+    def load_glove_embeddings(self, path: PathLike, vocab: Optional[Iterable[str]] = None
+                              ) -> Tuple[Dict[str, np.ndarray], int]:
+        """``({word: float32 vector}, dim)``; with ``vocab``, only those words are kept."""
+        words, matrix = self.load_glove_matrix(path, vocab)
+        return dict(zip(words, matrix)), matrix.shape[1]
+
+    def load_glove_matrix(self, path: PathLike, vocab: Optional[Iterable[str]] = None
+                          ) -> Tuple[List[str], np.ndarray]:
+        """``(words, matrix [n, dim] float32)``, from the binary cache when this file and
+        vocabulary were parsed before."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"GloVe file {path} does not exist")
+        wanted = set(vocab) if vocab is not None else None
+        cache = self._cache_paths(path, wanted)
+        cached = _read_cache(*cache)
+        if cached is not None:
+            return cached
+        words, matrix, skipped = parse_glove_file(path, wanted)
+        if skipped:
+            logger.warning("skipped %d malformed lines in %s", skipped, path)
+        _write_cache(cache[0], cache[1], words, matrix)
+        return words, matrix
+
+    def _cache_paths(self, path: Path, wanted: Optional[Set[str]]) -> Tuple[Path, Path]:
+        stat = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        key.update("\n".join(sorted(wanted)).encode() if wanted is not None else b"<all>")
+        stem = f"{path.stem}-{key.hexdigest()[:16]}"
+        folder = self.cache_dir / "cache"
+        return folder / f"{stem}.npy", folder / f"{stem}.words.json"
+
+
+def extract_member(archive: Path, member: str, target: Path) -> None:
+    """Extract one member of a zip to ``target`` atomically (never a truncated file there)."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            names = bundle.namelist()
+            if member not in names:
+                raise DataError(f"{archive} has no member {member} (it holds {', '.join(names) or 'nothing'}); "
+                                "download the archive that contains it or pick another --glove-dim")
+            with bundle.open(member) as source, atomic_write(target, "wb") as out:
+                while chunk := source.read(1 << 22):
+                    out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
+        archive.unlink(missing_ok=True)
+        raise DataError(f"{archive} is not a readable zip archive ({err}); it was removed, run again "
+                        "to download it afresh") from None
+
+
+def _split_line(line: str, dim: int) -> Optional[Tuple[str, str]]:
+    """``(word, numbers)`` of one line; the word may contain spaces (840B). None if malformed."""
+    word, _, numbers = line.partition(" ")
+    if numbers.count(" ") == dim - 1:
+        return word, numbers
+    parts = line.rstrip().rsplit(" ", dim)
+    if len(parts) != dim + 1 or not parts[0]:
+        return None
+    return parts[0], " ".join(parts[1:])
+
+
+def _infer_dim(lines: List[str]) -> int:
+    counts = [line.rstrip().count(" ") for line in lines[:100] if line.strip()]
+    if not counts:
+        raise DataError("the GloVe file is empty")
+    return max(set(counts), key=counts.count)
+
+
+def parse_glove_file(path: Path, wanted: Optional[Set[str]] = None) -> Tuple[List[str], np.ndarray, int]:
+    """Parse a GloVe text file: ``(words, matrix, malformed_line_count)``.
+
+    Lines are split in Python, but all numbers are parsed in one call of NumPy's C
+    parser; only if that fails are lines parsed one by one to find the bad ones.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte {err.start}); is it a GloVe .txt file?") from None
+    lines = text.split("\n")
+    dim = _infer_dim(lines)
+    words, numbers, malformed = [], [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        split = _split_line(line, dim)
+        if split is None:
+            malformed += 1
+        elif wanted is None or split[0] in wanted:
+            words.append(split[0])
+            numbers.append(split[1])
+    matrix, bad_rows = _parse_numbers(numbers, dim)
+    if bad_rows:
+        words = [w for i, w in enumerate(words) if i not in bad_rows]
+    return words, matrix, malformed + len(bad_rows)
+
+
+def _parse_numbers(rows: List[str], dim: int) -> Tuple[np.ndarray, Set[int]]:
+    if not rows:
+        return np.zeros((0, dim), dtype=np.float32), set()
+    try:
+        matrix = np.loadtxt(rows, dtype=np.float32, delimiter=" ", comments=None, quotechar=None, ndmin=2)
+        if matrix.shape[1] == dim:
+            return matrix, set()
+    except ValueError:
+        pass
+    good, bad = [], set()
+    for index, row in enumerate(rows):
+        try:
+            vector = np.array(row.split(" "), dtype=np.float32)
+        except ValueError:
+            vector = None
+        if vector is None or vector.shape != (dim,):
+            bad.add(index)
+        else:
+            good.append(vector)
+    return (np.stack(good) if good else np.zeros((0, dim), dtype=np.float32)), bad
+
+
+def _read_cache(matrix_path: Path, words_path: Path) -> Optional[Tuple[List[str], np.ndarray]]:
+    if not (matrix_path.is_file() and words_path.is_file()):
+        return None
+    try:
+        words = json.loads(words_path.read_text(encoding="utf-8"))
+        matrix = np.load(matrix_path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return (words, matrix) if len(words) == len(matrix) else None
+
+
+def _write_cache(matrix_path: Path, words_path: Path, words: List[str], matrix: np.ndarray) -> None:
+    try:
+        with atomic_write(matrix_path, "wb") as handle:
+            np.save(handle, matrix, allow_pickle=False)
+        atomic_write_json(words_path, words)
+    except OSError as err:
+        logger.warning("could not write the GloVe cache in %s (%s); the next load parses the file again",
+                       matrix_path.parent, err)
+
+
+def initialize_model_with_glove(model: nn.Module, preprocessor, corpus: str = "6B", dimension: str = "300d",
+                                freeze_embeddings: bool = False, cache_dir: PathLike = "data/glove",
+                                base_url: Optional[str] = None, progress: bool = True) -> Dict[str, object]:
+    """Copy GloVe vectors into ``model.embedding`` for every vocabulary word found.
+
+    Each word is looked up as written, then lower-cased. ``<pad>`` stays zero; words
+    without a vector get random normal vectors with the GloVe vectors' own spread.
+    Returns coverage statistics.
+    """
+    check_variant(corpus, dimension)
+    embedding: nn.Embedding = model.embedding
+    expected = int(dimension.rstrip("d"))
+    if embedding.embedding_dim != expected:
+        raise ValueError(f"GloVe {corpus} {dimension} vectors have {expected} dimensions but the model's "
+                         f"embedding has {embedding.embedding_dim}; use --embedding-dim {expected} or another --glove-dim")
+    loader = GloVeLoader(cache_dir, base_url=base_url, progress=progress)
+    path = loader.download_glove(corpus, dimension)
+    itos = preprocessor.itos
+    words, matrix = loader.load_glove_matrix(path, set(itos) | {w.lower() for w in itos})
+    weights, found, oov = _embedding_matrix(itos, words, matrix, preprocessor.pad_idx)
+    with torch.no_grad():
+        embedding.weight.copy_(torch.from_numpy(weights))
+    embedding.weight.requires_grad_(not freeze_embeddings)
+    real_words = len(itos) - 2
+    stats = {"vocab_size": len(itos), "found": found, "coverage": found / real_words if real_words else 0.0,
+             "oov_count": real_words - found, "oov_sample": oov[:OOV_SAMPLE_SIZE], "embedding_dim": expected,
+             "source": str(path), "frozen": freeze_embeddings}
+    logger.info("GloVe %s %s: %d of %d words found (%.1f%% coverage)", corpus, dimension, found, real_words,
+                100 * stats["coverage"])
+    return stats
+
+
+def _embedding_matrix(itos: List[str], words: List[str], matrix: np.ndarray, pad_idx: int):
+    """Rows for every vocabulary id: GloVe where found, scaled noise elsewhere, zeros for padding."""
+    index = {word: row for row, word in enumerate(words)}
+    scale = float(matrix.std()) if matrix.size else 0.1
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0.0, scale, size=(len(itos), matrix.shape[1])).astype(np.float32)
+    found, oov = 0, []
+    for token_id, word in enumerate(itos):
+        row = index.get(word, index.get(word.lower()))
+        if token_id < 2:  # <pad>, <unk>: specials, never looked up
+            continue
+        if row is None:
+            oov.append(word)
+        else:
+            weights[token_id] = matrix[row]
+            found += 1
+    weights[pad_idx] = 0.0
+    return weights, found, oov
