@@ -24,6 +24,8 @@ def python_snippets(path):
 def small_budget(monkeypatch, tmp_path, real_data):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "imdb").symlink_to(real_data / "imdb")
+    (tmp_path / "data" / "glove").mkdir()
+    (tmp_path / "data" / "glove" / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
     monkeypatch.chdir(tmp_path)
     small = functools.partial(src.data.create_data_loaders, max_train_samples=300, max_test_samples=100,
                               max_length=48)
