@@ -115,3 +115,11 @@ def test_too_few_reviews_to_split(tmp_path):
 def test_missing_data_without_download(tmp_path):
     with pytest.raises(DataError, match="holds no IMDB data"):
         create_data_loaders(tmp_path, download=False)
+
+
+def test_worker_processes_give_the_same_batches(tmp_path):
+    write_imdb_tree(tmp_path, {"train": synthetic_reviews(30), "test": synthetic_reviews(10, seed=1)})
+    in_process = create_data_loaders(tmp_path, batch_size=8, seed=1)[0]
+    with_workers = create_data_loaders(tmp_path, batch_size=8, seed=1, num_workers=2)[0]
+    for (a, la, ya), (b, lb, yb) in zip(in_process, with_workers):
+        assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(ya, yb)

@@ -105,6 +105,16 @@ def test_multi_word_tokens_and_malformed_lines(tmp_path):
     words, matrix, skipped = parse_glove_file(path)
     assert words == ["the", ". . .", "at name@domain.com", "film"] and skipped == 2
     assert matrix.dtype == np.float32 and matrix[1].tolist() == [1, 2, 3] and matrix[3].tolist() == [-1, -2, -3]
+    in_blocks = parse_glove_file(path, block_bytes=20)  # a few lines per block
+    assert in_blocks[0] == words and np.array_equal(in_blocks[1], matrix) and in_blocks[2] == 2
+    assert parse_glove_file(path, wanted={"film", ". . ."})[0] == [". . .", "film"]
+
+
+def test_file_that_is_not_text(tmp_path):
+    path = tmp_path / "glove.6B.50d.txt"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        parse_glove_file(path)
 
 
 def test_second_load_comes_from_the_binary_cache(glove_50d, tmp_path, monkeypatch):

@@ -247,3 +247,9 @@ class TestGloVeIntegration:
         with pytest.raises(ValueError, match="50 dimensions but the model's embedding has 8"):
             initialize_model_with_glove(tiny_model(vocab_size=processor.vocab_size), processor, dimension="50d",
                                         cache_dir=glove_cache)
+
+
+def test_same_seed_same_run_on_cpu(tmp_path):
+    first = make_trainer(tmp_path / "a", seed=3).train(epochs=2)
+    second = make_trainer(tmp_path / "b", seed=3).train(epochs=2)
+    assert first["train_losses"] == second["train_losses"] and first["val_losses"] == second["val_losses"]

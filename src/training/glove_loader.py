@@ -140,23 +140,25 @@ def _infer_dim(lines: List[str]) -> int:
     return max(set(counts), key=counts.count)
 
 
-def parse_glove_file(path: Path, wanted: Optional[Set[str]] = None) -> Tuple[List[str], np.ndarray, int]:
-    """Parse a GloVe text file: ``(words, matrix, malformed_line_count)``.
-
-    Lines are split in Python, but all numbers are parsed in one call of NumPy's C
-    parser; only if that fails are lines parsed one by one to find the bad ones.
-    """
+def _line_blocks(path: Path, block_bytes: int):
+    """Lists of lines, about ``block_bytes`` of text each, so memory holds one block at a time."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        with open(path, encoding="utf-8", newline="\n") as handle:
+            while True:
+                block = handle.readlines(block_bytes)
+                if not block:
+                    return
+                yield block
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text (byte {err.start}); is it a GloVe .txt file?") from None
-    lines = text.split("\n")
-    dim = _infer_dim(lines)
+        raise DataError(f"{path} is not UTF-8 text ({err.reason}); is it a GloVe .txt file?") from None
+
+
+def _parse_block(lines: List[str], dim: int, wanted: Optional[Set[str]]) -> Tuple[List[str], np.ndarray, int]:
     words, numbers, malformed = [], [], 0
     for line in lines:
         if not line.strip():
             continue
-        split = _split_line(line, dim)
+        split = _split_line(line.rstrip("\r\n"), dim)
         if split is None:
             malformed += 1
         elif wanted is None or split[0] in wanted:
@@ -166,6 +168,29 @@ def parse_glove_file(path: Path, wanted: Optional[Set[str]] = None) -> Tuple[Lis
     if bad_rows:
         words = [w for i, w in enumerate(words) if i not in bad_rows]
     return words, matrix, malformed + len(bad_rows)
+
+
+def parse_glove_file(path: Path, wanted: Optional[Set[str]] = None,
+                     block_bytes: int = 1 << 26) -> Tuple[List[str], np.ndarray, int]:
+    """Parse a GloVe text file: ``(words, matrix, malformed_line_count)``.
+
+    The file is read in blocks; in each, lines are split in Python and all their
+    numbers are parsed by one call of NumPy's C parser (lines are parsed one by one
+    only if that fails, to find the bad ones). With ``wanted``, other words are
+    dropped before their numbers are parsed, so memory holds only what is kept.
+    """
+    words: List[str] = []
+    matrices: List[np.ndarray] = []
+    malformed, dim = 0, None
+    for lines in _line_blocks(path, block_bytes):
+        dim = dim or _infer_dim(lines)
+        block_words, block_matrix, block_malformed = _parse_block(lines, dim, wanted)
+        words.extend(block_words)
+        matrices.append(block_matrix)
+        malformed += block_malformed
+    if dim is None:
+        raise DataError(f"GloVe file {path} is empty")
+    return words, np.concatenate(matrices) if len(matrices) > 1 else matrices[0], malformed
 
 
 def _parse_numbers(rows: List[str], dim: int) -> Tuple[np.ndarray, Set[int]]:
