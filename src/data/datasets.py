@@ -97,9 +97,14 @@ class BucketBatchSampler(Sampler[List[int]]):
         self.seed = int(state["seed"])
 
     def __iter__(self) -> Iterator[List[int]]:
+        """The batches of ``self.epoch``; once all are consumed, the next epoch comes up.
+
+        Advancing only after a full pass (not when ``iter()`` is called) keeps the order
+        the same with worker processes, whose DataLoader calls ``iter()`` more than once.
+        """
         batches = self._epoch_batches(self.epoch) if self.shuffle else self._sorted_batches()
+        yield from batches
         self.epoch += 1
-        return iter(batches)
 
     def _cut(self, order: np.ndarray) -> List[List[int]]:
         return [order[i: i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
