@@ -136,18 +136,10 @@ class Trainer:
                        unit="batch")
         for step, batch in enumerate(batches, start=1):
             ids, lengths, labels = self._batch_to_device(batch)
-            with self._autocast():
-                logits = self.model(ids, lengths)
-            loss, batch_correct = self._loss_and_correct(logits, labels)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                self._fail_non_finite(step, loss_value)
-            scaled = loss / self.accumulation_steps
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            if step % self.accumulation_steps == 0 or step == len(self.train_loader):
-                norm = self._optimizer_step()
-                if norm is not None:
-                    norms.append(norm)
+            boundary = step % self.accumulation_steps == 0 or step == len(self.train_loader)
+            loss_value, batch_correct, norm = self.train_step(ids, lengths, labels, step, boundary)
+            if norm is not None:
+                norms.append(norm)
             size = labels.numel()
             loss_sum += loss_value * size
             correct += float(batch_correct)
@@ -160,6 +152,23 @@ class Trainer:
         return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
                 "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
                 "tokens_per_second": tokens / elapsed, "seconds": elapsed}
+
+    def train_step(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, step: int = 1,
+                   optimizer_step: bool = True):
+        """Forward and backward on one batch; with ``optimizer_step``, also clip and update.
+
+        Returns ``(loss, correct predictions, gradient norm or None)``.
+        """
+        with self._autocast():
+            logits = self.model(ids, lengths)
+        loss, batch_correct = self._loss_and_correct(logits, labels)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            self._fail_non_finite(step, loss_value)
+        scaled = loss / self.accumulation_steps
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        norm = self._optimizer_step() if optimizer_step else None
+        return loss_value, batch_correct, norm
 
     def _fail_non_finite(self, step: int, value: float) -> None:
         latest = self.checkpoint_manager.latest_checkpoint()

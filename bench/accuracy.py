@@ -1,0 +1,90 @@
+"""Test accuracy of a full training run against the TF-IDF + logistic-regression baseline.
+
+Trains a preset configuration with the command line's own code path on the full
+IMDB training split (validation carved out of it), picks the best epoch on
+validation, evaluates once on the 25,000-review test split, and in the same run
+fits the baseline practitioners use instead (TF-IDF on word 1-2-grams + logistic
+regression, scikit-learn) on the same training reviews. Last line: one JSON object.
+
+    .venv/bin/pip install -r bench/requirements.txt
+    .venv/bin/python bench/accuracy.py --data-dir data/imdb --glove-zip data/glove/glove.6B.zip --preset recommended
+"""
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.data import load_imdb_splits, stratified_split  # noqa: E402
+from src.training.pipeline import TrainConfig, run_training  # noqa: E402
+
+PRESETS = {
+    "default": {},
+    "recommended": {"use_glove": True, "truncation": "head_tail", "embedding_dropout": 0.2},
+}
+
+
+def baseline_accuracy(data_dir: str, validation_split: float, seed: int) -> float:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    splits = load_imdb_splits(data_dir)
+    train_idx, _ = stratified_split(splits["train"].labels, validation_split, seed)
+    train = splits["train"].select(train_idx)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    features = vectorizer.fit_transform(train.texts)
+    classifier = LogisticRegression(C=10.0, max_iter=2000).fit(features, train.labels)
+    predictions = classifier.predict(vectorizer.transform(splits["test"].texts))
+    return float(np.mean(predictions == np.array(splits["test"].labels)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data/imdb")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="recommended")
+    parser.add_argument("--glove-zip", default="../shared/data/glove/glove.6B.zip",
+                        help="glove.6B.zip to read the vectors from (its 50d member is used)")
+    parser.add_argument("--glove-dim", default="50d")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--max-train-samples", type=int, default=None, help="for a quick check of the script")
+    parser.add_argument("--work-dir", default=None, help="where checkpoints go (default: a temporary folder)")
+    args = parser.parse_args()
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="accuracy-"))
+    settings = dict(PRESETS[args.preset])
+    if settings.get("use_glove"):
+        cache = work / "glove"
+        cache.mkdir(parents=True, exist_ok=True)
+        link = cache / "glove.6B.zip"
+        if not link.exists():
+            link.symlink_to(Path(args.glove_zip).resolve())
+        settings.update(glove_dim=args.glove_dim, embedding_dim=int(args.glove_dim.rstrip("d")),
+                        glove_cache_dir=str(cache))
+    cfg = TrainConfig(data_dir=args.data_dir, epochs=args.epochs, output_dir=str(work / "model"),
+                      checkpoint_dir=str(work / "run"), max_train_samples=args.max_train_samples, quiet=True,
+                      **settings)
+    started = time.perf_counter()
+    metrics = run_training(cfg)
+    lstm_seconds = time.perf_counter() - started
+    baseline = baseline_accuracy(args.data_dir, cfg.validation_split, cfg.seed)
+    history = metrics["history"]
+    result = {
+        "lstm_test_accuracy": round(metrics["test"]["accuracy"], 4), "baseline_test_accuracy": round(baseline, 4),
+        "epochs": history["epochs_completed"], "best_epoch": history["best_epoch"],
+        "epoch_seconds": [round(s, 1) for s in history["epoch_times"]],
+        "total_seconds": round(lstm_seconds), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "preset": args.preset, "config": asdict(cfg),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
