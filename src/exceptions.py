@@ -27,3 +27,12 @@ class CheckpointError(PipelineError):
 
 class TrainingError(PipelineError):
     """Training cannot go on (for example, the loss became NaN)."""
+
+
+class TrainingInterrupted(PipelineError):
+    """Training stopped on a signal after writing a checkpoint to resume from."""
+
+    def __init__(self, message: str, signum: int, checkpoint: str):
+        super().__init__(message)
+        self.signum = signum
+        self.checkpoint = checkpoint

@@ -81,6 +81,7 @@ class BucketBatchSampler(Sampler[List[int]]):
         self.seed = seed
         self.pool_factor = pool_factor
         self.epoch = 0
+        self._skip = 0
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
@@ -88,6 +89,10 @@ class BucketBatchSampler(Sampler[List[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Choose which epoch's order the next iteration yields."""
         self.epoch = epoch
+
+    def skip_next(self, count: int) -> None:
+        """Start the next pass after its first ``count`` batches (resuming mid-epoch)."""
+        self._skip = count
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "seed": self.seed}
@@ -103,7 +108,8 @@ class BucketBatchSampler(Sampler[List[int]]):
         the same with worker processes, whose DataLoader calls ``iter()`` more than once.
         """
         batches = self._epoch_batches(self.epoch) if self.shuffle else self._sorted_batches()
-        yield from batches
+        start, self._skip = self._skip, 0
+        yield from batches[start:]
         self.epoch += 1
 
     def _cut(self, order: np.ndarray) -> List[List[int]]:

@@ -7,6 +7,7 @@ a checkpoint can hold tensors, numbers, strings, lists and dicts, nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -23,9 +24,36 @@ CHECKPOINT_FORMAT_VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def content_digest(value: Any) -> str:
+    """SHA-256 over a checkpoint's content: every tensor's bytes and every other value,
+    in order. Stored in the file, it exposes bit flips that unpickling would not notice."""
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.hexdigest()
+
+
+def _feed(digest, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            digest.update(repr(key).encode())
+            _feed(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"V{type(value).__name__}:{value!r}".encode())
+
+
 def save_state(path: PathLike, state: Dict[str, Any]) -> Path:
-    """Atomically write ``state`` (plus the format version) to ``path``."""
+    """Atomically write ``state`` with the format version and a content checksum to ``path``."""
     payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
+    payload["checksum"] = content_digest(payload)
     with atomic_write(path, "wb") as handle:
         torch.save(payload, handle)
     return Path(path)
@@ -47,7 +75,11 @@ def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({reason})") from None
-    return check_format(state, path)
+    state = check_format(state, path)
+    stored = state.pop("checksum", None)
+    if stored != content_digest(state):
+        raise CheckpointError(f"checkpoint {path} is damaged (its content does not match its checksum)")
+    return state
 
 
 def check_format(state: Any, path: PathLike) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from src.data.datasets import TRUNCATION_STRATEGIES
 from src.data.loaders import create_data_loaders
@@ -23,7 +23,7 @@ from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.glove_loader import check_variant, initialize_model_with_glove
 from src.training.schedulers import SCHEDULER_TYPES
-from src.training.trainer import OPTIMIZERS, Trainer, create_trainer
+from src.training.trainer import MID_EPOCH_NAME, OPTIMIZERS, Trainer, create_trainer
 from src.utils.io import atomic_write_json
 from src.utils.seed import set_seed
 
@@ -66,6 +66,8 @@ class TrainConfig:
     accumulation_steps: int = 1
     amp: bool = False
     save_every: Optional[int] = None
+    save_every_steps: Optional[int] = None
+    detect_anomaly: bool = False
     max_checkpoints: int = 5
     save_best_n: int = 3
     resume: Optional[str] = None
@@ -87,7 +89,8 @@ class TrainConfig:
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("early_stopping_patience", "save_every", "max_train_samples", "max_test_samples"):
+        for name in ("early_stopping_patience", "save_every", "save_every_steps", "max_train_samples",
+                     "max_test_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -139,22 +142,38 @@ def configure_logging(run_dir: Path, quiet: bool) -> None:
         root.addHandler(handler)
 
 
-def find_resume_checkpoint(checkpoint_dir: Path) -> Path:
-    """The newest checkpoint in ``checkpoint_dir`` that loads; damaged ones are skipped with a warning.
+def _resume_position(path: Path) -> Optional[Tuple[int, int]]:
+    """(completed epochs, batches done in the next one) of a loadable checkpoint, else None."""
+    try:
+        state = load_state(path)
+    except CheckpointError as err:
+        logger.warning("skipping %s", err)
+        return None
+    progress = state.get("epoch_progress") or {}
+    return int(state.get("epoch", 0)), int(progress.get("batches_done", 0))
 
-    Checkpoints named by the registry come first (newest epoch first), so files left
-    over from an earlier run in the same folder are only a fallback.
+
+def find_resume_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
+    """The checkpoint furthest into training in ``checkpoint_dir`` that loads (None if none does).
+
+    Candidates: the mid-epoch checkpoint, then the registered epoch checkpoints
+    (newest first), then any other epoch checkpoint file (left over from an earlier
+    run, so only a fallback). Damaged files are skipped with a warning.
     """
     registered = [Path(e["path"]) for e in reversed(CheckpointManager(checkpoint_dir).list_checkpoints())]
     others = sorted(set(checkpoint_dir.glob("checkpoint_epoch_*.pt")) - set(registered), reverse=True)
+    best: Optional[Tuple[Tuple[int, int], Path]] = None
+    mid_epoch = checkpoint_dir / MID_EPOCH_NAME
+    if mid_epoch.is_file():
+        position = _resume_position(mid_epoch)
+        best = (position, mid_epoch) if position else None
     for path in registered + others:
-        try:
-            load_state(path)
-        except CheckpointError as err:
-            logger.warning("skipping %s", err)
-            continue
-        return path
-    raise CheckpointError(f"--resume auto found no valid checkpoint in {checkpoint_dir}; start without --resume")
+        position = _resume_position(path)
+        if position is not None:
+            if best is None or position > best[0]:
+                best = (position, path)
+            break
+    return best[1] if best is not None else None
 
 
 def _build_model(cfg: TrainConfig, vocab_size: int) -> LSTMClassifier:
@@ -168,6 +187,9 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     if not cfg.resume:
         return None
     path = find_resume_checkpoint(Path(cfg.checkpoint_dir)) if cfg.resume == "auto" else Path(cfg.resume)
+    if path is None:
+        logger.warning("--resume auto: no loadable checkpoint in %s; starting a new run", cfg.checkpoint_dir)
+        return None
     state = load_state(path)
     if state.get("preprocessor") is None or state.get("model_config") is None:
         raise CheckpointError(f"{path} lacks the vocabulary or model config needed to resume the run")
@@ -201,7 +223,8 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
         scheduler_type=cfg.scheduler, gradient_clip=cfg.gradient_clip or None, checkpoint_dir=run_dir,
         optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=cfg.device, accumulation_steps=cfg.accumulation_steps,
         use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints, save_best_n=cfg.save_best_n, monitor=cfg.monitor,
-        preprocessor=preprocessor, progress=not cfg.quiet, run_config=asdict(cfg))
+        preprocessor=preprocessor, progress=not cfg.quiet, run_config=asdict(cfg),
+        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly)
     history = _train(trainer, cfg, resume)
     return _finish(trainer, cfg, test_loader, preprocessor, history, extra)
 

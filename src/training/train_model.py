@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from src.exceptions import PipelineError  # noqa: E402
+from src.exceptions import PipelineError, TrainingInterrupted  # noqa: E402
 from src.training.pipeline import TrainConfig, run_training  # noqa: E402
 
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
@@ -80,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stopping-patience", type=int, help=f"epochs without improvement before stopping (default: {d.early_stopping_patience})")
     g.add_argument("--monitor", choices=["val_loss", "val_accuracy"], help="metric that picks the best epoch (default: val_loss)")
     g.add_argument("--amp", action="store_true", help="mixed precision on CUDA (ignored with a warning on CPU)")
+    g.add_argument("--detect-anomaly", action="store_true", help="find the operation that produced NaN (slow)")
     g.add_argument("--seed", type=int, help=f"makes a CPU run repeatable (default: {d.seed})")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", help=f"model directory written at the end (default: {d.output_dir})")
     g.add_argument("--checkpoint-dir", help=f"run directory: checkpoints, logs, metrics (default: {d.checkpoint_dir})")
     g.add_argument("--save-every", type=int, help="write an epoch checkpoint every N epochs (default: every epoch)")
+    g.add_argument("--save-every-steps", type=int, help="also write checkpoint_mid_epoch.pt every N optimizer steps")
     g.add_argument("--max-checkpoints", type=int, help=f"recent checkpoints kept (default: {d.max_checkpoints})")
     g.add_argument("--save-best-n", type=int, help=f"best checkpoints kept per metric (default: {d.save_best_n})")
     g.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest valid one in --checkpoint-dir")
@@ -144,6 +146,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = resolve_config(argv)
     try:
         metrics = run_training(cfg)
+    except TrainingInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("\ninterrupted; continue with --resume auto", file=sys.stderr)
         return EXIT_INTERRUPTED

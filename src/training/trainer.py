@@ -4,9 +4,11 @@ mixed precision, checkpoints with the full training state, and exact resume."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 import math
+import signal
 import time
 import warnings
 from dataclasses import asdict, is_dataclass
@@ -18,16 +20,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from src.exceptions import CheckpointError, TrainingError
+from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
 from src.training.checkpoint_io import link_or_copy, load_state, save_state
 from src.training.checkpoint_manager import BEST_NAME, CheckpointManager, EarlyStopping
 from src.training.monitor import initial_best, is_improvement, resolve_mode
+from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
 from src.utils.device import resolve_device
 from src.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+MID_EPOCH_NAME = "checkpoint_mid_epoch.pt"
 HISTORY_LISTS = ("train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
                  "grad_norms", "epoch_times", "tokens_per_second")
 
@@ -37,6 +41,23 @@ def new_history() -> Dict[str, Any]:
     history.update(best_val_loss=math.inf, best_val_accuracy=0.0, best_epoch=None, epochs_completed=0,
                    stopped_early=False, total_time=0.0)
     return history
+
+
+def _accumulate(progress: Dict[str, Any], step: int, loss: float, correct: float, size: int, tokens: float,
+                norm: Optional[float]) -> None:
+    progress["batches_done"] = step
+    progress["loss_sum"] += loss * size
+    progress["correct"] += correct
+    progress["seen"] += size
+    progress["tokens"] += tokens
+    if norm is not None:
+        progress["norms"].append(norm)
+
+
+def _set_rng_state(rng: Dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
 
 
 class Trainer:
@@ -52,9 +73,12 @@ class Trainer:
                  device: Optional[Union[str, torch.device]] = None, accumulation_steps: int = 1,
                  use_amp: bool = False, max_checkpoints: int = 5, save_best_n: int = 3,
                  monitor: str = "val_loss", preprocessor: Any = None, progress: bool = True,
-                 run_config: Optional[Dict[str, Any]] = None):
+                 run_config: Optional[Dict[str, Any]] = None, save_every_steps: Optional[int] = None,
+                 detect_anomaly: bool = False):
         if accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
+        if save_every_steps is not None and save_every_steps < 1:
+            raise ValueError(f"save_every_steps must be at least 1, got {save_every_steps}")
         if gradient_clip is not None and gradient_clip < 0:
             raise ValueError(f"gradient_clip must be positive (or None to disable), got {gradient_clip}")
         self.device = resolve_device(device)
@@ -72,6 +96,10 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.history = new_history()
+        self.save_every_steps, self.detect_anomaly = save_every_steps, detect_anomaly
+        self._progress: Optional[Dict[str, Any]] = None  # a partly trained epoch (mid-epoch checkpoints)
+        self._pending_rng: Optional[Dict[str, Any]] = None
+        self._signals: Optional[StopSignals] = None
         self._setup_amp(use_amp)
 
     # -- set-up -----------------------------------------------------------------
@@ -126,32 +154,84 @@ class Trainer:
         return norm
 
     def train_epoch(self) -> Dict[str, float]:
-        """One pass over the training data; returns loss, accuracy, grad_norm, tokens_per_second."""
+        """One pass over the training data; returns loss, accuracy, grad_norm, tokens_per_second.
+
+        After a mid-epoch checkpoint was loaded, the epoch continues after the batches
+        already done, with their running totals.
+        """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = correct = seen = tokens = 0.0
-        norms = []
-        started = time.perf_counter()
-        batches = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress,
-                       unit="batch")
-        for step, batch in enumerate(batches, start=1):
+        progress = self._take_progress()
+        started = time.perf_counter() - progress["seconds"]
+        total = len(self.train_loader)
+        iterator = iter(self._batches_after(progress["batches_done"]))  # draws a DataLoader seed from the RNG
+        if self._pending_rng is not None:  # mid-epoch resume: that draw happened before the checkpoint
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        batches = tqdm(iterator, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress,
+                       unit="batch", total=total, initial=progress["batches_done"])
+        for step, batch in enumerate(batches, start=progress["batches_done"] + 1):
             ids, lengths, labels = self._batch_to_device(batch)
-            boundary = step % self.accumulation_steps == 0 or step == len(self.train_loader)
+            boundary = step % self.accumulation_steps == 0 or step == total
             loss_value, batch_correct, norm = self.train_step(ids, lengths, labels, step, boundary)
-            if norm is not None:
-                norms.append(norm)
-            size = labels.numel()
-            loss_sum += loss_value * size
-            correct += float(batch_correct)
-            seen += size
-            tokens += float(lengths.sum())
-            if step % 10 == 0 or step == len(self.train_loader):
-                rate = seen / max(time.perf_counter() - started, 1e-9)
-                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", reviews_s=f"{rate:.0f}")
+            _accumulate(progress, step, loss_value, float(batch_correct), labels.numel(), float(lengths.sum()), norm)
+            if step % 10 == 0 or step == total:
+                rate = progress["seen"] / max(time.perf_counter() - started, 1e-9)
+                batches.set_postfix(loss=f"{progress['loss_sum'] / progress['seen']:.4f}",
+                                    acc=f"{progress['correct'] / progress['seen']:.3f}", reviews_s=f"{rate:.0f}")
+            if boundary and step < total:
+                progress["seconds"] = time.perf_counter() - started
+                self._mid_epoch_checkpoint(progress)
         elapsed = max(time.perf_counter() - started, 1e-9)
-        return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
+        seen, norms = max(progress["seen"], 1), progress["norms"]
+        return {"loss": progress["loss_sum"] / seen, "accuracy": progress["correct"] / seen,
                 "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
-                "tokens_per_second": tokens / elapsed, "seconds": elapsed}
+                "tokens_per_second": progress["tokens"] / elapsed, "seconds": elapsed}
+
+    def _take_progress(self) -> Dict[str, Any]:
+        progress, self._progress = self._progress, None
+        if progress is not None and progress["epoch"] == self.epoch + 1:
+            return progress
+        return {"epoch": self.epoch + 1, "batches_done": 0, "loss_sum": 0.0, "correct": 0.0, "seen": 0,
+                "tokens": 0.0, "norms": [], "seconds": 0.0}
+
+    def _batches_after(self, done: int):
+        """The training batches of this epoch, without the first ``done`` ones."""
+        if done == 0:
+            return self.train_loader
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        if hasattr(sampler, "skip_next"):
+            sampler.skip_next(done)
+            return self.train_loader
+        return itertools.islice(self.train_loader, done, None)
+
+    def _mid_epoch_checkpoint(self, progress: Dict[str, Any]) -> None:
+        """Write the mid-epoch checkpoint when a signal asked to stop or ``save_every_steps`` is due."""
+        stop = self._signals.requested if self._signals is not None else None
+        due = self.save_every_steps is not None and self.global_step % self.save_every_steps == 0
+        if stop is None and not due:
+            return
+        self._progress = progress
+        try:
+            path = self._write(lambda: save_state(self.checkpoint_dir / MID_EPOCH_NAME, self._training_state()),
+                               f"epoch {progress['epoch']}, step {progress['batches_done']}")
+        finally:
+            self._progress = None
+        if stop is not None:
+            name = signal.Signals(stop).name
+            raise TrainingInterrupted(
+                f"stopped by {name} in epoch {progress['epoch']} after {progress['batches_done']} of "
+                f"{len(self.train_loader)} batches; saved {path}; continue with --resume auto (or --resume {path})",
+                stop, str(path))
+
+    def _write(self, save, what: str):
+        """Run a checkpoint write; a failure keeps the earlier files and says so."""
+        try:
+            return save()
+        except OSError as err:
+            raise TrainingError(f"could not write the checkpoint of {what} to {self.checkpoint_dir} "
+                                f"({err.strerror or err}); the earlier checkpoints are kept. Free some space or "
+                                "choose another --checkpoint-dir, then continue with --resume auto") from None
 
     def train_step(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, step: int = 1,
                    optimizer_step: bool = True):
@@ -212,7 +292,25 @@ class Trainer:
         if save_every is not None and save_every < 1:
             raise ValueError(f"save_every must be at least 1, got {save_every}")
         self._prepare_early_stopping(early_stopping_patience)
-        if self.epoch == 0 and self.checkpoint_manager.entries:
+        with RunLock(self.checkpoint_dir), StopSignals() as signals, \
+                torch.autograd.set_detect_anomaly(self.detect_anomaly):
+            remove_stale_temporaries(self.checkpoint_dir)
+            ensure_writable(self.checkpoint_dir)
+            self._signals = signals
+            try:
+                self._train_epochs(epochs, save_best, save_every)
+            except torch.cuda.OutOfMemoryError:
+                raise TrainingError("the GPU ran out of memory; use a smaller --batch-size (with "
+                                    "--accumulation-steps to keep the effective batch), a smaller --max-length, "
+                                    "or --amp") from None
+            finally:
+                self._signals = None
+        if self.early_stopping is not None and self.early_stopping.restore_best(self.model):
+            logger.info("restored the weights of the best epoch (%s)", self.early_stopping.best_epoch)
+        return self.history
+
+    def _train_epochs(self, epochs: int, save_best: bool, save_every: Optional[int]) -> None:
+        if self.epoch == 0 and self._progress is None and self.checkpoint_manager.entries:
             logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
                            self.checkpoint_dir)
             self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
@@ -223,9 +321,6 @@ class Trainer:
             if self._run_epoch(last_epoch, save_best, save_every):
                 self.history["stopped_early"] = True
                 break
-        if self.early_stopping is not None and self.early_stopping.restore_best(self.model):
-            logger.info("restored the weights of the best epoch (%s)", self.early_stopping.best_epoch)
-        return self.history
 
     @property
     def metrics_log_path(self) -> Path:
@@ -272,9 +367,11 @@ class Trainer:
             stop = self.early_stopping(monitored, self.model, epoch)
         due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop
         if due or (save_best and improved):
-            self.checkpoint_manager.save_checkpoint(
+            self._write(lambda: self.checkpoint_manager.save_checkpoint(
                 self.model, self.optimizer, epoch, train_metrics["loss"], val_metrics["loss"],
-                val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state())
+                val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state()),
+                f"epoch {epoch}")
+            (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
         self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
         return stop
 
@@ -306,9 +403,9 @@ class Trainer:
                     epoch, last_epoch, line["train_loss"], 100 * line["train_accuracy"], line["val_loss"],
                     100 * line["val_accuracy"], lr, line["seconds"], line["tokens_per_second"],
                     "  (best)" if improved else "")
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+        path = self.metrics_log_path
+        earlier = path.read_text(encoding="utf-8") if path.is_file() else ""
+        self._write(lambda: atomic_write_text(path, earlier + json.dumps(line) + "\n"), f"the epoch {epoch} metrics")
 
     # -- state ------------------------------------------------------------------------
     def _model_config(self) -> Optional[Dict[str, Any]]:
@@ -332,6 +429,7 @@ class Trainer:
             "history": copy.deepcopy(self.history), "best_monitor_value": self.best_monitor_value,
             "rng": rng, "preprocessor": self.preprocessor.to_dict() if self.preprocessor is not None else None,
             "run_config": copy.deepcopy(self.run_config), "metrics": metrics or {},
+            "epoch_progress": copy.deepcopy(self._progress),
         }
 
     def save_checkpoint(self, filename: str, is_best: bool = False,
@@ -381,9 +479,9 @@ class Trainer:
         self.history = copy.deepcopy(state["history"])
         self.best_monitor_value = state["best_monitor_value"]
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        self._progress = copy.deepcopy(state.get("epoch_progress"))
+        _set_rng_state(state["rng"])
+        self._pending_rng = state["rng"] if self._progress is not None else None
 
     def resume_training(self, checkpoint_path: Union[str, Path], additional_epochs: int,
                         save_best: bool = True, save_every: Optional[int] = None) -> Dict[str, Any]:

@@ -1,0 +1,105 @@
+"""The command line on real reviews, stopped by SIGTERM and killed with SIGKILL many times."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from src.data import load_imdb
+from src.training.checkpoint_io import load_state
+from src.training.trainer import MID_EPOCH_NAME
+from tests.helpers import REPO_ROOT
+
+TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--batch-size", "16",
+        "--max-vocab-size", "5000", "--epochs", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def csv_reviews(imdb_tree, tmp_path_factory):
+    """600 training and 200 test reviews of the real data set as CSV files (quick to load)."""
+    folder = tmp_path_factory.mktemp("csv-reviews")
+    for split, count in (("train", 600), ("test", 200)):
+        reviews = load_imdb(imdb_tree, split)
+        picked = random.Random(0).sample(range(len(reviews.texts)), count)
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows((reviews.texts[i], reviews.labels[i]) for i in picked)
+    return folder
+
+
+def command(data, out, run, *extra):
+    return [sys.executable, "src/training/train_model.py", "--data-dir", str(data), "--output-dir", str(out),
+            "--checkpoint-dir", str(run), *TINY, *extra]
+
+
+def wait_until_training(process, run_dir, timeout=120):
+    """Block until ``process`` holds the run lock (it writes its PID there)."""
+    deadline = time.monotonic() + timeout
+    lock = run_dir / ".lock"
+    while time.monotonic() < deadline and process.poll() is None:
+        if lock.is_file() and lock.read_text().strip() == str(process.pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def assert_checkpoints_loadable(run_dir):
+    for path in run_dir.glob("*.pt"):
+        load_state(path)  # raises on a torn or damaged file
+
+
+def final_weights(out_dir):
+    return load_state(out_dir / "model.pt")["model_state"]
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_finishes(csv_reviews, tmp_path):
+    out, run = tmp_path / "model", tmp_path / "run"
+    process = subprocess.Popen(command(csv_reviews, out, run), cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    assert wait_until_training(process, run)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "--resume auto" in stderr
+    assert load_state(run / MID_EPOCH_NAME)["epoch_progress"]["batches_done"] > 0
+    done = subprocess.run(command(csv_reviews, out, run, "--resume", "auto"), cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout
+
+
+def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_path):
+    straight_out = tmp_path / "straight-model"
+    straight = subprocess.run(command(csv_reviews, straight_out, tmp_path / "straight-run", "--save-every-steps", "1"),
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    out, run = tmp_path / "model", tmp_path / "run"
+    rng, kills = random.Random(1), 0
+    for attempt in range(20):
+        extra = ["--save-every-steps", "1"] + (["--resume", "auto"] if attempt else [])
+        process = subprocess.Popen(command(csv_reviews, out, run, *extra), cwd=REPO_ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if wait_until_training(process, run):
+            time.sleep(rng.uniform(0.0, 0.6))
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.wait(timeout=60)
+        assert_checkpoints_loadable(run)
+    assert kills >= 15
+    final = subprocess.run(command(csv_reviews, out, run, "--save-every-steps", "1", "--resume", "auto"),
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    expected, actual = final_weights(straight_out), final_weights(out)
+    for name, value in expected.items():
+        assert torch.equal(value, actual[name]), name
+    import json
+    expected_test = json.loads((straight_out / "metrics.json").read_text())["test"]
+    assert json.loads((out / "metrics.json").read_text())["test"] == expected_test

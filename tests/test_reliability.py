@@ -1,0 +1,154 @@
+"""Crash safety, exact mid-epoch resume, locking, full disks, hostile files and random input."""
+
+import csv
+import errno
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from src.data import TextPreprocessor, collate_batch, load_imdb, truncate_ids
+from src.exceptions import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from src.training import GloVeLoader
+from src.training.checkpoint_io import load_state, save_state
+from src.training.run_control import RunLock
+from src.training.trainer import MID_EPOCH_NAME
+from tests.helpers import REPO_ROOT, tiny_model
+from tests.test_training_integration import make_trainer
+
+
+def interrupt_at(trainer, step_count, signum=signal.SIGTERM):
+    """Send ``signum`` to this process during the ``step_count``-th training step."""
+    original, calls = trainer.train_step, {"n": 0}
+
+    def step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step_count:
+            os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    trainer.train_step = step
+
+
+def test_signal_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    straight = make_trainer(tmp_path / "straight", seed=2)
+    expected = straight.train(epochs=2)
+    stopped = make_trainer(tmp_path / "parts", seed=2)
+    interrupt_at(stopped, 4)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM in epoch 1 after 4 of 12 batches") as info:
+        stopped.train(epochs=2)
+    assert info.value.signum == signal.SIGTERM and info.value.checkpoint.endswith(MID_EPOCH_NAME)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    resumed = make_trainer(tmp_path / "parts", seed=7, data_seed=2)
+    history = resumed.resume_training(tmp_path / "parts" / MID_EPOCH_NAME, additional_epochs=2)
+    assert history["train_losses"] == expected["train_losses"]
+    assert history["val_losses"] == expected["val_losses"]
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert not (tmp_path / "parts" / MID_EPOCH_NAME).exists()  # superseded by the epoch checkpoints
+
+
+def test_second_run_on_the_same_folder_is_refused(tmp_path):
+    trainer = make_trainer(tmp_path)
+    with RunLock(tmp_path):
+        with pytest.raises(TrainingError, match=f"another run \\(process {os.getpid()}\\) is training"):
+            trainer.train(epochs=1)
+    assert trainer.train(epochs=1)["epochs_completed"] == 1  # free again
+
+
+def test_full_disk_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path)
+    trainer.train(epochs=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(TrainingError, match="No space left on device.*earlier checkpoints are kept"):
+        trainer.train(epochs=1)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_unwritable_checkpoint_folder_fails_at_start(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    trainer = make_trainer(tmp_path / "file" / "run")
+    with pytest.raises((TrainingError, OSError)):
+        trainer.train(epochs=1)
+
+
+def test_gpu_out_of_memory_message(tmp_path):
+    trainer = make_trainer(tmp_path)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    trainer.train_step = out_of_memory
+    with pytest.raises(TrainingError, match="smaller --batch-size .*--accumulation-steps"):
+        trainer.train(epochs=1)
+
+
+def test_detect_anomaly_option_trains(tmp_path):
+    assert make_trainer(tmp_path, detect_anomaly=True).train(epochs=1)["epochs_completed"] == 1
+
+
+def test_bit_flips_in_a_checkpoint_are_detected(tmp_path):
+    path = save_state(tmp_path / "c.pt", {"model_state": {"w": torch.randn(200_000)}, "epoch": 3})
+    data = path.read_bytes()
+    for position in np.linspace(0.2, 0.8, 12).tolist():
+        damaged = bytearray(data)
+        damaged[int(len(data) * position)] ^= 0x04
+        (tmp_path / "d.pt").write_bytes(bytes(damaged))
+        with pytest.raises(CheckpointError, match="damaged"):
+            load_state(tmp_path / "d.pt")
+
+
+def test_malicious_glove_zip_writes_only_the_requested_member(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with zipfile.ZipFile(cache / "glove.6B.zip", "w") as bundle:
+        bundle.writestr("../../evil.txt", "owned")
+        bundle.writestr("/tmp/evil-absolute.txt", "owned")
+        bundle.writestr("glove.6B.50d.txt", "the " + " ".join(["0.1"] * 50) + "\n")
+    path = GloVeLoader(cache, base_url="http://127.0.0.1:9").download_glove("6B", "50d")
+    assert path == cache / "glove.6B.50d.txt"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["glove.6B.50d.txt", "glove.6B.zip"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=3000))
+def test_random_text_through_preprocessing_and_prediction(text):
+    processor = _PROCESSOR
+    ids = processor.encode_batch([text, text * 3])
+    batch = collate_batch([(truncate_ids(x, 50), 0) for x in ids])
+    with torch.no_grad():
+        logits = _MODEL(batch[0], batch[1])
+    assert logits.shape == (2,) and torch.isfinite(logits).all()
+    assert processor.decode(processor.encode(text)).count("<pad>") == 0
+
+
+_PROCESSOR = TextPreprocessor().build_vocab(["a great film", "awful plot", "I didn't like it!"])
+_MODEL = tiny_model(vocab_size=_PROCESSOR.vocab_size).eval()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=2000))
+def test_random_bytes_as_a_csv_file(tmp_path_factory, raw):
+    folder = tmp_path_factory.mktemp("csv")
+    (folder / "train.csv").write_bytes(raw)
+    try:
+        reviews = load_imdb(folder, "train")
+    except DataError:
+        return
+    assert len(reviews.texts) == len(reviews.labels) > 0 and set(reviews.labels) == {0, 1}
