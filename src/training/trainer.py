@@ -292,10 +292,10 @@ class Trainer:
         if save_every is not None and save_every < 1:
             raise ValueError(f"save_every must be at least 1, got {save_every}")
         self._prepare_early_stopping(early_stopping_patience)
+        ensure_writable(self.checkpoint_dir)
         with RunLock(self.checkpoint_dir), StopSignals() as signals, \
                 torch.autograd.set_detect_anomaly(self.detect_anomaly):
             remove_stale_temporaries(self.checkpoint_dir)
-            ensure_writable(self.checkpoint_dir)
             self._signals = signals
             try:
                 self._train_epochs(epochs, save_best, save_every)
