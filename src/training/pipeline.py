@@ -7,6 +7,7 @@ to the run directory and the model directory, so every run can be repeated.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +26,7 @@ from src.training.glove_loader import check_variant, initialize_model_with_glove
 from src.training.schedulers import SCHEDULER_TYPES
 from src.training.trainer import MID_EPOCH_NAME, OPTIMIZERS, Trainer, create_trainer
 from src.utils.io import atomic_write_json
+from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class TrainConfig:
     save_every: Optional[int] = None
     save_every_steps: Optional[int] = None
     detect_anomaly: bool = False
+    tensorboard: Optional[bool] = None  # None: on when the tensorboard package is installed
     max_checkpoints: int = 5
     save_best_n: int = 3
     resume: Optional[str] = None
@@ -224,9 +227,17 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
         optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=cfg.device, accumulation_steps=cfg.accumulation_steps,
         use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints, save_best_n=cfg.save_best_n, monitor=cfg.monitor,
         preprocessor=preprocessor, progress=not cfg.quiet, run_config=asdict(cfg),
-        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly)
+        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly,
+        tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     return _finish(trainer, cfg, test_loader, preprocessor, history, extra)
+
+
+def _tensorboard_wanted(cfg: TrainConfig) -> bool:
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if cfg.tensorboard and not installed:
+        logger.warning("--tensorboard needs the tensorboard package (pip install tensorboard); logging without it")
+    return installed if cfg.tensorboard is None else bool(cfg.tensorboard and installed)
 
 
 def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -254,5 +265,7 @@ def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, histo
                "summary": trainer.get_training_summary(), **extra}
     save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics)
     atomic_write_json(Path(cfg.checkpoint_dir) / "metrics.json", metrics)
+    if history["train_losses"]:
+        plot_training_curves(history, Path(cfg.checkpoint_dir) / "training_curves.png")
     logger.info("model directory written to %s", cfg.output_dir)
     return metrics

@@ -20,15 +20,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from src.exceptions import PipelineError, TrainingInterrupted  # noqa: E402
 from src.training.pipeline import TrainConfig, run_training  # noqa: E402
+from src.utils.cli import OneLineParser, fail  # noqa: E402
 
-EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Report a bad flag in one line (plus a pointer to --help), exit code 2."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+EXIT_INTERRUPTED = 130
 
 
 def _flag(value: str) -> bool:
@@ -92,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-best-n", type=int, help=f"best checkpoints kept per metric (default: {d.save_best_n})")
     g.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest valid one in --checkpoint-dir")
     g.add_argument("--quiet", action="store_true", help="no progress bars; only warnings on the console")
+    g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction,
+                   help="write TensorBoard scalars to <checkpoint-dir>/tensorboard (default: on if installed)")
     g.add_argument("--config", help="YAML or JSON file with settings; command-line flags override it")
     return p
 
@@ -153,8 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\ninterrupted; continue with --resume auto", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (PipelineError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(str(err))
     test = metrics["test"]
     print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}, {test['n_examples']} reviews); "
           f"model saved to {cfg.output_dir}")

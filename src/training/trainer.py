@@ -74,7 +74,7 @@ class Trainer:
                  use_amp: bool = False, max_checkpoints: int = 5, save_best_n: int = 3,
                  monitor: str = "val_loss", preprocessor: Any = None, progress: bool = True,
                  run_config: Optional[Dict[str, Any]] = None, save_every_steps: Optional[int] = None,
-                 detect_anomaly: bool = False):
+                 detect_anomaly: bool = False, tensorboard_dir: Optional[Union[str, Path]] = None):
         if accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
         if save_every_steps is not None and save_every_steps < 1:
@@ -100,6 +100,8 @@ class Trainer:
         self._progress: Optional[Dict[str, Any]] = None  # a partly trained epoch (mid-epoch checkpoints)
         self._pending_rng: Optional[Dict[str, Any]] = None
         self._signals: Optional[StopSignals] = None
+        self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir is not None else None
+        self._tensorboard = None
         self._setup_amp(use_amp)
 
     # -- set-up -----------------------------------------------------------------
@@ -305,6 +307,7 @@ class Trainer:
                                     "or --amp") from None
             finally:
                 self._signals = None
+                self._close_tensorboard()
         if self.early_stopping is not None and self.early_stopping.restore_best(self.model):
             logger.info("restored the weights of the best epoch (%s)", self.early_stopping.best_epoch)
         return self.history
@@ -403,9 +406,31 @@ class Trainer:
                     epoch, last_epoch, line["train_loss"], 100 * line["train_accuracy"], line["val_loss"],
                     100 * line["val_accuracy"], lr, line["seconds"], line["tokens_per_second"],
                     "  (best)" if improved else "")
+        self._log_tensorboard(line)
         path = self.metrics_log_path
         earlier = path.read_text(encoding="utf-8") if path.is_file() else ""
         self._write(lambda: atomic_write_text(path, earlier + json.dumps(line) + "\n"), f"the epoch {epoch} metrics")
+
+    def _log_tensorboard(self, line: Dict[str, Any]) -> None:
+        """Epoch scalars for TensorBoard; a resumed run first drops events after its epoch."""
+        if self.tensorboard_dir is None:
+            return
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.tensorboard_dir), purge_step=line["epoch"])
+        epoch = line["epoch"]
+        for tag, key in (("loss/train", "train_loss"), ("loss/validation", "val_loss"),
+                         ("accuracy/train", "train_accuracy"), ("accuracy/validation", "val_accuracy"),
+                         ("learning_rate", "learning_rate"), ("gradient_norm", "grad_norm"),
+                         ("throughput/tokens_per_second", "tokens_per_second")):
+            self._tensorboard.add_scalar(tag, line[key], epoch)
+        self._tensorboard.flush()
+
+    def _close_tensorboard(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
     # -- state ------------------------------------------------------------------------
     def _model_config(self) -> Optional[Dict[str, Any]]:

@@ -1,0 +1,86 @@
+"""Classify reviews from the command line.
+
+    python -m src.inference.predict --model-dir models "A wonderful film." "Two hours I will never get back."
+    python -m src.inference.predict --model-dir models --input reviews.txt --output predictions.jsonl
+
+``--input`` takes one review per line, or a CSV file (``.csv``) with a ``text``
+column. Results are JSON objects (``text``, ``label``, ``probability`` of positive),
+one per line, in input order: to ``--output`` (written atomically) or the screen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from src.exceptions import PipelineError
+from src.utils.cli import OneLineParser, fail
+from src.inference.predictor import SentimentPredictor
+from src.utils.io import atomic_write_text
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m src.inference.predict", description="Classify movie reviews.")
+    parser.add_argument("reviews", nargs="*", help="review texts (or use --input)")
+    parser.add_argument("--model-dir", required=True, help="model directory written by training (--output-dir)")
+    parser.add_argument("--input", help="file with one review per line, or a .csv with a 'text' column")
+    parser.add_argument("--output", help="write JSON lines here instead of to the screen")
+    parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
+    parser.add_argument("--batch-size", type=int, default=256, help="reviews per batch (default: 256)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
+    return parser
+
+
+def read_reviews(path: str, encoding: str) -> List[str]:
+    """Reviews from a text file (one per line, blank lines skipped) or a CSV file's 'text' column."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise PipelineError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{path} is not valid {encoding} (byte {err.start}); pass its encoding with "
+                            "--encoding, e.g. --encoding latin-1") from None
+    except LookupError:
+        raise PipelineError(f"unknown encoding {encoding!r}") from None
+    if not path.lower().endswith(".csv"):
+        return [line for line in text.splitlines() if line.strip()]
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+    if "text" not in columns:
+        raise PipelineError(f"{path} has no 'text' column (columns: {', '.join(columns) or 'none'})")
+    return [row[columns["text"]] or "" for row in reader]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if bool(args.reviews) == bool(args.input):
+        parser.error("give review texts or --input FILE (one of them)")
+    try:
+        reviews = read_reviews(args.input, args.encoding) if args.input else args.reviews
+        if not reviews:
+            return fail(f"{args.input} holds no reviews to classify")
+        predictor = SentimentPredictor.from_pretrained(args.model_dir, device=args.device)
+        results = predictor.predict_batch(reviews, batch_size=args.batch_size)
+    except PipelineError as err:
+        return fail(str(err))
+    lines = "".join(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n"
+                    for text, result in zip(reviews, results))
+    if args.output:
+        atomic_write_text(args.output, lines)
+        print(f"{len(results)} predictions written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Classifying reviews with a trained model directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from src.data.datasets import collate_batch, truncate_ids
+from src.data.preprocessing import TextPreprocessor
+from src.models.lstm_model import LSTMClassifier
+from src.models.model_dir import CONFIG_FILE, load_model_directory
+from src.utils.device import resolve_device
+
+DEFAULT_MAX_LENGTH = 400
+
+
+class SentimentPredictor:
+    """``predict("text")`` -> ``{"label": "positive"|"negative", "probability": P(positive)}``.
+
+    Reviews are cut the way they were in training (``max_length``, ``truncation``).
+    Batches are formed from reviews of similar length, and results come back in
+    input order.
+    """
+
+    def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
+                 device: Optional[Union[str, torch.device]] = None, max_length: int = DEFAULT_MAX_LENGTH,
+                 truncation: str = "head"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.preprocessor = preprocessor
+        self.max_length, self.truncation = max_length, truncation
+
+    @classmethod
+    def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None
+                        ) -> "SentimentPredictor":
+        """Load a model directory written by training (``--output-dir``)."""
+        model, preprocessor = load_model_directory(model_dir)
+        settings = {}
+        config_path = Path(model_dir) / CONFIG_FILE
+        if config_path.is_file():
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            settings = {k: config[k] for k in ("max_length", "truncation") if k in config}
+        return cls(model, preprocessor, device=device, **settings)
+
+    def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"review {index} is a {type(text).__name__}, not text")
+        return [truncate_ids(ids, self.max_length, self.truncation) for ids in self.preprocessor.encode_batch(texts)]
+
+    @torch.inference_mode()
+    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """P(positive) for each text, in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        encoded = self.encode(texts)
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        result = np.empty(len(encoded), dtype=np.float64)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start: start + batch_size]
+            ids, lengths, _ = collate_batch([(encoded[i], 0) for i in chunk])
+            logits = self.model(ids.to(self.device), lengths.to(self.device)).float()
+            probs = torch.sigmoid(logits) if logits.dim() == 1 else torch.softmax(logits, dim=-1)[:, 1]
+            result[chunk] = probs.cpu().numpy()
+        return result
+
+    def predict_batch(self, texts: Sequence[str], batch_size: int = 256) -> List[Dict[str, object]]:
+        return [_label(p) for p in self.probabilities(texts, batch_size)]
+
+    def predict(self, text: str) -> Dict[str, object]:
+        return self.predict_batch([text])[0]
+
+
+def _label(probability: float) -> Dict[str, object]:
+    return {"label": "positive" if probability >= 0.5 else "negative", "probability": float(probability)}

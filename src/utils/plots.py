@@ -1,0 +1,94 @@
+"""PNG plots of training curves and evaluation results (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Dict, Sequence, Union
+
+from src.utils.io import atomic_write
+
+PathLike = Union[str, Path]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, works without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: PathLike) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+    return Path(path)
+
+
+def plot_training_curves(history: Dict[str, Any], path: PathLike) -> Path:
+    """Loss and accuracy per epoch (train vs validation), the best epoch marked, LR on a second axis."""
+    plt = _pyplot()
+    epochs = list(range(1, len(history["train_losses"]) + 1))
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_axis.plot(epochs, history["train_losses"], "o-", label="train loss")
+    loss_axis.plot(epochs, history["val_losses"], "o-", label="validation loss")
+    accuracy_axis.plot(epochs, history["train_accuracies"], "o-", label="train accuracy")
+    accuracy_axis.plot(epochs, history["val_accuracies"], "o-", label="validation accuracy")
+    lr_axis = loss_axis.twinx()
+    lr_axis.plot(epochs, history["learning_rates"], "--", color="grey", label="learning rate")
+    lr_axis.set_ylabel("learning rate")
+    for axis in (loss_axis, accuracy_axis):
+        if history.get("best_epoch"):
+            axis.axvline(history["best_epoch"], color="green", linestyle=":", label=f"best epoch ({history['best_epoch']})")
+        axis.set_xlabel("epoch")
+        axis.legend(loc="best", fontsize=8)
+    loss_axis.set_title("loss")
+    accuracy_axis.set_title("accuracy")
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: PathLike) -> Path:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.imshow(matrix, cmap="Blues")
+    names = ["negative", "positive"]
+    axis.set_xticks([0, 1], names)
+    axis.set_yticks([0, 1], names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for row in range(2):
+        for column in range(2):
+            axis.text(column, row, str(matrix[row][column]), ha="center", va="center", fontsize=13)
+    axis.set_title("confusion matrix")
+    return _save(figure, path)
+
+
+def plot_roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float, path: PathLike) -> Path:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.plot(fpr, tpr, label=f"ROC (AUC {auc:.4f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.legend(loc="lower right")
+    axis.set_title("ROC curve")
+    return _save(figure, path)
+
+
+def plot_accuracy_by_length(buckets: Dict[str, Dict[str, Any]], path: PathLike) -> Path:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 4))
+    names = list(buckets)
+    values = [buckets[name]["accuracy"] or 0.0 for name in names]
+    bars = axis.bar(names, values, color="steelblue")
+    for bar, name in zip(bars, names):
+        axis.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"n={buckets[name]['n_examples']}",
+                  ha="center", va="bottom", fontsize=9)
+    axis.set_ylim(0, 1.05)
+    axis.set_ylabel("accuracy")
+    axis.set_title("accuracy by review length")
+    return _save(figure, path)

@@ -1,0 +1,147 @@
+"""Predict and evaluate (API and command line), TensorBoard scalars and plots, on a small trained model."""
+
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from src.data import load_imdb
+from src.inference import SentimentPredictor
+from src.inference.evaluate import main as evaluate_main
+from src.inference.metrics import binary_metrics
+from src.inference.predict import main as predict_main
+from src.training.pipeline import TrainConfig, run_training
+from tests.helpers import REPO_ROOT
+
+REVIEWS = ["A wonderful, moving film with superb acting.", "Dull, boring and far too long. Awful.", "",
+           "ok", "The best movie I have seen this year!"]
+
+
+@pytest.fixture(scope="module")
+def trained(imdb_tree, tmp_path_factory):
+    """A small model trained for two epochs on real reviews; returns (model dir, run dir)."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = TrainConfig(data_dir=str(imdb_tree), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"),
+                      epochs=2, embedding_dim=32, hidden_dim=24, max_length=150, batch_size=32,
+                      max_train_samples=1500, max_test_samples=300, learning_rate=0.003, quiet=True,
+                      tensorboard=True)
+    run_training(cfg)
+    return root / "model", root / "run"
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_predict_api(trained):
+    predictor = SentimentPredictor.from_pretrained(trained[0])
+    assert predictor.max_length == 150  # taken from the training config
+    single = predictor.predict(REVIEWS[0])
+    assert single["label"] in ("positive", "negative") and 0.0 <= single["probability"] <= 1.0
+    batch = predictor.predict_batch(REVIEWS, batch_size=2)
+    assert [r["probability"] for r in batch] == pytest.approx([predictor.predict(t)["probability"] for t in REVIEWS])
+    assert all(r["label"] == ("positive" if r["probability"] >= 0.5 else "negative") for r in batch)
+    with pytest.raises(TypeError, match="review 1 is a int"):
+        predictor.predict_batch(["fine", 3])
+
+
+def test_predict_cli_texts_and_files(trained, tmp_path, capsys):
+    assert predict_main(["--model-dir", str(trained[0]), *REVIEWS[:2]]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == REVIEWS[:2] and set(lines[0]) == {"text", "label", "probability"}
+
+    (tmp_path / "reviews.txt").write_text("\n".join(REVIEWS) + "\n", encoding="utf-8")
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "reviews.txt"),
+                         "--output", str(tmp_path / "out.jsonl")]) == 0
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["text"] for o in out] == [r for r in REVIEWS if r.strip()]  # order kept, blank lines skipped
+
+    (tmp_path / "reviews.csv").write_text('id,text\n1,"Great, great film"\n2,Terrible\n', encoding="utf-8")
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "reviews.csv")]) == 0
+    assert [json.loads(l)["text"] for l in capsys.readouterr().out.splitlines()] == ["Great, great film", "Terrible"]
+
+
+def test_predict_cli_errors(trained, tmp_path, capsys):
+    (tmp_path / "latin.txt").write_bytes("un film très réussi\n".encode("latin-1"))
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "latin.txt")]) == 1
+    assert "--encoding" in capsys.readouterr().err
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "latin.txt"),
+                         "--encoding", "latin-1"]) == 0
+    assert "très" in capsys.readouterr().out
+    (tmp_path / "empty.txt").write_text("\n\n")
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "empty.txt")]) == 1
+    assert "no reviews" in capsys.readouterr().err
+    assert predict_main(["--model-dir", str(tmp_path / "missing"), "text"]) == 1
+    err = capsys.readouterr().err
+    assert "not a model directory" in err and err.count("\n") == 1
+
+
+def test_predict_as_a_module(trained):
+    result = subprocess.run([sys.executable, "-m", "src.inference.predict", "--model-dir", str(trained[0]), "Superb!"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["text"] == "Superb!"
+
+
+def test_evaluate_matches_scikit_learn(trained, imdb_tree, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert evaluate_main(["--model-dir", str(trained[0]), "--data-dir", str(imdb_tree), "--max-samples", "400",
+                          "--output-dir", str(out)]) == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"] == report["accuracy"] and report["n_examples"] == 400
+    # the same predictions, scored independently
+    from src.data.loaders import stratified_sample
+    test = load_imdb(imdb_tree, "test")
+    sample = test.select(stratified_sample(test.labels, 400, np.random.default_rng(0)))
+    probabilities = SentimentPredictor.from_pretrained(trained[0]).probabilities(sample.texts)
+    predicted = (probabilities >= 0.5).astype(int)
+    assert report["accuracy"] == pytest.approx(sk.accuracy_score(sample.labels, predicted))
+    assert report["precision"] == pytest.approx(sk.precision_score(sample.labels, predicted, zero_division=0))
+    assert report["recall"] == pytest.approx(sk.recall_score(sample.labels, predicted))
+    assert report["f1"] == pytest.approx(sk.f1_score(sample.labels, predicted))
+    assert report["roc_auc"] == pytest.approx(sk.roc_auc_score(sample.labels, probabilities))
+    assert report["loss"] == pytest.approx(sk.log_loss(sample.labels, probabilities), rel=1e-4)
+    assert report["confusion_matrix"] == sk.confusion_matrix(sample.labels, predicted).tolist()
+    buckets = report["accuracy_by_length"]
+    assert sum(b["n_examples"] for b in buckets.values()) == 400 and buckets["long"]["n_examples"] > 0
+    for name in ("confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png"):
+        width, height = png_size(out / name)
+        assert 300 < width < 3000 and 250 < height < 3000, name
+
+
+def test_metrics_with_ties_and_one_class():
+    labels, scores = np.array([0, 1, 1, 0, 1]), np.array([0.2, 0.8, 0.5, 0.5, 0.5])
+    assert binary_metrics(labels, scores)["roc_auc"] == pytest.approx(sk.roc_auc_score(labels, scores))
+    assert binary_metrics(np.array([1, 1]), np.array([0.9, 0.2]))["roc_auc"] is None
+
+
+def test_evaluate_into_the_model_directory_and_errors(trained, imdb_tree, tmp_path, capsys):
+    assert evaluate_main(["--model-dir", str(trained[0]), "--data-dir", str(imdb_tree), "--max-samples", "50"]) == 0
+    assert (trained[0] / "evaluation.json").is_file()
+    capsys.readouterr()
+    assert evaluate_main(["--model-dir", str(trained[0]), "--data-dir", str(tmp_path / "none")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_tensorboard_scalars_and_training_curves(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = trained[1]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/train", "loss/validation", "accuracy/train", "accuracy/validation", "learning_rate",
+            "gradient_norm", "throughput/tokens_per_second"} <= tags
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    logged = [event.value for event in events.Scalars("loss/validation")]
+    assert [e.step for e in events.Scalars("loss/validation")] == [1, 2]
+    assert logged == pytest.approx(history["val_losses"])
+    width, height = png_size(run / "training_curves.png")
+    assert width > 600 and height > 250
