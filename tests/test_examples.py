@@ -24,3 +24,16 @@ def test_quick_train_resume_and_predict(tmp_path, imdb_tree):
     out = run("predict_from_python.py", "--model-dir", model_dir, "A joy to watch.", "Dreadful.")
     lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[0] in ("positive", "negative") and lines[1].endswith("Dreadful.")
+    evaluation = tmp_path / "evaluation"
+    out = run("evaluate_model.py", "--model-dir", model_dir, "--data-dir", str(imdb_tree), "--output-dir",
+              str(evaluation), "--max-samples", "200")
+    assert "ROC-AUC" in out and (evaluation / "evaluation.json").is_file() and (evaluation / "roc_curve.png").is_file()
+
+
+def test_train_with_glove(tmp_path, imdb_tree, real_data):
+    cache = tmp_path / "glove"
+    cache.mkdir()
+    (cache / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
+    out = run("train_with_glove.py", "--data-dir", str(imdb_tree), "--glove-cache-dir", str(cache),
+              "--max-train-samples", "300", "--epochs", "1", "--checkpoint-dir", str(tmp_path / "run"))
+    assert "GloVe covers" in out and "test accuracy" in out

@@ -10,8 +10,10 @@ import re
 import pytest
 
 import src.data
+from src.data import TextPreprocessor
+from src.models.model_dir import save_model_directory
 from src.training import Trainer
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, tiny_model
 
 READMES = ["src/training/README.md", "README.md"]
 
@@ -32,6 +34,8 @@ def small_budget(monkeypatch, tmp_path, real_data):
     monkeypatch.setattr(src.data, "create_data_loaders", small)
     real_train = Trainer.train
     monkeypatch.setattr(Trainer, "train", lambda self, epochs, *a, **k: real_train(self, min(epochs, 2), *a, **k))
+    processor = TextPreprocessor().build_vocab(["a wonderful moving film", "dreadful", "loved it"])
+    save_model_directory("models", tiny_model(vocab_size=processor.vocab_size), processor, {"max_length": 50})
 
 
 @pytest.mark.parametrize("readme", READMES)
@@ -40,9 +44,6 @@ def test_readme_snippets_run(readme, small_budget):
     assert snippets, f"{readme} has no python snippets"
     namespace = {}
     for index, code in enumerate(snippets):
-        if "load_model_directory(\"models\")" in code:
-            from src.models.model_dir import save_model_directory
-            save_model_directory("models", namespace["model"], namespace["preprocessor"])
         try:
             exec(compile(code, f"{readme} snippet {index + 1}", "exec"), namespace)
         except Exception as err:  # report which snippet broke
