@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import logging
 import math
 import signal
@@ -23,11 +22,11 @@ from tqdm.auto import tqdm
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
 from src.training.checkpoint_io import link_or_copy, load_state, save_state
 from src.training.checkpoint_manager import BEST_NAME, CheckpointManager, EarlyStopping
+from src.training.epoch_log import EpochLog
 from src.training.monitor import initial_best, is_improvement, resolve_mode
 from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
 from src.utils.device import resolve_device
-from src.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +99,7 @@ class Trainer:
         self._progress: Optional[Dict[str, Any]] = None  # a partly trained epoch (mid-epoch checkpoints)
         self._pending_rng: Optional[Dict[str, Any]] = None
         self._signals: Optional[StopSignals] = None
-        self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir is not None else None
-        self._tensorboard = None
+        self.epoch_log = EpochLog(self.checkpoint_dir, Path(tensorboard_dir) if tensorboard_dir is not None else None)
         self._setup_amp(use_amp)
 
     # -- set-up -----------------------------------------------------------------
@@ -307,7 +305,7 @@ class Trainer:
                                     "or --amp") from None
             finally:
                 self._signals = None
-                self._close_tensorboard()
+                self.epoch_log.close()
         if self.early_stopping is not None and self.early_stopping.restore_best(self.model):
             logger.info("restored the weights of the best epoch (%s)", self.early_stopping.best_epoch)
         return self.history
@@ -317,31 +315,13 @@ class Trainer:
             logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
                            self.checkpoint_dir)
             self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
-        self._trim_metrics_log()
+        self.epoch_log.keep_until(self.epoch)
         last_epoch = self.epoch + epochs
         self.history["stopped_early"] = False
         while self.epoch < last_epoch:
             if self._run_epoch(last_epoch, save_best, save_every):
                 self.history["stopped_early"] = True
                 break
-
-    @property
-    def metrics_log_path(self) -> Path:
-        return self.checkpoint_dir / "metrics.jsonl"
-
-    def _trim_metrics_log(self) -> None:
-        """Drop lines of epochs after the current one (an earlier run, or epochs lost to a crash)."""
-        path = self.metrics_log_path
-        if not path.is_file():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line)["epoch"] <= self.epoch:
-                    kept.append(line + "\n")
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line from a crash
-        atomic_write_text(path, "".join(kept))
 
     def _prepare_early_stopping(self, patience: Optional[int]) -> None:
         if patience is None:
@@ -368,6 +348,7 @@ class Trainer:
         if self.early_stopping is not None:
             monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
             stop = self.early_stopping(monitored, self.model, epoch)
+        self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
         due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop
         if due or (save_best and improved):
             self._write(lambda: self.checkpoint_manager.save_checkpoint(
@@ -375,7 +356,6 @@ class Trainer:
                 val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state()),
                 f"epoch {epoch}")
             (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
-        self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
         return stop
 
     def _record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float]) -> bool:
@@ -406,31 +386,7 @@ class Trainer:
                     epoch, last_epoch, line["train_loss"], 100 * line["train_accuracy"], line["val_loss"],
                     100 * line["val_accuracy"], lr, line["seconds"], line["tokens_per_second"],
                     "  (best)" if improved else "")
-        self._log_tensorboard(line)
-        path = self.metrics_log_path
-        earlier = path.read_text(encoding="utf-8") if path.is_file() else ""
-        self._write(lambda: atomic_write_text(path, earlier + json.dumps(line) + "\n"), f"the epoch {epoch} metrics")
-
-    def _log_tensorboard(self, line: Dict[str, Any]) -> None:
-        """Epoch scalars for TensorBoard; a resumed run first drops events after its epoch."""
-        if self.tensorboard_dir is None:
-            return
-        if self._tensorboard is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tensorboard = SummaryWriter(str(self.tensorboard_dir), purge_step=line["epoch"])
-        epoch = line["epoch"]
-        for tag, key in (("loss/train", "train_loss"), ("loss/validation", "val_loss"),
-                         ("accuracy/train", "train_accuracy"), ("accuracy/validation", "val_accuracy"),
-                         ("learning_rate", "learning_rate"), ("gradient_norm", "grad_norm"),
-                         ("throughput/tokens_per_second", "tokens_per_second")):
-            self._tensorboard.add_scalar(tag, line[key], epoch)
-        self._tensorboard.flush()
-
-    def _close_tensorboard(self) -> None:
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-            self._tensorboard = None
+        self._write(lambda: self.epoch_log.write(line), f"the epoch {epoch} metrics")
 
     # -- state ------------------------------------------------------------------------
     def _model_config(self) -> Optional[Dict[str, Any]]:
