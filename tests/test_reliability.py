@@ -152,3 +152,17 @@ def test_random_bytes_as_a_csv_file(tmp_path_factory, raw):
     except DataError:
         return
     assert len(reviews.texts) == len(reviews.labels) > 0 and set(reviews.labels) == {0, 1}
+
+
+def test_signal_during_validation_stops_after_the_epoch_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    evaluate = trainer.evaluate_model
+
+    def evaluate_then_signal(loader):
+        os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(loader)
+
+    trainer.evaluate_model = evaluate_then_signal
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGINT after epoch 1; saved .*checkpoint_epoch_001.pt"):
+        trainer.train(epochs=3)
+    assert trainer.epoch == 1 and load_state(tmp_path / "checkpoint_epoch_001.pt")["epoch"] == 1

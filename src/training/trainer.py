@@ -53,6 +53,11 @@ def _accumulate(progress: Dict[str, Any], step: int, loss: float, correct: float
         progress["norms"].append(norm)
 
 
+def _interrupted(signum: int, where: str, path: Path) -> TrainingInterrupted:
+    return TrainingInterrupted(f"stopped by {signal.Signals(signum).name} {where}; saved {path}; continue with "
+                               f"--resume auto (or --resume {path})", signum, str(path))
+
+
 def _set_rng_state(rng: Dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"].cpu())
     if "cuda" in rng and torch.cuda.is_available():
@@ -218,11 +223,8 @@ class Trainer:
         finally:
             self._progress = None
         if stop is not None:
-            name = signal.Signals(stop).name
-            raise TrainingInterrupted(
-                f"stopped by {name} in epoch {progress['epoch']} after {progress['batches_done']} of "
-                f"{len(self.train_loader)} batches; saved {path}; continue with --resume auto (or --resume {path})",
-                stop, str(path))
+            where = f"in epoch {progress['epoch']} after {progress['batches_done']} of {len(self.train_loader)} batches"
+            raise _interrupted(stop, where, path)
 
     def _write(self, save, what: str):
         """Run a checkpoint write; a failure keeps the earlier files and says so."""
@@ -349,13 +351,16 @@ class Trainer:
             monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
             stop = self.early_stopping(monitored, self.model, epoch)
         self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
-        due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop
+        signalled = self._signals.requested if self._signals is not None else None
+        due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop or signalled
         if due or (save_best and improved):
-            self._write(lambda: self.checkpoint_manager.save_checkpoint(
+            path = self._write(lambda: self.checkpoint_manager.save_checkpoint(
                 self.model, self.optimizer, epoch, train_metrics["loss"], val_metrics["loss"],
                 val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state()),
                 f"epoch {epoch}")
             (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
+            if signalled is not None and epoch < last_epoch and not stop:
+                raise _interrupted(signalled, f"after epoch {epoch}", path)
         return stop
 
     def _record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float]) -> bool:
