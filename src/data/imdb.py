@@ -203,7 +203,14 @@ def _read_csv(path: Path) -> ReviewData:
     if not path.is_file():
         raise DataError(f"{path} is missing; CSV data needs both train.csv and test.csv")
     text = _decode(path.read_bytes(), str(path))
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(text, path)
+    except csv.Error as err:
+        raise DataError(f"{path} is not a readable CSV file ({err}); save it as CSV with a header line") from None
+
+
+def _parse_csv(text: str, path: Path) -> ReviewData:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
     if "text" not in columns or "label" not in columns:
         raise DataError(

@@ -50,11 +50,14 @@ def read_reviews(path: str, encoding: str) -> List[str]:
         raise PipelineError(f"unknown encoding {encoding!r}") from None
     if not path.lower().endswith(".csv"):
         return [line for line in text.splitlines() if line.strip()]
-    reader = csv.DictReader(io.StringIO(text))
-    columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
-    if "text" not in columns:
-        raise PipelineError(f"{path} has no 'text' column (columns: {', '.join(columns) or 'none'})")
-    return [row[columns["text"]] or "" for row in reader]
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+        if "text" not in columns:
+            raise PipelineError(f"{path} has no 'text' column (columns: {', '.join(columns) or 'none'})")
+        return [row[columns["text"]] or "" for row in reader]
+    except csv.Error as err:
+        raise PipelineError(f"{path} is not a readable CSV file ({err})") from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
