@@ -135,3 +135,20 @@ def tiny_model(vocab_size: int = 30, **overrides):
     settings = dict(vocab_size=vocab_size, embedding_dim=8, hidden_dim=8, n_layers=1, dropout=0.1)
     settings.update(overrides)
     return LSTMClassifier(**settings)
+
+
+def write_review_csvs(imdb_tree: Path, folder: Path, train_count: int, test_count: int) -> Path:
+    """A random subset of the real reviews as train.csv / test.csv (much quicker to load than the tree)."""
+    import csv
+    import random
+
+    from src.data import load_imdb
+
+    for split, count in (("train", train_count), ("test", test_count)):
+        reviews = load_imdb(imdb_tree, split)
+        picked = random.Random(0).sample(range(len(reviews.texts)), count)
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows((reviews.texts[i], reviews.labels[i]) for i in picked)
+    return folder

@@ -1,7 +1,6 @@
 """The command line on real reviews, stopped by SIGTERM and killed with SIGKILL many times."""
 
-import csv
-import os
+import json
 import random
 import signal
 import subprocess
@@ -11,10 +10,9 @@ import time
 import pytest
 import torch
 
-from src.data import load_imdb
 from src.training.checkpoint_io import load_state
 from src.training.trainer import MID_EPOCH_NAME
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, write_review_csvs
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--batch-size", "16",
         "--max-vocab-size", "5000", "--epochs", "3", "--quiet"]
@@ -23,15 +21,7 @@ TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--
 @pytest.fixture(scope="module")
 def csv_reviews(imdb_tree, tmp_path_factory):
     """600 training and 200 test reviews of the real data set as CSV files (quick to load)."""
-    folder = tmp_path_factory.mktemp("csv-reviews")
-    for split, count in (("train", 600), ("test", 200)):
-        reviews = load_imdb(imdb_tree, split)
-        picked = random.Random(0).sample(range(len(reviews.texts)), count)
-        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "label"])
-            writer.writerows((reviews.texts[i], reviews.labels[i]) for i in picked)
-    return folder
+    return write_review_csvs(imdb_tree, tmp_path_factory.mktemp("csv-reviews"), 600, 200)
 
 
 def command(data, out, run, *extra):
@@ -100,6 +90,5 @@ def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_pa
     expected, actual = final_weights(straight_out), final_weights(out)
     for name, value in expected.items():
         assert torch.equal(value, actual[name]), name
-    import json
     expected_test = json.loads((straight_out / "metrics.json").read_text())["test"]
     assert json.loads((out / "metrics.json").read_text())["test"] == expected_test

@@ -123,3 +123,17 @@ def test_worker_processes_give_the_same_batches(tmp_path):
     with_workers = create_data_loaders(tmp_path, batch_size=8, seed=1, num_workers=2)[0]
     for (a, la, ya), (b, lb, yb) in zip(in_process, with_workers):
         assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(ya, yb)
+
+
+def test_sharded_sampler_splits_every_epoch_between_ranks():
+    lengths = np.random.default_rng(1).integers(1, 300, size=1000)
+    full = list(BucketBatchSampler(lengths, batch_size=32, seed=5))
+    shards = [list(BucketBatchSampler(lengths, batch_size=32, seed=5, num_replicas=3, rank=r)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1 == len({len(BucketBatchSampler(lengths, 32, num_replicas=3, rank=r))
+                                                      for r in range(3)})
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert set(seen) == set(range(1000))  # every review, a few batches twice to even out the shards
+    assert sorted(map(tuple, full)) == sorted(set(tuple(b) for shard in shards for b in shard))
+    evaluation = [list(BucketBatchSampler(lengths, 32, shuffle=False, num_replicas=3, rank=r, pad_shards=False))
+                  for r in range(3)]
+    assert sorted(i for shard in evaluation for batch in shard for i in batch) == list(range(1000))

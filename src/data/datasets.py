@@ -69,12 +69,21 @@ class BucketBatchSampler(Sampler[List[int]]):
     into batches and shuffles the batch order. The order depends only on ``seed``
     and the epoch number, so a resumed run sees the same batches. Without
     shuffling, batches are cut from the reviews sorted by length (for evaluation).
+
+    With ``num_replicas > 1`` (distributed training) every rank gets every
+    ``num_replicas``-th batch of the same epoch order, a disjoint shard. With
+    ``pad_shards`` a few batches are repeated so that every rank has the same number
+    of steps (needed in training, where ranks synchronise after every step).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True,
-                 seed: int = 0, pool_factor: int = 50):
+                 seed: int = 0, pool_factor: int = 50, num_replicas: int = 1, rank: int = 0,
+                 pad_shards: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        self.num_replicas, self.rank, self.pad_shards = num_replicas, rank, pad_shards
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -84,7 +93,10 @@ class BucketBatchSampler(Sampler[List[int]]):
         self._skip = 0
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        batches = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        if self.pad_shards:
+            return -(-batches // self.num_replicas)
+        return len(range(self.rank, batches, self.num_replicas))
 
     def set_epoch(self, epoch: int) -> None:
         """Choose which epoch's order the next iteration yields."""
@@ -107,10 +119,17 @@ class BucketBatchSampler(Sampler[List[int]]):
         Advancing only after a full pass (not when ``iter()`` is called) keeps the order
         the same with worker processes, whose DataLoader calls ``iter()`` more than once.
         """
-        batches = self._epoch_batches(self.epoch) if self.shuffle else self._sorted_batches()
+        batches = self._shard(self._epoch_batches(self.epoch) if self.shuffle else self._sorted_batches())
         start, self._skip = self._skip, 0
         yield from batches[start:]
         self.epoch += 1
+
+    def _shard(self, batches: List[List[int]]) -> List[List[int]]:
+        if self.num_replicas == 1:
+            return batches
+        if self.pad_shards:
+            batches = batches + batches[: (-len(batches)) % self.num_replicas]
+        return batches[self.rank::self.num_replicas]
 
     def _cut(self, order: np.ndarray) -> List[List[int]]:
         return [order[i: i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]

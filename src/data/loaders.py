@@ -89,6 +89,8 @@ def create_data_loaders(
     download: bool = True,
     pin_memory: bool = False,
     preprocessor: Optional[TextPreprocessor] = None,
+    num_replicas: int = 1,
+    rank: int = 0,
 ) -> Tuple[DataLoader, DataLoader, DataLoader, TextPreprocessor]:
     """Load IMDB (downloading it if absent), build the vocabulary, and return loaders.
 
@@ -114,9 +116,12 @@ def create_data_loaders(
     datasets = [_dataset(ids, part.labels, max_length, truncation) for ids, part in
                 ((train_ids, train), (preprocessor.encode_batch(val.texts), val),
                  (preprocessor.encode_batch(test.texts), test))]
+    shards = [dict(num_replicas=num_replicas, rank=rank, pad_shards=True),
+              dict(num_replicas=num_replicas, rank=rank, pad_shards=False), {}]
     loaders = [
-        DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed),
+        DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed,
+                                                             **shard),
                    collate_fn=collate_batch, num_workers=num_workers, pin_memory=pin_memory)
-        for dataset, shuffle in zip(datasets, (True, False, False))
+        for dataset, shuffle, shard in zip(datasets, (True, False, False), shards)
     ]
     return loaders[0], loaders[1], loaders[2], preprocessor

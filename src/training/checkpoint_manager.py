@@ -101,7 +101,7 @@ class CheckpointManager:
         holds the model and optimizer. The registry names this file before it is
         written, and the registry's own state is saved inside the checkpoint.
         """
-        name = f"checkpoint_epoch_{epoch:03d}.pt"
+        name = self.checkpoint_path(epoch).name
         entry = {"file": name, "epoch": int(epoch), "train_loss": float(train_loss),
                  "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
                  "created": time.time(), **{k: float(v) for k, v in extra_metrics.items()}}
@@ -116,6 +116,9 @@ class CheckpointManager:
         self._write_registry()
         self._prune()
         return path
+
+    def checkpoint_path(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"checkpoint_epoch_{epoch:03d}.pt"
 
     def _prune(self) -> None:
         """Delete checkpoints that are neither recent nor among the best; never a registered best."""

@@ -22,6 +22,7 @@ from src.models.lstm_model import POOLING_MODES, LSTMClassifier
 from src.models.model_dir import save_model_directory
 from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
+from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from src.training.glove_loader import check_variant, initialize_model_with_glove
 from src.training.schedulers import SCHEDULER_TYPES
 from src.training.trainer import MID_EPOCH_NAME, OPTIMIZERS, Trainer, create_trainer
@@ -127,8 +128,10 @@ class TrainConfig:
                              f"use --embedding-dim {glove_size} (or leave it out)")
 
 
-def configure_logging(run_dir: Path, quiet: bool) -> None:
-    """Log to the console (warnings only with ``quiet``) and to ``run_dir/train.log``."""
+def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> None:
+    """Log to the console (warnings only with ``quiet``) and to ``run_dir/train.log``.
+
+    Under torchrun only rank 0 writes the log file and informational lines."""
     run_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
@@ -136,11 +139,14 @@ def configure_logging(run_dir: Path, quiet: bool) -> None:
         if getattr(handler, "_lstm_sentiment", False):
             root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setLevel(logging.WARNING if quiet or not main_process else logging.INFO)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logfile = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-    logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for handler in (console, logfile):
+    handlers = [console]
+    if main_process:
+        logfile = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(logfile)
+    for handler in handlers:
         handler._lstm_sentiment = True
         root.addHandler(handler)
 
@@ -201,10 +207,23 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
 
 
 def run_training(cfg: TrainConfig) -> Dict[str, Any]:
-    """Train, evaluate the best model on the test split and write the model directory."""
+    """Train, evaluate the best model on the test split and write the model directory.
+
+    Under torchrun every process trains its shard; rank 0 writes all files, evaluates
+    on the test split and returns the metrics, the other ranks return an empty dict.
+    """
     cfg.validate()
+    context = init_distributed()
+    try:
+        return _run(cfg, context)
+    finally:
+        shutdown()
+
+
+def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, Any]:
+    main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
-    configure_logging(run_dir, cfg.quiet)
+    configure_logging(run_dir, cfg.quiet, main_process)
     set_seed(cfg.seed)
     resume = _resume_source(cfg)
     preprocessor = TextPreprocessor.from_dict(resume["preprocessor"]) if resume else None
@@ -212,25 +231,40 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
         cfg.data_dir, batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size, max_length=cfg.max_length,
         validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
         max_train_samples=cfg.max_train_samples, max_test_samples=cfg.max_test_samples,
-        truncation=cfg.truncation, preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"))
+        truncation=cfg.truncation, preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
+        num_replicas=context.world_size if context else 1, rank=context.rank if context else 0)
     model = (LSTMClassifier.from_config(resume["model_config"]) if resume
              else _build_model(cfg, preprocessor.vocab_size))
     extra: Dict[str, Any] = {}
     if cfg.use_glove and resume is None:
-        extra["glove"] = initialize_model_with_glove(
-            model, preprocessor, cfg.glove_corpus, cfg.glove_dim, freeze_embeddings=cfg.freeze_embeddings,
-            cache_dir=cfg.glove_cache_dir, progress=not cfg.quiet)
-    atomic_write_json(run_dir / "config.json", asdict(cfg))
+        extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
+    if main_process:
+        atomic_write_json(run_dir / "config.json", asdict(cfg))
     trainer = create_trainer(
         model, train_loader, val_loader, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
         scheduler_type=cfg.scheduler, gradient_clip=cfg.gradient_clip or None, checkpoint_dir=run_dir,
-        optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=cfg.device, accumulation_steps=cfg.accumulation_steps,
-        use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints, save_best_n=cfg.save_best_n, monitor=cfg.monitor,
-        preprocessor=preprocessor, progress=not cfg.quiet, run_config=asdict(cfg),
-        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly,
+        optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=context.device if context else cfg.device,
+        accumulation_steps=cfg.accumulation_steps, use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints,
+        save_best_n=cfg.save_best_n, monitor=cfg.monitor, preprocessor=preprocessor, progress=not cfg.quiet,
+        run_config=asdict(cfg), save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
+    if not main_process:
+        return {}
     return _finish(trainer, cfg, test_loader, preprocessor, history, extra)
+
+
+def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
+                      main_process: bool) -> Dict[str, Any]:
+    """GloVe vectors into the embedding; under torchrun rank 0 downloads first, the others then read the cache."""
+    if not main_process:
+        barrier()
+    stats = initialize_model_with_glove(model, preprocessor, cfg.glove_corpus, cfg.glove_dim,
+                                        freeze_embeddings=cfg.freeze_embeddings, cache_dir=cfg.glove_cache_dir,
+                                        progress=not cfg.quiet and main_process)
+    if main_process:
+        barrier()
+    return stats
 
 
 def _tensorboard_wanted(cfg: TrainConfig) -> bool:

@@ -150,6 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except (PipelineError, ValueError) as err:
         return fail(str(err))
+    if not metrics:  # another rank than 0 under torchrun: rank 0 reports
+        return 0
     test = metrics["test"]
     print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}, {test['n_examples']} reviews); "
           f"model saved to {cfg.output_dir}")

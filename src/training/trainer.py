@@ -3,6 +3,7 @@ mixed precision, checkpoints with the full training state, and exact resume."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
 from src.training.checkpoint_io import link_or_copy, load_state, save_state
 from src.training.checkpoint_manager import BEST_NAME, CheckpointManager, EarlyStopping
+from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
 from src.training.monitor import initial_best, is_improvement, resolve_mode
 from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
@@ -87,6 +89,8 @@ class Trainer:
             raise ValueError(f"gradient_clip must be positive (or None to disable), got {gradient_clip}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
+        self.is_main = is_main_process()
+        self._forward = self._wrap_distributed(self.model)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.optimizer, self.criterion, self.scheduler = optimizer, criterion, scheduler
         self.gradient_clip = gradient_clip or None
@@ -108,6 +112,15 @@ class Trainer:
         self._setup_amp(use_amp)
 
     # -- set-up -----------------------------------------------------------------
+    def _wrap_distributed(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel under torchrun (gradients averaged over ranks), else the model."""
+        if not is_distributed():
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
     def _setup_amp(self, use_amp: bool) -> None:
         self.amp_dtype: Optional[torch.dtype] = None
         self.scaler = None
@@ -173,7 +186,7 @@ class Trainer:
         if self._pending_rng is not None:  # mid-epoch resume: that draw happened before the checkpoint
             _set_rng_state(self._pending_rng)
             self._pending_rng = None
-        batches = tqdm(iterator, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress,
+        batches = tqdm(iterator, desc=f"epoch {self.epoch + 1}", leave=False, disable=not (self.progress and self.is_main),
                        unit="batch", total=total, initial=progress["batches_done"])
         for step, batch in enumerate(batches, start=progress["batches_done"] + 1):
             ids, lengths, labels = self._batch_to_device(batch)
@@ -188,17 +201,19 @@ class Trainer:
                 progress["seconds"] = time.perf_counter() - started
                 self._mid_epoch_checkpoint(progress)
         elapsed = max(time.perf_counter() - started, 1e-9)
-        seen, norms = max(progress["seen"], 1), progress["norms"]
-        return {"loss": progress["loss_sum"] / seen, "accuracy": progress["correct"] / seen,
+        loss_sum, correct, seen, tokens = sum_over_ranks(
+            [progress["loss_sum"], progress["correct"], progress["seen"], progress["tokens"]], self.device)
+        norms, seen = progress["norms"], max(seen, 1)
+        return {"loss": loss_sum / seen, "accuracy": correct / seen,
                 "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
-                "tokens_per_second": progress["tokens"] / elapsed, "seconds": elapsed}
+                "tokens_per_second": tokens / elapsed, "seconds": elapsed}
 
     def _take_progress(self) -> Dict[str, Any]:
         progress, self._progress = self._progress, None
         if progress is not None and progress["epoch"] == self.epoch + 1:
             return progress
         return {"epoch": self.epoch + 1, "batches_done": 0, "loss_sum": 0.0, "correct": 0.0, "seen": 0,
-                "tokens": 0.0, "norms": [], "seconds": 0.0}
+                "tokens": 0.0, "norms": [], "seconds": 0.0, "world_size": world_size()}
 
     def _batches_after(self, done: int):
         """The training batches of this epoch, without the first ``done`` ones."""
@@ -212,22 +227,31 @@ class Trainer:
 
     def _mid_epoch_checkpoint(self, progress: Dict[str, Any]) -> None:
         """Write the mid-epoch checkpoint when a signal asked to stop or ``save_every_steps`` is due."""
-        stop = self._signals.requested if self._signals is not None else None
+        stop = self._agreed_signal()
         due = self.save_every_steps is not None and self.global_step % self.save_every_steps == 0
         if stop is None and not due:
             return
         self._progress = progress
+        path = self.checkpoint_dir / MID_EPOCH_NAME
         try:
-            path = self._write(lambda: save_state(self.checkpoint_dir / MID_EPOCH_NAME, self._training_state()),
-                               f"epoch {progress['epoch']}, step {progress['batches_done']}")
+            self._write(lambda: save_state(path, self._training_state()),
+                        f"epoch {progress['epoch']}, step {progress['batches_done']}")
         finally:
             self._progress = None
         if stop is not None:
             where = f"in epoch {progress['epoch']} after {progress['batches_done']} of {len(self.train_loader)} batches"
             raise _interrupted(stop, where, path)
 
+    def _agreed_signal(self) -> Optional[int]:
+        """The stop signal any rank received (one rank's Ctrl-C stops all of them together)."""
+        local = self._signals.requested if self._signals is not None else None
+        agreed = max_over_ranks(local or 0, self.device)
+        return agreed or None
+
     def _write(self, save, what: str):
-        """Run a checkpoint write; a failure keeps the earlier files and says so."""
+        """Run a checkpoint write on rank 0; a failure keeps the earlier files and says so."""
+        if not self.is_main:
+            return None
         try:
             return save()
         except OSError as err:
@@ -242,7 +266,7 @@ class Trainer:
         Returns ``(loss, correct predictions, gradient norm or None)``.
         """
         with self._autocast():
-            logits = self.model(ids, lengths)
+            logits = self._forward(ids, lengths)
         loss, batch_correct = self._loss_and_correct(logits, labels)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -273,6 +297,8 @@ class Trainer:
             loss_sum += float(loss) * labels.numel()
             correct += float(batch_correct)
             seen += labels.numel()
+        if getattr(getattr(data_loader, "batch_sampler", None), "num_replicas", 1) > 1:  # a shard per rank
+            loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen], self.device)
         if seen == 0:
             raise TrainingError("the evaluation data is empty; check the validation split")
         return {"loss": loss_sum / seen, "accuracy": correct / seen, "n_examples": int(seen)}
@@ -294,10 +320,12 @@ class Trainer:
         if save_every is not None and save_every < 1:
             raise ValueError(f"save_every must be at least 1, got {save_every}")
         self._prepare_early_stopping(early_stopping_patience)
-        ensure_writable(self.checkpoint_dir)
-        with RunLock(self.checkpoint_dir), StopSignals() as signals, \
-                torch.autograd.set_detect_anomaly(self.detect_anomaly):
-            remove_stale_temporaries(self.checkpoint_dir)
+        if self.is_main:
+            ensure_writable(self.checkpoint_dir)
+        lock = RunLock(self.checkpoint_dir) if self.is_main else contextlib.nullcontext()
+        with lock, StopSignals() as signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
+            if self.is_main:
+                remove_stale_temporaries(self.checkpoint_dir)
             self._signals = signals
             try:
                 self._train_epochs(epochs, save_best, save_every)
@@ -313,11 +341,12 @@ class Trainer:
         return self.history
 
     def _train_epochs(self, epochs: int, save_best: bool, save_every: Optional[int]) -> None:
-        if self.epoch == 0 and self._progress is None and self.checkpoint_manager.entries:
+        if self.epoch == 0 and self._progress is None and self.checkpoint_manager.entries and self.is_main:
             logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
                            self.checkpoint_dir)
             self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
-        self.epoch_log.keep_until(self.epoch)
+        if self.is_main:
+            self.epoch_log.keep_until(self.epoch)
         last_epoch = self.epoch + epochs
         self.history["stopped_early"] = False
         while self.epoch < last_epoch:
@@ -351,16 +380,17 @@ class Trainer:
             monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
             stop = self.early_stopping(monitored, self.model, epoch)
         self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
-        signalled = self._signals.requested if self._signals is not None else None
+        signalled = self._agreed_signal()
         due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop or signalled
         if due or (save_best and improved):
-            path = self._write(lambda: self.checkpoint_manager.save_checkpoint(
+            self._write(lambda: self.checkpoint_manager.save_checkpoint(
                 self.model, self.optimizer, epoch, train_metrics["loss"], val_metrics["loss"],
                 val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state()),
                 f"epoch {epoch}")
-            (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
+            if self.is_main:
+                (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
             if signalled is not None and epoch < last_epoch and not stop:
-                raise _interrupted(signalled, f"after epoch {epoch}", path)
+                raise _interrupted(signalled, f"after epoch {epoch}", self.checkpoint_manager.checkpoint_path(epoch))
         return stop
 
     def _record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float]) -> bool:
@@ -466,6 +496,11 @@ class Trainer:
         self.best_monitor_value = state["best_monitor_value"]
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self._progress = copy.deepcopy(state.get("epoch_progress"))
+        if self._progress is not None and self._progress.get("world_size", 1) != world_size():
+            logger.warning("the checkpoint was written by %s processes, this run has %d: epoch %d starts again "
+                           "from its beginning", self._progress.get("world_size", 1), world_size(),
+                           self._progress["epoch"])
+            self._progress = None
         _set_rng_state(state["rng"])
         self._pending_rng = state["rng"] if self._progress is not None else None
 

@@ -1,0 +1,50 @@
+"""Two-process training with torchrun (gloo on CPU) on real reviews, and resuming it with one process."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO_ROOT, write_review_csvs
+
+ACCURACY_TOLERANCE = 0.08  # two runs see the same reviews in another order; they may differ by this much
+SETTINGS = ["--embedding-dim", "32", "--hidden-dim", "32", "--max-length", "100", "--epochs", "3",
+            "--learning-rate", "0.005", "--max-vocab-size", "10000", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reviews(imdb_tree, tmp_path_factory):
+    return write_review_csvs(imdb_tree, tmp_path_factory.mktemp("ddp-reviews"), 2000, 400)
+
+
+def train(data, root, processes, *extra):
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+                if processes > 1 else [sys.executable])
+    result = subprocess.run([*launcher, "src/training/train_model.py", "--data-dir", str(data), "--output-dir",
+                             str(root / "model"), "--checkpoint-dir", str(root / "run"), *SETTINGS, *extra],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((root / "model" / "metrics.json").read_text()), result
+
+
+def test_two_processes_match_one(reviews, tmp_path):
+    # the same effective batch: 2 processes x 16 reviews against 1 process x 32
+    two, result = train(reviews, tmp_path / "two", 2, "--batch-size", "16")
+    one, _ = train(reviews, tmp_path / "one", 1, "--batch-size", "32")
+    assert abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= ACCURACY_TOLERANCE
+    assert two["test"]["accuracy"] > 0.55 and two["test"]["n_examples"] == 400
+    assert result.stdout.count("test accuracy") == 1  # rank 0 reports, once
+    run = tmp_path / "two" / "run"
+    assert sorted(p.name for p in run.glob("checkpoint_epoch_*.pt")) == [
+        "checkpoint_epoch_001.pt", "checkpoint_epoch_002.pt", "checkpoint_epoch_003.pt"]
+    log = (run / "train.log").read_text()
+    assert log.count("epoch 1/3") == 1 and log.count("epoch 3/3") == 1
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_two_process_run_resumed_with_one_process(reviews, tmp_path):
+    train(reviews, tmp_path, 2, "--batch-size", "16", "--epochs", "1")
+    metrics, _ = train(reviews, tmp_path, 1, "--batch-size", "16", "--epochs", "2", "--resume", "auto")
+    assert metrics["history"]["epochs_completed"] == 2 and len(metrics["history"]["val_losses"]) == 2
