@@ -123,6 +123,11 @@ def test_use_glove_from_a_cached_zip(tmp_path, imdb_tree, real_data):
     assert main(args) == 0
     metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert metrics["glove"]["coverage"] > 0.8 and metrics["glove"]["embedding_dim"] == 50
+    embedding = load_model_directory(tmp_path / "model")[0].embedding.weight.detach().clone()
+    assert main(args + ["--epochs", "2", "--resume", "auto"]) == 0  # the frozen embedding stays frozen
+    resumed = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert resumed["history"]["epochs_completed"] == 2
+    assert torch.equal(load_model_directory(tmp_path / "model")[0].embedding.weight, embedding)
     assert json.loads((tmp_path / "model" / "config.json").read_text())["embedding_dim"] == 50
     assert "GloVe 6B 50d" in (tmp_path / "run" / "train.log").read_text()
 

@@ -137,3 +137,8 @@ def test_sharded_sampler_splits_every_epoch_between_ranks():
     evaluation = [list(BucketBatchSampler(lengths, 32, shuffle=False, num_replicas=3, rank=r, pad_shards=False))
                   for r in range(3)]
     assert sorted(i for shard in evaluation for batch in shard for i in batch) == list(range(1000))
+
+
+def test_sharding_fewer_batches_than_ranks_still_feeds_every_rank():
+    shards = [list(BucketBatchSampler([5, 3, 9], batch_size=8, num_replicas=4, rank=r)) for r in range(4)]
+    assert [len(s) for s in shards] == [1, 1, 1, 1]

@@ -135,3 +135,20 @@ def test_second_load_comes_from_the_binary_cache(glove_50d, tmp_path, monkeypatc
 def test_full_file_parse(glove_50d, tmp_path):
     words, matrix = GloVeLoader(tmp_path).load_glove_matrix(glove_50d)
     assert len(words) == 400000 and matrix.shape == (400000, 50) and words[0] == "the"
+
+
+def test_full_disk_while_extracting_keeps_the_archive(served, tmp_path, monkeypatch):
+    import errno
+
+    import src.training.glove_loader as module
+
+    with FileServer(served) as server:
+        loader = GloVeLoader(tmp_path, base_url=server.url, progress=False)
+
+        def disk_full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(module, "atomic_write", disk_full)
+        with pytest.raises(DataError, match="could not write .*No space left"):
+            loader.download_glove("6B", "50d")
+    assert (tmp_path / ZIP).is_file() and not (tmp_path / "glove.6B.50d.txt").exists()

@@ -3,6 +3,8 @@
 import errno
 import os
 import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -16,9 +18,9 @@ from src.inference import SentimentPredictor
 from src.exceptions import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from src.training import GloVeLoader
 from src.training.checkpoint_io import load_state, save_state
-from src.training.run_control import RunLock
 from src.training.trainer import MID_EPOCH_NAME
-from tests.helpers import tiny_model
+from src.training.train_model import main
+from tests.helpers import REPO_ROOT, tiny_model
 from tests.test_training_integration import make_trainer
 
 
@@ -54,10 +56,20 @@ def test_signal_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_second_run_on_the_same_folder_is_refused(tmp_path):
-    trainer = make_trainer(tmp_path)
-    with RunLock(tmp_path):
-        with pytest.raises(TrainingError, match=f"another run \\(process {os.getpid()}\\) is training"):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from src.training.run_control import RunLock\n"
+         f"with RunLock({str(tmp_path)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
+        cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (tmp_path / "config.json").write_text("the running run's settings")
+        trainer = make_trainer(tmp_path)
+        with pytest.raises(TrainingError, match=f"another run \\(process {holder.pid}\\) is training"):
             trainer.train(epochs=1)
+        assert main(["--data-dir", str(tmp_path / "nowhere"), "--checkpoint-dir", str(tmp_path), "--quiet"]) == 1
+        assert (tmp_path / "config.json").read_text() == "the running run's settings"
+    finally:
+        holder.communicate("", timeout=30)
     assert trainer.train(epochs=1)["epochs_completed"] == 1  # free again
 
 

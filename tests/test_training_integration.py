@@ -253,3 +253,20 @@ def test_same_seed_same_run_on_cpu(tmp_path):
     first = make_trainer(tmp_path / "a", seed=3).train(epochs=2)
     second = make_trainer(tmp_path / "b", seed=3).train(epochs=2)
     assert first["train_losses"] == second["train_losses"] and first["val_losses"] == second["val_losses"]
+
+
+def test_last_short_accumulation_group_gets_a_full_weight_gradient(tmp_path):
+    trainer = make_trainer(tmp_path, accumulation_steps=5)
+    batches = list(trainer.train_loader)
+    assert len(batches) % 5 != 0  # the epoch ends with a shorter group
+    divisors = []
+    original = trainer.train_step
+
+    def record(ids, lengths, labels, step=1, optimizer_step=True, group_size=None):
+        divisors.append(group_size)
+        return original(ids, lengths, labels, step, optimizer_step, group_size)
+
+    trainer.train_step = record
+    trainer.train(epochs=1)
+    remainder = len(batches) % 5
+    assert divisors == [5] * (len(batches) - remainder) + [remainder] * remainder

@@ -127,8 +127,9 @@ class BucketBatchSampler(Sampler[List[int]]):
     def _shard(self, batches: List[List[int]]) -> List[List[int]]:
         if self.num_replicas == 1:
             return batches
-        if self.pad_shards:
-            batches = batches + batches[: (-len(batches)) % self.num_replicas]
+        if self.pad_shards and batches:
+            missing = (-len(batches)) % self.num_replicas
+            batches = batches + [batches[i % len(batches)] for i in range(missing)]
         return batches[self.rank::self.num_replicas]
 
     def _cut(self, order: np.ndarray) -> List[List[int]]:

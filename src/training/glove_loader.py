@@ -113,13 +113,23 @@ def extract_member(archive: Path, member: str, target: Path) -> None:
             if member not in names:
                 raise DataError(f"{archive} has no member {member} (it holds {', '.join(names) or 'nothing'}); "
                                 "download the archive that contains it or pick another --glove-dim")
-            with bundle.open(member) as source, atomic_write(target, "wb") as out:
-                while chunk := source.read(1 << 22):
-                    out.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
+            with bundle.open(member) as source:
+                _copy_to(source, target)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
         archive.unlink(missing_ok=True)
         raise DataError(f"{archive} is not a readable zip archive ({err}); it was removed, run again "
                         "to download it afresh") from None
+
+
+def _copy_to(source, target: Path) -> None:
+    """Stream ``source`` into ``target`` atomically; a failed write (disk full) keeps the archive."""
+    try:
+        with atomic_write(target, "wb") as out:
+            while chunk := source.read(1 << 22):
+                out.write(chunk)
+    except OSError as err:
+        raise DataError(f"could not write {target} ({err.strerror or err}); free some space or choose "
+                        "another --glove-cache-dir") from None
 
 
 def _split_line(line: str, dim: int) -> Optional[Tuple[str, str]]:

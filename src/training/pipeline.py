@@ -7,6 +7,7 @@ to the run directory and the model directory, so every run can be repeated.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import sys
@@ -23,6 +24,7 @@ from src.models.model_dir import save_model_directory
 from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
+from src.training.run_control import RunLock, ensure_writable
 from src.training.glove_loader import check_variant, initialize_model_with_glove
 from src.training.schedulers import SCHEDULER_TYPES
 from src.training.trainer import MID_EPOCH_NAME, OPTIMIZERS, Trainer, create_trainer
@@ -221,8 +223,17 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
 
 
 def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, Any]:
+    """Rank 0 holds the run lock from before its first write in the run directory."""
     main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
+    if main_process:
+        ensure_writable(run_dir)
+    with RunLock(run_dir) if main_process else contextlib.nullcontext():
+        return _run_locked(cfg, context, main_process, run_dir)
+
+
+def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_process: bool,
+                run_dir: Path) -> Dict[str, Any]:
     configure_logging(run_dir, cfg.quiet, main_process)
     set_seed(cfg.seed)
     resume = _resume_source(cfg)
@@ -238,6 +249,7 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
     extra: Dict[str, Any] = {}
     if cfg.use_glove and resume is None:
         extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
+    model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)  # also on resume: the same optimiser
     if main_process:
         atomic_write_json(run_dir / "config.json", asdict(cfg))
     trainer = create_trainer(

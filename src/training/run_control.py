@@ -29,12 +29,15 @@ class RunLock:
     killed run never leaves a stale lock behind.
     """
 
+    _held_here: set = set()  # lock files this process holds: taking one again is a no-op
+
     def __init__(self, directory: Path):
         self.path = Path(directory) / LOCK_NAME
         self._handle = None
 
     def __enter__(self) -> "RunLock":
-        if fcntl is None:
+        key = str(self.path.resolve())
+        if fcntl is None or key in RunLock._held_here:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
@@ -51,10 +54,12 @@ class RunLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self._handle = handle
+        RunLock._held_here.add(key)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
+            RunLock._held_here.discard(str(self.path.resolve()))
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

@@ -55,6 +55,17 @@ def _accumulate(progress: Dict[str, Any], step: int, loss: float, correct: float
         progress["norms"].append(norm)
 
 
+PROGRESS_TOTALS = ("loss_sum", "correct", "seen", "tokens")
+
+
+def _global_progress(progress: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    """The epoch's running totals summed over all ranks (what a checkpoint stores)."""
+    merged = copy.deepcopy(progress)
+    for key, value in zip(PROGRESS_TOTALS, sum_over_ranks([progress[k] for k in PROGRESS_TOTALS], device)):
+        merged[key] = value
+    return merged
+
+
 def _interrupted(signum: int, where: str, path: Path) -> TrainingInterrupted:
     return TrainingInterrupted(f"stopped by {signal.Signals(signum).name} {where}; saved {path}; continue with "
                                f"--resume auto (or --resume {path})", signum, str(path))
@@ -191,7 +202,9 @@ class Trainer:
         for step, batch in enumerate(batches, start=progress["batches_done"] + 1):
             ids, lengths, labels = self._batch_to_device(batch)
             boundary = step % self.accumulation_steps == 0 or step == total
-            loss_value, batch_correct, norm = self.train_step(ids, lengths, labels, step, boundary)
+            group_start = (step - 1) // self.accumulation_steps * self.accumulation_steps
+            group_size = min(self.accumulation_steps, total - group_start)  # the last group may be shorter
+            loss_value, batch_correct, norm = self.train_step(ids, lengths, labels, step, boundary, group_size)
             _accumulate(progress, step, loss_value, float(batch_correct), labels.numel(), float(lengths.sum()), norm)
             if step % 10 == 0 or step == total:
                 rate = progress["seen"] / max(time.perf_counter() - started, 1e-9)
@@ -231,7 +244,7 @@ class Trainer:
         due = self.save_every_steps is not None and self.global_step % self.save_every_steps == 0
         if stop is None and not due:
             return
-        self._progress = progress
+        self._progress = _global_progress(progress, self.device)
         path = self.checkpoint_dir / MID_EPOCH_NAME
         try:
             self._write(lambda: save_state(path, self._training_state()),
@@ -260,8 +273,11 @@ class Trainer:
                                 "choose another --checkpoint-dir, then continue with --resume auto") from None
 
     def train_step(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, step: int = 1,
-                   optimizer_step: bool = True):
+                   optimizer_step: bool = True, group_size: Optional[int] = None):
         """Forward and backward on one batch; with ``optimizer_step``, also clip and update.
+
+        The loss is divided by ``group_size``, the number of batches whose gradients
+        are summed before the update (``accumulation_steps`` unless the epoch ends first).
 
         Returns ``(loss, correct predictions, gradient norm or None)``.
         """
@@ -271,7 +287,7 @@ class Trainer:
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             self._fail_non_finite(step, loss_value)
-        scaled = loss / self.accumulation_steps
+        scaled = loss / (group_size or self.accumulation_steps)
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         norm = self._optimizer_step() if optimizer_step else None
         return loss_value, batch_correct, norm
@@ -341,10 +357,8 @@ class Trainer:
         return self.history
 
     def _train_epochs(self, epochs: int, save_best: bool, save_every: Optional[int]) -> None:
-        if self.epoch == 0 and self._progress is None and self.checkpoint_manager.entries and self.is_main:
-            logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
-                           self.checkpoint_dir)
-            self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
+        if self.epoch == 0 and self._progress is None and self.is_main:
+            self._forget_earlier_run()
         if self.is_main:
             self.epoch_log.keep_until(self.epoch)
         last_epoch = self.epoch + epochs
@@ -353,6 +367,14 @@ class Trainer:
             if self._run_epoch(last_epoch, save_best, save_every):
                 self.history["stopped_early"] = True
                 break
+
+    def _forget_earlier_run(self) -> None:
+        """A fresh run in a used folder: its registry and mid-epoch file must not be resumed from."""
+        if self.checkpoint_manager.entries:
+            logger.warning("%s holds checkpoints of an earlier run; this run's registry replaces it",
+                           self.checkpoint_dir)
+            self.checkpoint_manager.entries, self.checkpoint_manager.best_path = [], None
+        (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)
 
     def _prepare_early_stopping(self, patience: Optional[int]) -> None:
         if patience is None:
@@ -501,6 +523,8 @@ class Trainer:
                            "from its beginning", self._progress.get("world_size", 1), world_size(),
                            self._progress["epoch"])
             self._progress = None
+        if self._progress is not None and not self.is_main:  # rank 0 carries the totals of all ranks
+            self._progress.update({key: 0.0 for key in PROGRESS_TOTALS})
         _set_rng_state(state["rng"])
         self._pending_rng = state["rng"] if self._progress is not None else None
 

@@ -12,6 +12,16 @@ from typing import Any, Iterator, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; written files get the usual 0666 & ~umask
+FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _fsync_directory(directory: Path) -> None:
     """Persist a rename; some platforms cannot open directories, which is harmless."""
     try:
@@ -40,6 +50,8 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[Any]:
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
