@@ -29,12 +29,16 @@ def command(data, out, run, *extra):
             "--checkpoint-dir", str(run), *TINY, *extra]
 
 
-def wait_until_training(process, run_dir, timeout=120):
-    """Block until ``process`` holds the run lock (it writes its PID there)."""
+def training_starts(run_dir):
+    log = run_dir / "train.log"
+    return log.read_text().count("training epochs") if log.is_file() else 0
+
+
+def wait_until_training(process, run_dir, started_before, timeout=120):
+    """Block until ``process`` logs that its training loop started (signal handlers are in place)."""
     deadline = time.monotonic() + timeout
-    lock = run_dir / ".lock"
     while time.monotonic() < deadline and process.poll() is None:
-        if lock.is_file() and lock.read_text().strip() == str(process.pid):
+        if training_starts(run_dir) > started_before:
             return True
         time.sleep(0.02)
     return False
@@ -52,7 +56,7 @@ def final_weights(out_dir):
 def test_sigterm_writes_a_checkpoint_and_resume_finishes(csv_reviews, tmp_path):
     out, run = tmp_path / "model", tmp_path / "run"
     process = subprocess.Popen(command(csv_reviews, out, run), cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
-    assert wait_until_training(process, run)
+    assert wait_until_training(process, run, 0)
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -74,9 +78,10 @@ def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_pa
     rng, kills = random.Random(1), 0
     for attempt in range(20):
         extra = ["--save-every-steps", "1"] + (["--resume", "auto"] if attempt else [])
+        started_before = training_starts(run)
         process = subprocess.Popen(command(csv_reviews, out, run, *extra), cwd=REPO_ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if wait_until_training(process, run):
+        if wait_until_training(process, run, started_before):
             time.sleep(rng.uniform(0.0, 0.6))
         if process.poll() is None:
             process.kill()

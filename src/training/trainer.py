@@ -362,6 +362,8 @@ class Trainer:
         if self.is_main:
             self.epoch_log.keep_until(self.epoch)
         last_epoch = self.epoch + epochs
+        logger.info("training epochs %d to %d: %d batches per epoch on %s", self.epoch + 1, last_epoch,
+                    len(self.train_loader), self.device)
         self.history["stopped_early"] = False
         while self.epoch < last_epoch:
             if self._run_epoch(last_epoch, save_best, save_every):
