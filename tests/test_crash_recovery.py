@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from src.training.checkpoint_io import load_state
-from src.training.trainer import MID_EPOCH_NAME
 from tests.helpers import REPO_ROOT, write_review_csvs
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--batch-size", "16",
