@@ -28,7 +28,7 @@ from src.training.pipeline import TrainConfig, run_training  # noqa: E402
 
 PRESETS = {
     "default": {},
-    "recommended": {"use_glove": True, "truncation": "head_tail", "embedding_dropout": 0.2},
+    "recommended": {"use_glove": True, "truncation": "head_tail", "embedding_dropout": 0.4, "dropout": 0.5},
 }
 
 

@@ -136,3 +136,16 @@ def test_glove_dimension_must_match_embedding_dim(capsys):
     with pytest.raises(SystemExit):
         resolve_config(["--use-glove", "--glove-dim", "100d", "--embedding-dim", "300"])
     assert "--embedding-dim 300 does not match --glove-dim 100d" in capsys.readouterr().err
+
+
+def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, imdb_tree):
+    """Same data, same seed, no dropout: the two LSTM paths give the same losses (up to rounding)."""
+    losses = {}
+    for path in ("padded", "packed"):
+        args = ["--data-dir", str(imdb_tree), "--output-dir", str(tmp_path / path / "model"), "--dropout", "0",
+                "--checkpoint-dir", str(tmp_path / path / "run"), *SMALL, "--epochs", "1", "--sequence-path", path]
+        assert main(args) == 0
+        assert json.loads((tmp_path / path / "run" / "config.json").read_text())["sequence_path"] == path
+        history = json.loads((tmp_path / path / "model" / "metrics.json").read_text())["history"]
+        losses[path] = history["train_losses"] + history["val_losses"]
+    assert losses["padded"] == pytest.approx(losses["packed"], rel=1e-4)

@@ -74,3 +74,29 @@ def test_every_parameter_gets_gradient_except_the_pad_row():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert model.embedding.weight.grad[0].abs().sum() == 0
     assert model.count_parameters() == model.count_parameters(trainable_only=True) > 0
+
+
+@pytest.mark.parametrize("pooling", ["max_mean", "last"])
+@pytest.mark.parametrize("bidirectional, n_layers", [(True, 1), (True, 3), (False, 2)])
+def test_packed_path_computes_the_padded_paths_function_and_gradients(pooling, bidirectional, n_layers):
+    torch.manual_seed(0)
+    model = tiny(pooling=pooling, bidirectional=bidirectional, n_layers=n_layers).eval()
+    lengths = torch.tensor([9, 3, 7, 1, 5])
+    ids = torch.randint(1, 50, (5, 9)).masked_fill(torch.arange(9) >= lengths[:, None], 0)
+    results = {}
+    for path in ("padded", "packed"):
+        model.sequence_path = path
+        logits = model(ids, lengths)
+        results[path] = (logits, torch.autograd.grad(logits.sum(), list(model.parameters())))
+    assert torch.allclose(results["padded"][0], results["packed"][0], atol=1e-6)
+    for padded_grad, packed_grad in zip(results["padded"][1], results["packed"][1]):
+        assert torch.allclose(padded_grad, packed_grad, atol=1e-6)
+
+
+def test_sequence_path_is_a_runtime_setting():
+    model = tiny()
+    assert model.sequence_path == "padded" and list(model.state_dict()) == list(tiny().state_dict())
+    assert not any("fused" in name for name, _ in model.named_parameters())
+    model.sequence_path = "cudnn"
+    with pytest.raises(ValueError, match="sequence_path must be one of padded, packed"):
+        model(torch.tensor([[1, 2]]))

@@ -19,7 +19,7 @@ from src.data.datasets import TRUNCATION_STRATEGIES
 from src.data.loaders import create_data_loaders
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError
-from src.models.lstm_model import POOLING_MODES, LSTMClassifier
+from src.models.lstm_model import POOLING_MODES, SEQUENCE_PATHS, LSTMClassifier
 from src.models.model_dir import save_model_directory
 from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
@@ -58,6 +58,7 @@ class TrainConfig:
     embedding_dropout: float = 0.0
     bidirectional: bool = True
     pooling: str = "max_mean"
+    sequence_path: str = "padded"
     max_vocab_size: int = 25000
     min_freq: int = 1
     max_length: int = 400
@@ -111,6 +112,7 @@ class TrainConfig:
             (self.num_workers >= 0, f"--num-workers must not be negative, got {self.num_workers}"),
         ]
         choices = [("scheduler", SCHEDULER_TYPES), ("optimizer", tuple(OPTIMIZERS)), ("pooling", POOLING_MODES),
+                   ("sequence_path", SEQUENCE_PATHS),
                    ("truncation", TRUNCATION_STRATEGIES), ("monitor", ("val_loss", "val_accuracy"))]
         for name, allowed in choices:
             checks.append((getattr(self, name) in allowed,
@@ -246,6 +248,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         num_replicas=context.world_size if context else 1, rank=context.rank if context else 0)
     model = (LSTMClassifier.from_config(resume["model_config"]) if resume
              else _build_model(cfg, preprocessor.vocab_size))
+    model.sequence_path = cfg.sequence_path
     extra: Dict[str, Any] = {}
     if cfg.use_glove and resume is None:
         extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
