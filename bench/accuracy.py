@@ -1,6 +1,6 @@
 """Test accuracy of a full training run against the TF-IDF + logistic-regression baseline.
 
-Trains a preset configuration with the command line's own code path on the full
+Trains a preset configuration (the defaults, or a file of ``configs/``) with the command line's own code path on the full
 IMDB training split (validation carved out of it), picks the best epoch on
 validation, evaluates once on the 25,000-review test split, and in the same run
 fits the baseline practitioners use instead (TF-IDF on word 1-2-grams + logistic
@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import load_imdb_splits, stratified_split  # noqa: E402
 from src.training.pipeline import TrainConfig, run_training  # noqa: E402
+from src.training.train_model import read_config_file  # noqa: E402
 
-PRESETS = {
-    "default": {},
-    "recommended": {"use_glove": True, "truncation": "head_tail", "embedding_dropout": 0.4, "dropout": 0.5},
-}
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = {"default": {}, **{path.stem: read_config_file(str(path)) for path in sorted(CONFIGS.glob("*.yaml"))}}
 
 
 def baseline_accuracy(data_dir: str, validation_split: float, seed: int) -> float:

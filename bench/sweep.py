@@ -4,13 +4,15 @@ Each variant is a set of ``TrainConfig`` overrides (a JSON file maps names to th
 Variants run side by side in separate processes (``--parallel``; on a GPU several
 small LSTM runs share the card well). For every variant the script prints one JSON
 line (validation and test accuracy, epochs, seconds) and saves the validation and
-test probabilities of its best model into one ``probabilities.npz``, so ensembles
-of the variants can be scored afterwards without training again.
+test probabilities of its best model into one ``probabilities.npz``; at the end it
+scores ensembles (the average probability of every pair of variants, and of all),
+and ``--score-only`` scores a saved ``probabilities.npz`` again without training.
 
     .venv/bin/python bench/sweep.py bench/sweeps/levers.json --data-dir data/imdb --device cuda --parallel 4
 """
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -54,6 +56,16 @@ def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, 
     }
 
 
+def score_ensembles(probabilities: Dict[str, np.ndarray], test_labels: np.ndarray) -> None:
+    """Print the test accuracy of averaging the probabilities of each pair of variants and of all of them."""
+    names = sorted(key[: -len("/test")] for key in probabilities if key.endswith("/test"))
+    groups = [list(pair) for pair in itertools.combinations(names, 2)] + ([names] if len(names) > 2 else [])
+    for group in groups:
+        average = np.mean([probabilities[f"{name}/test"] for name in group], axis=0)
+        accuracy = float(np.mean((average >= 0.5) == test_labels))
+        print(json.dumps({"ensemble": group, "test_accuracy": round(accuracy, 4)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", help="JSON file: {name: {TrainConfig field: value}}")
@@ -63,12 +75,17 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="variants trained at the same time")
     parser.add_argument("--only", nargs="*", help="train only these variants")
     parser.add_argument("--out", default="sweep-results", help="folder for results.jsonl and probabilities.npz")
+    parser.add_argument("--score-only", action="store_true", help="score OUT/probabilities.npz, train nothing")
     parser.add_argument("--work-dir", help="where the variants' runs and models go (default: OUT/runs)")
     args = parser.parse_args()
 
+    out = Path(args.out)
+    test_labels = np.array(load_imdb_splits(args.data_dir, ["test"])["test"].labels)
+    if args.score_only:
+        score_ensembles(dict(np.load(out / "probabilities.npz")), test_labels)
+        return
     variants = json.loads(Path(args.variants).read_text(encoding="utf-8"))
     names = args.only or list(variants)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     common = {"data_dir": args.data_dir, "device": args.device, "glove_cache_dir": args.glove_cache_dir,
               "work_dir": args.work_dir or str(out / "runs"), "threads": max(1, (os.cpu_count() or 1) // args.parallel)}
@@ -82,6 +99,7 @@ def main() -> None:
             with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(result) + "\n")
             print(json.dumps(result), flush=True)
+    score_ensembles(arrays, test_labels)
 
 
 if __name__ == "__main__":

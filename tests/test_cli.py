@@ -149,3 +149,13 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
         history = json.loads((tmp_path / path / "model" / "metrics.json").read_text())["history"]
         losses[path] = history["train_losses"] + history["val_losses"]
     assert losses["padded"] == pytest.approx(losses["packed"], rel=1e-4)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("recommended", {"use_glove": True, "glove_dim": "50d", "embedding_dim": 50, "truncation": "head_tail",
+                     "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 2}),
+    ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1}),
+])
+def test_shipped_config_files_resolve_to_the_documented_settings(name, expected):
+    cfg = resolve_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml"), "--epochs", "3"])
+    assert {key: getattr(cfg, key) for key in expected} == expected and cfg.epochs == 3
