@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--model-dir", help="a trained model directory (default: untrained models of both sizes)")
     parser.add_argument("--reviews", type=int, default=5000, help="test reviews for the batch measurement")
     parser.add_argument("--single", type=int, default=200, help="reviews classified one at a time")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
     splits = load_imdb_splits(args.data_dir)

@@ -22,13 +22,13 @@ from src.data.loaders import stratified_sample
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.inference.metrics import accuracy_by_bucket, binary_metrics, length_buckets, roc_curve
-from src.inference.predictor import SentimentPredictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, SentimentPredictor
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curve
 
 
 def evaluate(predictor: SentimentPredictor, texts: List[str], labels: List[int], output_dir: Path,
-             batch_size: int = 256) -> Dict[str, Any]:
+             batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, Any]:
     """Metrics of ``predictor`` on these reviews; writes evaluation.json and the plots to ``output_dir``."""
     probabilities = predictor.probabilities(texts, batch_size=batch_size)
     labels_array = np.asarray(labels)
@@ -56,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--output-dir", help="where to write (default: the model directory)")
     parser.add_argument("--max-samples", type=int, help="evaluate a stratified sample of N reviews")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_samples is not None and args.max_samples < 2):

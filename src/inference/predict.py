@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
-from src.inference.predictor import SentimentPredictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, SentimentPredictor
 from src.utils.io import atomic_write_text
 
 
@@ -30,7 +30,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--input", help="file with one review per line, or a .csv with a 'text' column")
     parser.add_argument("--output", help="write JSON lines here instead of to the screen")
     parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
-    parser.add_argument("--batch-size", type=int, default=256, help="reviews per batch (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"reviews per batch; larger is faster on a GPU (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
     return parser
 

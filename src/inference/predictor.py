@@ -16,6 +16,9 @@ from src.models.model_dir import CONFIG_FILE, load_model_directory
 from src.utils.device import resolve_device
 
 DEFAULT_MAX_LENGTH = 400
+# Measured with bench/predict.py on a 2-core CPU: batches of 64 ran 9% faster than 256
+# for the default model; on a GPU larger batches are faster.
+DEFAULT_BATCH_SIZE = 64
 
 
 class SentimentPredictor:
@@ -53,7 +56,7 @@ class SentimentPredictor:
         return [truncate_ids(ids, self.max_length, self.truncation) for ids in self.preprocessor.encode_batch(texts)]
 
     @torch.inference_mode()
-    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """P(positive) for each text, in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -68,7 +71,7 @@ class SentimentPredictor:
             result[chunk] = probs.cpu().numpy()
         return result
 
-    def predict_batch(self, texts: Sequence[str], batch_size: int = 256) -> List[Dict[str, object]]:
+    def predict_batch(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Dict[str, object]]:
         return [_label(p) for p in self.probabilities(texts, batch_size)]
 
     def predict(self, text: str) -> Dict[str, object]:
