@@ -1,10 +1,11 @@
 """Test accuracy of a full training run against the TF-IDF + logistic-regression baseline.
 
-Trains a preset configuration (the defaults, or a file of ``configs/``) with the command line's own code path on the full
-IMDB training split (validation carved out of it), picks the best epoch on
-validation, evaluates once on the 25,000-review test split, and in the same run
-fits the baseline practitioners use instead (TF-IDF on word 1-2-grams + logistic
-regression, scikit-learn) on the same training reviews. Last line: one JSON object.
+Trains a preset configuration (the defaults, or a file of ``configs/``) with the
+command line's own code path on the full IMDB training split (validation carved
+out of it), picks the best epoch on validation, evaluates once on the
+25,000-review test split, and in the same run fits the baseline practitioners
+use instead (TF-IDF on word 1-2-grams + logistic regression, scikit-learn) on
+the same training reviews. Last line: one JSON object.
 
     .venv/bin/pip install -r bench/requirements.txt
     .venv/bin/python bench/accuracy.py --data-dir data/imdb --glove-zip data/glove/glove.6B.zip --preset recommended
