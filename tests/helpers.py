@@ -152,3 +152,9 @@ def write_review_csvs(imdb_tree: Path, folder: Path, train_count: int, test_coun
             writer.writerow(["text", "label"])
             writer.writerows((reviews.texts[i], reviews.labels[i]) for i in picked)
     return folder
+
+
+def train_script_arguments(data: Path, output_dir: Path, run_dir: Path, *extra: str) -> List[str]:
+    """``train_model.py`` and its data, model-directory and run-directory flags, for a subprocess run."""
+    return ["src/training/train_model.py", "--data-dir", str(data), "--output-dir", str(output_dir),
+            "--checkpoint-dir", str(run_dir), *extra]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from src.training.checkpoint_io import load_state
-from tests.helpers import REPO_ROOT, write_review_csvs
+from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--batch-size", "16",
         "--max-vocab-size", "5000", "--epochs", "3", "--quiet"]
@@ -26,8 +26,7 @@ def csv_reviews(imdb_tree, tmp_path_factory):
 
 
 def command(data, out, run, *extra):
-    return [sys.executable, "src/training/train_model.py", "--data-dir", str(data), "--output-dir", str(out),
-            "--checkpoint-dir", str(run), *TINY, *extra]
+    return [sys.executable, *train_script_arguments(data, out, run, *TINY, *extra)]
 
 
 def training_starts(run_dir):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO_ROOT, write_review_csvs
+from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
 
 ACCURACY_TOLERANCE = 0.08  # two runs see the same reviews in another order; they may differ by this much
 SETTINGS = ["--embedding-dim", "32", "--hidden-dim", "32", "--max-length", "100", "--epochs", "3",
@@ -21,8 +21,7 @@ def reviews(imdb_tree, tmp_path_factory):
 def train(data, root, processes, *extra):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
                 if processes > 1 else [sys.executable])
-    result = subprocess.run([*launcher, "src/training/train_model.py", "--data-dir", str(data), "--output-dir",
-                             str(root / "model"), "--checkpoint-dir", str(root / "run"), *SETTINGS, *extra],
+    result = subprocess.run([*launcher, *train_script_arguments(data, root / "model", root / "run", *SETTINGS, *extra)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((root / "model" / "metrics.json").read_text()), result
