@@ -7,6 +7,7 @@ import pytest
 
 from src.exceptions import DataError, DownloadError
 from src.training import GloVeLoader
+import src.training.glove_loader as glove_module
 from src.training.glove_loader import GLOVE_URL_ENV, parse_glove_file
 from tests.helpers import GLOVE_ZIP, FileServer
 
@@ -108,6 +109,39 @@ def test_multi_word_tokens_and_malformed_lines(tmp_path):
     in_blocks = parse_glove_file(path, block_bytes=20)  # a few lines per block
     assert in_blocks[0] == words and np.array_equal(in_blocks[1], matrix) and in_blocks[2] == 2
     assert parse_glove_file(path, wanted={"film", ". . ."})[0] == [". . .", "film"]
+
+
+def test_fast_and_tolerant_parsers_agree_on_real_vectors(glove_50d, tmp_path, monkeypatch):
+    """The first 20,000 real lines: pandas' parser (whole and in chunks) equals the line-by-line one."""
+    with open(glove_50d, encoding="utf-8") as source:
+        head = "".join(next(source) for _ in range(20000))
+    path = tmp_path / "glove.head.txt"
+    path.write_text(head, encoding="utf-8")
+    wanted = {"the", "movie", "film", "good", "#"}
+    for keep in (None, wanted):
+        tolerant = glove_module._parse_line_by_line(path, 50, keep, block_bytes=1 << 20)
+        whole = glove_module._parse_well_formed(path, 50, keep, rows_per_chunk=None)
+        chunked = glove_module._parse_well_formed(path, 50, keep, rows_per_chunk=3000)
+        for fast in (whole, chunked):
+            assert fast[0] == tolerant[0] and np.array_equal(fast[1], tolerant[1])
+    assert sorted(whole[0]) == sorted(wanted)  # "#" is a word, not a comment
+    assert parse_glove_file(path)[0][:3] == ["the", ",", "."]
+
+
+@pytest.mark.parametrize("lines, fast", [
+    ("the 0.1 0.2 0.3\nnull 1 2 3\r\n007 1 2 3\n\"q 1 2 3\n\nNaN 1e-05 -2.5E+01 3\n", True),
+    ("the 0.1 0.2 0.3\n. . . 1 2 3\n", False),   # more fields: 840B's words with spaces
+    ("the 0.1 0.2 0.3\nshort 0.1 0.2\n", False),  # fewer fields
+    ("the 0.1 0.2 0.3\nword 0.1 nan 0.3\n", False),  # not a number
+])
+def test_only_well_formed_files_take_the_fast_parser(tmp_path, lines, fast):
+    path = tmp_path / "glove.tiny.txt"
+    path.write_text(lines, encoding="utf-8")
+    result = glove_module._parse_well_formed(path, 3, None, rows_per_chunk=None)
+    assert (result is not None) == fast
+    if fast:
+        assert result[0] == ["the", "null", "007", '"q', "NaN"] and result[1].dtype == np.float32
+        assert result[1][-1].tolist() == pytest.approx([1e-05, -25.0, 3.0])
 
 
 def test_file_that_is_not_text(tmp_path):
