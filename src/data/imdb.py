@@ -15,7 +15,7 @@ import io
 import re
 import tarfile
 from pathlib import Path
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from src.exceptions import DataError
 from src.utils.archive import extract_tar_atomically
@@ -31,6 +31,7 @@ CSV_LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
 
 _MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _MEMBER = re.compile(r"^(?:[^/]+/)?(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_UNLABELED = re.compile(r"^(?:[^/]+/)?train/unsup/(\d+)_\d+\.txt$")
 
 PathLike = Union[str, Path]
 
@@ -182,21 +183,43 @@ def _read_tree(root: Path, split: str) -> ReviewData:
 
 def _read_archive(archive: Path, splits: Tuple[str, ...]) -> Dict[str, ReviewData]:
     rows: Dict[str, List[Tuple[int, int, int, str]]] = {split: [] for split in splits}
+    for match, text in _archive_texts(archive, _MEMBER):
+        if match.group(1) in rows:
+            label = LABEL_NAMES.index(match.group(2))
+            rows[match.group(1)].append((label, int(match.group(3)), int(match.group(4)), text))
+    return {split: _sorted_reviews(found) for split, found in rows.items()}
+
+
+def _archive_texts(archive: Path, pattern: "re.Pattern[str]") -> Iterator[Tuple["re.Match[str]", str]]:
+    """``(match, cleaned text)`` of every file in ``archive`` whose name matches ``pattern``."""
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
-                match = _MEMBER.match(member.name)
-                if match is None or match.group(1) not in rows or not member.isfile():
-                    continue
-                raw = tar.extractfile(member).read()
-                text = clean_text(_decode(raw, f"{archive}:{member.name}"))
-                label = LABEL_NAMES.index(match.group(2))
-                rows[match.group(1)].append((label, int(match.group(3)), int(match.group(4)), text))
+                match = pattern.match(member.name)
+                if match is not None and member.isfile():
+                    raw = tar.extractfile(member).read()
+                    yield match, clean_text(_decode(raw, f"{archive}:{member.name}"))
     except (tarfile.TarError, EOFError, OSError, UnicodeError) as err:
         raise DataError(
             f"{archive} is not a readable IMDB archive ({err}); download {IMDB_ARCHIVE_NAME} again"
         ) from None
-    return {split: _sorted_reviews(found) for split, found in rows.items()}
+
+
+def load_unlabeled_reviews(data_dir: PathLike) -> List[str]:
+    """The unlabeled reviews of ``train/unsup`` (50,000 in IMDB), in id order.
+
+    Used for language-model pretraining. CSV data and trees without ``unsup/`` have none: [].
+    """
+    kind, path = _require_source(data_dir)
+    if kind == "archive":
+        found = [(int(match.group(1)), text) for match, text in _archive_texts(path, _UNLABELED)]
+    elif kind == "tree" and (path / "train" / "unsup").is_dir():
+        files = ((_UNLABELED.match(f"train/unsup/{file.name}"), file) for file in (path / "train" / "unsup").iterdir())
+        found = [(int(match.group(1)), clean_text(_decode(file.read_bytes(), str(file)))) for match, file in files
+                 if match is not None]
+    else:
+        found = []
+    return [text for _, text in sorted(found)]
 
 
 def _read_csv(path: Path) -> ReviewData:

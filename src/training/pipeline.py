@@ -13,9 +13,13 @@ import logging
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
 
 from src.data.datasets import TRUNCATION_STRATEGIES
+from src.data.imdb import load_unlabeled_reviews
 from src.data.loaders import create_data_loaders
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError
@@ -26,8 +30,10 @@ from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from src.training.run_control import RunLock, ensure_writable
 from src.training.glove_loader import check_variant, initialize_model_with_glove
+from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.schedulers import SCHEDULER_TYPES
 from src.training.trainer import MID_EPOCH_NAME, OPTIMIZERS, Trainer, create_trainer
+from src.utils.device import resolve_device
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
@@ -83,6 +89,7 @@ class TrainConfig:
     glove_dim: str = "300d"
     glove_cache_dir: str = "data/glove"
     freeze_embeddings: bool = False
+    pretrain_lm_epochs: float = 0.0
     quiet: bool = False
 
     @classmethod
@@ -110,6 +117,9 @@ class TrainConfig:
             (0 < self.validation_split < 1, f"--validation-split must be between 0 and 1, got {self.validation_split}"),
             (self.max_vocab_size >= 3, f"--max-vocab-size must be at least 3, got {self.max_vocab_size}"),
             (self.num_workers >= 0, f"--num-workers must not be negative, got {self.num_workers}"),
+            (self.pretrain_lm_epochs >= 0, f"--pretrain-lm-epochs must not be negative, got {self.pretrain_lm_epochs}"),
+            (self.bidirectional or not self.pretrain_lm_epochs,
+             "--pretrain-lm-epochs needs a bidirectional model; drop --bidirectional false"),
         ]
         choices = [("scheduler", SCHEDULER_TYPES), ("optimizer", tuple(OPTIMIZERS)), ("pooling", POOLING_MODES),
                    ("sequence_path", SEQUENCE_PATHS),
@@ -253,6 +263,9 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     if cfg.use_glove and resume is None:
         extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)  # also on resume: the same optimiser
+    if cfg.pretrain_lm_epochs and resume is None:
+        extra["lm_pretraining"] = _pretrain_language_model(cfg, model, preprocessor, train_loader.dataset.token_ids,
+                                                           context.device if context else resolve_device(cfg.device))
     if main_process:
         atomic_write_json(run_dir / "config.json", asdict(cfg))
     trainer = create_trainer(
@@ -279,6 +292,23 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
                                         progress=not cfg.quiet and main_process)
     if main_process:
         barrier()
+    return stats
+
+
+def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
+                             train_ids: List[np.ndarray], device: torch.device) -> Dict[str, Any]:
+    """Pretrain on ``train/unsup`` plus the training reviews. Under torchrun every process
+    does the same; DistributedDataParallel then starts all of them from rank 0's weights."""
+    unlabeled = load_unlabeled_reviews(cfg.data_dir)
+    if not unlabeled:
+        logger.warning("%s has no train/unsup reviews; pretraining on the training reviews only", cfg.data_dir)
+    corpus = preprocessor.encode_batch(unlabeled) + list(train_ids)
+    logger.info("language-model pretraining: %d reviews, %.1f pass(es)", len(corpus), cfg.pretrain_lm_epochs)
+    model.to(device)
+    stats = pretrain_language_model(model, corpus, PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed),
+                                    device)
+    logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
+                stats["seconds"], stats["first_loss"], stats["last_loss"])
     return stats
 
 

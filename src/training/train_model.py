@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--glove-dim", help="50d, 100d, 200d or 300d; sets --embedding-dim unless that is given (default: 300d)")
     g.add_argument("--glove-cache-dir", help=f"where GloVe files are kept (default: {d.glove_cache_dir})")
     g.add_argument("--freeze-embeddings", action="store_true", help="do not train the embedding")
+    g.add_argument("--pretrain-lm-epochs", type=float,
+                   help="first pretrain the embedding and first LSTM layer as language models on train/unsup "
+                        "plus the training reviews, for this many passes (default: 0, off)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help=f"maximum number of epochs (default: {d.epochs})")
     g.add_argument("--batch-size", type=int, help=f"(default: {d.batch_size})")

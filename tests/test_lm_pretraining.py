@@ -1,0 +1,129 @@
+"""Language-model pretraining: it learns what is predictable, cannot see its targets, and touches only layer 1."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from src.data import load_unlabeled_reviews
+from src.models.lstm_model import LSTMClassifier
+from src.training.lm_pretraining import PretrainConfig, pretrain_language_model, token_stream
+from src.training.pipeline import TrainConfig, run_training
+from tests.helpers import synthetic_reviews, write_imdb_tree
+
+VOCAB = 14  # <pad>, <unk>, 12 words
+
+
+def tiny_model(**overrides) -> LSTMClassifier:
+    torch.manual_seed(0)
+    settings = dict(vocab_size=VOCAB, embedding_dim=8, hidden_dim=16, n_layers=2, dropout=0.0)
+    settings.update(overrides)
+    return LSTMClassifier(**settings)
+
+
+def cyclic_reviews(count: int = 60, length: int = 30) -> list:
+    """Words 2..13 in a fixed cycle: each word fixes the next one and the previous one."""
+    rng = np.random.default_rng(0)
+    return [(2 + (rng.integers(12) + np.arange(length)) % 12).astype(np.int32) for _ in range(count)]
+
+
+def random_reviews(count: int = 60, length: int = 30) -> list:
+    """Independent uniform words: nothing about a neighbour is predictable."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(2, VOCAB, size=length).astype(np.int32) for _ in range(count)]
+
+
+SETTINGS = dict(epochs=30, window=10, batch_size=16, negatives=8, learning_rate=1e-2, dropout=0.0)
+
+
+def test_predictable_text_is_learned_in_both_directions():
+    stats = pretrain_language_model(tiny_model(), cyclic_reviews(), PretrainConfig(**SETTINGS))
+    assert stats["steps"] > 100 and stats["last_loss"] < 0.2 * stats["first_loss"]
+
+
+def test_no_direction_sees_the_word_it_predicts():
+    """On random words a leak (the target among the inputs) would be learned at once."""
+    stats = pretrain_language_model(tiny_model(), random_reviews(), PretrainConfig(**SETTINGS))
+    assert stats["last_loss"] > 0.8 * stats["first_loss"]
+
+
+def test_only_the_embedding_and_first_layer_change():
+    model = tiny_model()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    pretrain_language_model(model, cyclic_reviews(), PretrainConfig(**{**SETTINGS, "epochs": 1}))
+    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    assert changed and all(name.startswith(("embedding.", "layers.0.")) for name in changed)
+    assert any(name.startswith("layers.0.1.") for name in changed)  # the backward direction too
+    assert model.training  # left in the mode it was in
+
+
+def test_frozen_embeddings_stay_frozen():
+    model = tiny_model()
+    model.embedding.weight.requires_grad_(False)
+    before = model.embedding.weight.clone()
+    pretrain_language_model(model, cyclic_reviews(), PretrainConfig(**{**SETTINGS, "epochs": 1}))
+    assert torch.equal(model.embedding.weight, before)
+
+
+def test_token_stream_separates_reviews():
+    stream = token_stream([np.array([5, 6]), np.array([7])], np.random.default_rng(0), separator=0)
+    assert sorted(stream.tolist()) == [0, 0, 5, 6, 7] and stream.dtype == np.int64
+    assert stream.tolist() in ([5, 6, 0, 7, 0], [7, 0, 5, 6, 0])
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(epochs=0), "epochs must be positive"),
+    (dict(window=0), "window must be at least 1"),
+    (dict(negatives=0), "negatives must be at least 1"),
+])
+def test_impossible_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        PretrainConfig(**settings)
+
+
+def test_unidirectional_model_and_tiny_corpus_are_refused():
+    with pytest.raises(ValueError, match="needs a bidirectional model"):
+        pretrain_language_model(tiny_model(bidirectional=False), cyclic_reviews(), PretrainConfig())
+    with pytest.raises(ValueError, match="fewer than 101 words"):
+        pretrain_language_model(tiny_model(), [np.array([2, 3, 4])], PretrainConfig())
+
+
+def unlabeled_texts(count: int) -> list:
+    return [f"review {i} <br />with the film and the plot" for i in range(count)]
+
+
+def test_unlabeled_reviews_from_a_tree_an_archive_and_csv(tmp_path):
+    tree = write_imdb_tree(tmp_path / "tree", {"train": {**synthetic_reviews(3), "unsup": unlabeled_texts(12)},
+                                               "test": synthetic_reviews(3)})
+    texts = load_unlabeled_reviews(tree)
+    assert texts == [text.replace("<br />", " ") for text in unlabeled_texts(12)]  # in id order, markup removed
+    archive = tmp_path / "packed" / "aclImdb_v1.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for folder in sorted((tree / "aclImdb").rglob("*.txt")):
+            tar.add(folder, arcname=str(folder.relative_to(tree)))
+    assert load_unlabeled_reviews(archive.parent) == texts
+    (tmp_path / "csv" / "train.csv").parent.mkdir()
+    (tmp_path / "csv" / "train.csv").write_text("text,label\ngood,1\n")
+    assert load_unlabeled_reviews(tmp_path / "csv") == []
+
+
+def test_training_run_pretrains_on_unlabeled_and_training_reviews(tmp_path):
+    tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
+                                               "test": synthetic_reviews(10, seed=1)})
+    settings = dict(data_dir=str(tree), epochs=1, batch_size=16, embedding_dim=8, hidden_dim=8, n_layers=2,
+                    max_vocab_size=100, quiet=True, tensorboard=False)
+    runs = {}
+    for passes in (0.0, 2.0):
+        out = tmp_path / f"passes{passes}"
+        runs[passes] = run_training(TrainConfig(output_dir=str(out / "model"), checkpoint_dir=str(out / "run"),
+                                                pretrain_lm_epochs=passes, **settings))
+    stats = runs[2.0]["lm_pretraining"]
+    unlabeled_words = 200 * 9  # "review N with the film and the plot"
+    assert stats["words"] > unlabeled_words and stats["steps"] >= 1 and stats["config"]["epochs"] == 2.0
+    assert "lm_pretraining" not in runs[0.0]
+    saved = json.loads((tmp_path / "passes2.0" / "run" / "metrics.json").read_text())
+    assert saved["lm_pretraining"]["words"] == stats["words"]
