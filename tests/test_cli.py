@@ -155,8 +155,9 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
 
 @pytest.mark.parametrize("name, expected", [
     ("recommended", {"use_glove": True, "glove_dim": "50d", "embedding_dim": 50, "truncation": "head_tail",
-                     "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 2}),
-    ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1}),
+                     "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 2,
+                     "pretrain_lm_epochs": 1}),
+    ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1, "pretrain_lm_epochs": 0}),
 ])
 def test_shipped_config_files_resolve_to_the_documented_settings(name, expected):
     cfg = resolve_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml"), "--epochs", "3"])
