@@ -35,7 +35,7 @@ GLOVE_VARIANTS: Dict[str, Dict[str, object]] = {
     "840B": {"archive": "glove.840B.300d.zip", "dimensions": ("300d",)},
 }
 OOV_SAMPLE_SIZE = 20
-WHOLE_READ_BYTES = 1_200_000_000  # every 6B file; 42B and 840B are read in chunks
+WHOLE_READ_BYTES = 1_200_000_000  # all 6B files (300d: 1.04 GB) at once; 42B and 840B in chunks
 CHUNK_ROWS = 200_000
 
 PathLike = Union[str, Path]
