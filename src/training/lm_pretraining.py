@@ -90,11 +90,6 @@ class _LanguageModelHeads(nn.Module):
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
 
 
-def _check_model(model: LSTMClassifier) -> None:
-    if not model.config.bidirectional:
-        raise ValueError("language-model pretraining needs a bidirectional model (--bidirectional)")
-
-
 def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarray], config: PretrainConfig,
                             device: torch.device = torch.device("cpu")) -> Dict[str, object]:
     """Train ``model.embedding`` and ``model.layers[0]`` as forward and backward language models.
@@ -103,10 +98,11 @@ def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarra
     Returns statistics: words, steps, seconds and the losses of the first and last
     100 steps (summed over both directions).
     """
-    _check_model(model)
+    if not model.config.bidirectional:
+        raise ValueError("language-model pretraining needs a bidirectional model (--bidirectional)")
     pad_idx = model.config.pad_idx
-    distribution = sampling_distribution(token_ids, model.config.vocab_size, pad_idx).to(device)
-    log_expected = torch.log(config.negatives * distribution.clamp_min(1e-12))  # [V]
+    distribution = sampling_distribution(token_ids, model.config.vocab_size, pad_idx)  # [V], on the CPU for sampling
+    log_expected = torch.log(config.negatives * distribution.clamp_min(1e-12)).to(device)  # [V]
     heads = _LanguageModelHeads(model.config.hidden_dim, model.config.embedding_dim, config.dropout).to(device)
     forward_lstm, backward_lstm = model.layers[0]
     parameters = [p for module in (model.embedding, forward_lstm, backward_lstm, heads) for p in module.parameters()
@@ -160,7 +156,7 @@ def _step_loss(model: LSTMClassifier, heads: _LanguageModelHeads, batch: torch.T
                log_expected: torch.Tensor, negatives: int, generator: torch.Generator) -> torch.Tensor:
     """Forward LSTM reads words 0..W-1 and predicts 1..W; backward reads W..1 and predicts W-1..0."""
     forward_lstm, backward_lstm = model.layers[0]
-    sampled = torch.multinomial(distribution.cpu(), negatives, replacement=True, generator=generator)
+    sampled = torch.multinomial(distribution, negatives, replacement=True, generator=generator)
     sampled = sampled.to(batch.device)
     pad_idx = model.config.pad_idx
     total = batch.new_zeros((), dtype=torch.float32)
