@@ -125,5 +125,17 @@ def test_training_run_pretrains_on_unlabeled_and_training_reviews(tmp_path):
     unlabeled_words = 200 * 9  # "review N with the film and the plot"
     assert stats["words"] > unlabeled_words and stats["steps"] >= 1 and stats["config"]["epochs"] == 2.0
     assert "lm_pretraining" not in runs[0.0]
+    assert (stats["unlabeled_reviews"], stats["training_reviews"]) == (200, 64)  # 80 reviews less validation
     saved = json.loads((tmp_path / "passes2.0" / "run" / "metrics.json").read_text())
     assert saved["lm_pretraining"]["words"] == stats["words"]
+
+
+def test_quick_run_pretrains_on_as_many_unlabeled_reviews_as_training_reviews(tmp_path):
+    tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
+                                               "test": synthetic_reviews(10, seed=1)})
+    metrics = run_training(TrainConfig(
+        data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"), epochs=1,
+        batch_size=16, embedding_dim=8, hidden_dim=8, max_vocab_size=100, max_train_samples=30,
+        pretrain_lm_epochs=1.0, quiet=True, tensorboard=False))
+    stats = metrics["lm_pretraining"]
+    assert stats["unlabeled_reviews"] == 30 and stats["training_reviews"] == 24

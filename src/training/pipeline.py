@@ -300,6 +300,8 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocess
     """Pretrain on ``train/unsup`` plus the training reviews. Under torchrun every process
     does the same; DistributedDataParallel then starts all of them from rank 0's weights."""
     unlabeled = load_unlabeled_reviews(cfg.data_dir)
+    if cfg.max_train_samples is not None:  # a quick run pretrains on no more unlabeled reviews than it trains on
+        unlabeled = unlabeled[: cfg.max_train_samples]
     if not unlabeled:
         logger.warning("%s has no train/unsup reviews; pretraining on the training reviews only", cfg.data_dir)
     corpus = preprocessor.encode_batch(unlabeled) + list(train_ids)
@@ -309,7 +311,7 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocess
                                     device)
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
-    return stats
+    return {**stats, "unlabeled_reviews": len(unlabeled), "training_reviews": len(train_ids)}
 
 
 def _tensorboard_wanted(cfg: TrainConfig) -> bool:
