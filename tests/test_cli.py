@@ -63,7 +63,6 @@ def test_config_file_with_command_line_override(tmp_path):
     (["--epochs", "many"], "invalid int value"),
     (["--bidirectional", "perhaps"], "expected true or false"),
     (["--pretrain-lm-epochs", "-1"], "--pretrain-lm-epochs must not be negative"),
-    (["--pretrain-lm-epochs", "1", "--bidirectional", "false"], "--pretrain-lm-epochs needs a bidirectional model"),
 ])
 def test_impossible_values_exit_2_with_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -84,9 +84,17 @@ def test_impossible_settings_are_refused(settings, message):
         PretrainConfig(**settings)
 
 
-def test_unidirectional_model_and_tiny_corpus_are_refused():
-    with pytest.raises(ValueError, match="needs a bidirectional model"):
-        pretrain_language_model(tiny_model(bidirectional=False), cyclic_reviews(), PretrainConfig())
+def test_unidirectional_model_pretrains_its_forward_language_model():
+    model = tiny_model(bidirectional=False)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    stats = pretrain_language_model(model, cyclic_reviews(), PretrainConfig(**SETTINGS))
+    assert stats["last_loss"] < 0.2 * stats["first_loss"]
+    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    assert any(name.startswith("layers.0.0.") for name in changed)
+    assert all(name.startswith(("embedding.", "layers.0.")) for name in changed)
+
+
+def test_tiny_corpus_is_refused():
     with pytest.raises(ValueError, match="fewer than 101 words"):
         pretrain_language_model(tiny_model(), [np.array([2, 3, 4])], PretrainConfig())
 

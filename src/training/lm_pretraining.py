@@ -1,10 +1,11 @@
 """Language-model pretraining of the embedding and first LSTM layer on unlabeled reviews.
 
 Semi-supervised, in the spirit of SA-LSTM and ELMo: before the classifier sees a
-label, the forward LSTM of layer 1 learns to predict the next word and the
-backward LSTM the previous word, on the 50,000 unlabeled IMDB reviews plus the
-training reviews. Layers above the first read both directions at once, so they
-would see the word they must predict; they are left to fine-tuning.
+label, the forward LSTM of layer 1 learns to predict the next word and (in a
+bidirectional model) the backward LSTM the previous word, on the 50,000 unlabeled
+IMDB reviews plus the training reviews. Layers above the first read both
+directions at once, so they would see the word they must predict; they are left
+to fine-tuning.
 
 The softmax over the vocabulary is sampled (``negatives`` words per step drawn
 from the unigram distribution to the power 0.75, with the usual log-probability
@@ -72,9 +73,9 @@ def sampling_distribution(token_ids: Sequence[np.ndarray], vocab_size: int, pad_
 class _LanguageModelHeads(nn.Module):
     """Per direction: LSTM state -> embedding space; scores are dot products with word embeddings."""
 
-    def __init__(self, hidden_dim: int, embedding_dim: int, dropout: float):
+    def __init__(self, directions: int, hidden_dim: int, embedding_dim: int, dropout: float):
         super().__init__()
-        self.project = nn.ModuleList(nn.Linear(hidden_dim, embedding_dim) for _ in range(2))
+        self.project = nn.ModuleList(nn.Linear(hidden_dim, embedding_dim) for _ in range(directions))
         self.dropout = nn.Dropout(dropout)
 
     def loss(self, direction: int, states: torch.Tensor, targets: torch.Tensor, embedding: nn.Embedding,
@@ -92,20 +93,18 @@ class _LanguageModelHeads(nn.Module):
 
 def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarray], config: PretrainConfig,
                             device: torch.device = torch.device("cpu")) -> Dict[str, object]:
-    """Train ``model.embedding`` and ``model.layers[0]`` as forward and backward language models.
+    """Train ``model.embedding`` and ``model.layers[0]`` as forward (and backward) language models.
 
     ``token_ids``: one int array per review. The rest of the model is untouched.
     Returns statistics: words, steps, seconds and the losses of the first and last
-    100 steps (summed over both directions).
+    100 steps (summed over the directions).
     """
-    if not model.config.bidirectional:
-        raise ValueError("language-model pretraining needs a bidirectional model (--bidirectional)")
     pad_idx = model.config.pad_idx
     distribution = sampling_distribution(token_ids, model.config.vocab_size, pad_idx)  # [V], on the CPU for sampling
     log_expected = torch.log(config.negatives * distribution.clamp_min(1e-12)).to(device)  # [V]
-    heads = _LanguageModelHeads(model.config.hidden_dim, model.config.embedding_dim, config.dropout).to(device)
-    forward_lstm, backward_lstm = model.layers[0]
-    parameters = [p for module in (model.embedding, forward_lstm, backward_lstm, heads) for p in module.parameters()
+    heads = _LanguageModelHeads(len(model.layers[0]), model.config.hidden_dim, model.config.embedding_dim,
+                                config.dropout).to(device)
+    parameters = [p for module in (model.embedding, model.layers[0], heads) for p in module.parameters()
                   if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
     rng = np.random.default_rng(config.seed)
@@ -154,13 +153,12 @@ def _windows(stream: np.ndarray, config: PretrainConfig, generator: torch.Genera
 
 def _step_loss(model: LSTMClassifier, heads: _LanguageModelHeads, batch: torch.Tensor, distribution: torch.Tensor,
                log_expected: torch.Tensor, negatives: int, generator: torch.Generator) -> torch.Tensor:
-    """Forward LSTM reads words 0..W-1 and predicts 1..W; backward reads W..1 and predicts W-1..0."""
-    forward_lstm, backward_lstm = model.layers[0]
+    """Forward LSTM reads words 0..W-1 and predicts 1..W; backward (if any) reads W..1 and predicts W-1..0."""
     sampled = torch.multinomial(distribution, negatives, replacement=True, generator=generator)
     sampled = sampled.to(batch.device)
     pad_idx = model.config.pad_idx
     total = batch.new_zeros((), dtype=torch.float32)
-    for direction, (lstm, sequence) in enumerate(((forward_lstm, batch), (backward_lstm, batch.flip(1)))):
+    for direction, (lstm, sequence) in enumerate(zip(model.layers[0], (batch, batch.flip(1)))):
         states, _ = lstm(heads.dropout(model.embedding(sequence[:, :-1])))  # [B, W, H]
         total = total + heads.loss(direction, states, sequence[:, 1:], model.embedding, sampled, log_expected,
                                    pad_idx)

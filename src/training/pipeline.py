@@ -118,8 +118,6 @@ class TrainConfig:
             (self.max_vocab_size >= 3, f"--max-vocab-size must be at least 3, got {self.max_vocab_size}"),
             (self.num_workers >= 0, f"--num-workers must not be negative, got {self.num_workers}"),
             (self.pretrain_lm_epochs >= 0, f"--pretrain-lm-epochs must not be negative, got {self.pretrain_lm_epochs}"),
-            (self.bidirectional or not self.pretrain_lm_epochs,
-             "--pretrain-lm-epochs needs a bidirectional model; drop --bidirectional false"),
         ]
         choices = [("scheduler", SCHEDULER_TYPES), ("optimizer", tuple(OPTIMIZERS)), ("pooling", POOLING_MODES),
                    ("sequence_path", SEQUENCE_PATHS),
