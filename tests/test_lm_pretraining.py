@@ -147,13 +147,3 @@ def test_quick_run_pretrains_on_as_many_unlabeled_reviews_as_training_reviews(tm
         pretrain_lm_epochs=1.0, quiet=True, tensorboard=False))
     stats = metrics["lm_pretraining"]
     assert stats["unlabeled_reviews"] == 30 and stats["training_reviews"] == 24
-
-
-def test_too_little_text_skips_pretraining_with_a_warning(tmp_path, caplog):
-    reviews = {"pos": ["good film"] * 5, "neg": ["bad film"] * 5}
-    tree = write_imdb_tree(tmp_path / "data", {"train": reviews, "test": reviews})
-    metrics = run_training(TrainConfig(
-        data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"), epochs=1,
-        batch_size=4, embedding_dim=8, hidden_dim=8, quiet=True, tensorboard=False))  # pretraining is on by default
-    assert "lm_pretraining" not in metrics and metrics["test"]["n_examples"] == 10
-    assert "skipping language-model pretraining" in caplog.text
