@@ -60,6 +60,23 @@ def test_only_the_embedding_and_first_layer_change():
     assert model.training  # left in the mode it was in
 
 
+def test_same_seed_gives_bit_identical_weights_on_several_threads():
+    """A resumed run equals an uninterrupted one only if pretraining repeats exactly."""
+    rng = np.random.default_rng(0)
+    corpus = [rng.integers(2, 3000, size=200).astype(np.int32) for _ in range(300)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:
+        weights = []
+        for _ in range(2):
+            model = tiny_model(vocab_size=3000, embedding_dim=16)
+            pretrain_language_model(model, corpus, PretrainConfig(epochs=1, seed=3))
+            weights.append(model.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(value, weights[1][name]) for name, value in weights[0].items())
+
+
 def test_frozen_embeddings_stay_frozen():
     model = tiny_model()
     model.embedding.weight.requires_grad_(False)
@@ -147,3 +164,13 @@ def test_quick_run_pretrains_on_as_many_unlabeled_reviews_as_training_reviews(tm
         pretrain_lm_epochs=1.0, quiet=True, tensorboard=False))
     stats = metrics["lm_pretraining"]
     assert stats["unlabeled_reviews"] == 30 and stats["training_reviews"] == 24
+
+
+def test_too_little_text_skips_pretraining_with_a_warning(tmp_path, caplog):
+    reviews = {"pos": ["good film"] * 5, "neg": ["bad film"] * 5}
+    tree = write_imdb_tree(tmp_path / "data", {"train": reviews, "test": reviews})
+    metrics = run_training(TrainConfig(
+        data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"), epochs=1,
+        batch_size=4, embedding_dim=8, hidden_dim=8, quiet=True, tensorboard=False))  # pretraining is on by default
+    assert "lm_pretraining" not in metrics and metrics["test"]["n_examples"] == 10
+    assert "skipping language-model pretraining" in caplog.text

@@ -84,8 +84,10 @@ class _LanguageModelHeads(nn.Module):
         keep = targets.reshape(-1) != pad_idx
         queries = self.project[direction](self.dropout(states)).reshape(-1, embedding.embedding_dim)[keep]  # [N, E]
         targets = targets.reshape(-1)[keep]  # [N]
-        true_scores = (queries * embedding.weight[targets]).sum(-1) - log_expected[targets]  # [N]
-        sampled = queries @ embedding.weight[negatives].T - log_expected[negatives]  # [N, K]
+        # nn.functional.embedding, not weight[ids]: the gradient of indexing sums with atomic adds
+        # on the CPU, in a different order on each run, and resumed runs would not match
+        true_scores = (queries * nn.functional.embedding(targets, embedding.weight)).sum(-1) - log_expected[targets]
+        sampled = queries @ nn.functional.embedding(negatives, embedding.weight).T - log_expected[negatives]  # [N, K]
         sampled = sampled.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         scores = torch.cat([true_scores.unsqueeze(1), sampled], dim=1)  # the true word is class 0
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))

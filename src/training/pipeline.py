@@ -61,14 +61,14 @@ class TrainConfig:
     hidden_dim: int = 128
     n_layers: int = 2
     dropout: float = 0.3
-    embedding_dropout: float = 0.0
+    embedding_dropout: float = 0.3
     bidirectional: bool = True
     pooling: str = "max_mean"
     sequence_path: str = "padded"
     max_vocab_size: int = 25000
     min_freq: int = 1
     max_length: int = 400
-    truncation: str = "head"
+    truncation: str = "head_tail"
     validation_split: float = 0.2
     max_train_samples: Optional[int] = None
     max_test_samples: Optional[int] = None
@@ -89,7 +89,7 @@ class TrainConfig:
     glove_dim: str = "300d"
     glove_cache_dir: str = "data/glove"
     freeze_embeddings: bool = False
-    pretrain_lm_epochs: float = 0.0
+    pretrain_lm_epochs: float = 1.0
     quiet: bool = False
 
     @classmethod
@@ -262,8 +262,10 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)  # also on resume: the same optimiser
     if cfg.pretrain_lm_epochs and resume is None:
-        extra["lm_pretraining"] = _pretrain_language_model(cfg, model, preprocessor, train_loader.dataset.token_ids,
-                                                           context.device if context else resolve_device(cfg.device))
+        stats = _pretrain_language_model(cfg, model, preprocessor, train_loader.dataset.token_ids,
+                                         context.device if context else resolve_device(cfg.device))
+        if stats is not None:
+            extra["lm_pretraining"] = stats
     if main_process:
         atomic_write_json(run_dir / "config.json", asdict(cfg))
     trainer = create_trainer(
@@ -294,19 +296,26 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
 
 
 def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
-                             train_ids: List[np.ndarray], device: torch.device) -> Dict[str, Any]:
-    """Pretrain on ``train/unsup`` plus the training reviews. Under torchrun every process
-    does the same; DistributedDataParallel then starts all of them from rank 0's weights."""
+                             train_ids: List[np.ndarray], device: torch.device) -> Optional[Dict[str, Any]]:
+    """Pretrain on ``train/unsup`` plus the training reviews; None when they are too short to.
+
+    Under torchrun every process does the same; DistributedDataParallel then starts
+    all of them from rank 0's weights."""
     unlabeled = load_unlabeled_reviews(cfg.data_dir)
     if cfg.max_train_samples is not None:  # a quick run pretrains on no more unlabeled reviews than it trains on
         unlabeled = unlabeled[: cfg.max_train_samples]
     if not unlabeled:
         logger.warning("%s has no train/unsup reviews; pretraining on the training reviews only", cfg.data_dir)
     corpus = preprocessor.encode_batch(unlabeled) + list(train_ids)
+    settings = PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed)
+    words = sum(len(ids) for ids in corpus)
+    if words <= settings.window:
+        logger.warning("only %d words to pretrain on, fewer than one window of %d; skipping language-model "
+                       "pretraining (--pretrain-lm-epochs 0 silences this)", words, settings.window + 1)
+        return None
     logger.info("language-model pretraining: %d reviews, %.1f pass(es)", len(corpus), cfg.pretrain_lm_epochs)
     model.to(device)
-    stats = pretrain_language_model(model, corpus, PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed),
-                                    device)
+    stats = pretrain_language_model(model, corpus, settings, device)
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
     return {**stats, "unlabeled_reviews": len(unlabeled), "training_reviews": len(train_ids)}

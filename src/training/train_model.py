@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-vocab-size", type=int, help=f"vocabulary size incl. <pad>, <unk> (default: {d.max_vocab_size})")
     g.add_argument("--min-freq", type=int, help=f"drop words seen fewer times (default: {d.min_freq})")
     g.add_argument("--max-length", type=int, help=f"tokens kept per review (default: {d.max_length})")
-    g.add_argument("--truncation", choices=["head", "head_tail"], help="keep the start, or start and end, of long reviews (default: head)")
+    g.add_argument("--truncation", choices=["head", "head_tail"], help=f"keep the start, or start and end, of long reviews (default: {d.truncation})")
     g.add_argument("--validation-split", type=float, help=f"share of train/ held out for validation (default: {d.validation_split})")
     g.add_argument("--max-train-samples", type=int, help="use only N reviews of train/ (quick runs); validation comes out of these")
     g.add_argument("--max-test-samples", type=int, help="evaluate on only N reviews of test/")
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--freeze-embeddings", action="store_true", help="do not train the embedding")
     g.add_argument("--pretrain-lm-epochs", type=float,
                    help="first pretrain the embedding and first LSTM layer as language models on train/unsup "
-                        "plus the training reviews, for this many passes (default: 0, off)")
+                        "plus the training reviews, for this many passes; 0 turns it off "
+                        f"(default: {d.pretrain_lm_epochs:g})")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help=f"maximum number of epochs (default: {d.epochs})")
     g.add_argument("--batch-size", type=int, help=f"(default: {d.batch_size})")
