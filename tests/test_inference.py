@@ -1,6 +1,7 @@
 """Predict and evaluate (API and command line), TensorBoard scalars and plots, on a small trained model."""
 
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from sklearn import metrics as sk
 
 from src.data import load_imdb
-from src.inference import SentimentPredictor
+from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.metrics import binary_metrics
 from src.inference.predict import main as predict_main
@@ -128,6 +129,43 @@ def test_evaluate_into_the_model_directory_and_errors(trained, imdb_tree, tmp_pa
     capsys.readouterr()
     assert evaluate_main(["--model-dir", str(trained[0]), "--data-dir", str(tmp_path / "none")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def short_reader(trained, tmp_path_factory):
+    """The trained model directory again, configured to read only the first 10 words of a review."""
+    copy = tmp_path_factory.mktemp("short") / "model"
+    shutil.copytree(trained[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "max_length": 10}))
+    return copy
+
+
+def test_ensemble_averages_its_members(trained, short_reader):
+    members = [SentimentPredictor.from_pretrained(trained[0]), SentimentPredictor.from_pretrained(short_reader)]
+    texts = REVIEWS + ["Terrible plot, but the last half hour is a masterpiece and I loved every minute. " * 5]
+    each = [member.probabilities(texts) for member in members]
+    assert not np.allclose(each[0], each[1])  # the members differ, so the average is a real test
+    ensemble = EnsemblePredictor.from_pretrained([trained[0], short_reader])
+    assert ensemble.probabilities(texts, batch_size=2) == pytest.approx((each[0] + each[1]) / 2)
+    assert ensemble.predict(texts[-1])["label"] == ("positive" if (each[0][-1] + each[1][-1]) / 2 >= 0.5
+                                                    else "negative")
+    with pytest.raises(ValueError, match="at least one model"):
+        EnsemblePredictor([])
+
+
+def test_predict_and_evaluate_with_several_model_directories(trained, short_reader, imdb_tree, tmp_path, capsys):
+    dirs = ["--model-dir", str(trained[0]), "--model-dir", str(short_reader)]
+    assert predict_main([*dirs, *REVIEWS[:2]]) == 0
+    printed = [json.loads(line)["probability"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == pytest.approx(EnsemblePredictor.from_pretrained([trained[0], short_reader])
+                                    .probabilities(REVIEWS[:2]))
+    with pytest.raises(SystemExit):
+        evaluate_main([*dirs, "--data-dir", str(imdb_tree)])
+    assert "need --output-dir" in capsys.readouterr().err
+    assert evaluate_main([*dirs, "--data-dir", str(imdb_tree), "--max-samples", "60",
+                          "--output-dir", str(tmp_path / "ensemble")]) == 0
+    assert json.loads((tmp_path / "ensemble" / "evaluation.json").read_text())["n_examples"] == 60
 
 
 def test_tensorboard_scalars_and_training_curves(trained):

@@ -35,7 +35,8 @@ def small_budget(monkeypatch, tmp_path, real_data):
     real_train = Trainer.train
     monkeypatch.setattr(Trainer, "train", lambda self, epochs, *a, **k: real_train(self, min(epochs, 2), *a, **k))
     processor = TextPreprocessor().build_vocab(["a wonderful moving film", "dreadful", "loved it"])
-    save_model_directory("models", tiny_model(vocab_size=processor.vocab_size), processor, {"max_length": 50})
+    for name in ("models", "model-seed1"):  # the README's ensemble snippet averages both
+        save_model_directory(name, tiny_model(vocab_size=processor.vocab_size), processor, {"max_length": 50})
 
 
 @pytest.mark.parametrize("readme", READMES)

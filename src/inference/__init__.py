@@ -1,5 +1,5 @@
-"""Using a trained model: SentimentPredictor, and the predict / evaluate commands."""
+"""Using trained models: SentimentPredictor, EnsemblePredictor, and the predict / evaluate commands."""
 
-from src.inference.predictor import SentimentPredictor
+from src.inference.predictor import EnsemblePredictor, SentimentPredictor, load_predictor
 
-__all__ = ["SentimentPredictor"]
+__all__ = ["EnsemblePredictor", "SentimentPredictor", "load_predictor"]

@@ -5,7 +5,9 @@
 Writes ``evaluation.json`` (accuracy, precision, recall, F1, ROC-AUC, loss,
 confusion matrix, number of examples, accuracy by review length) and the plots
 ``confusion_matrix.png``, ``roc_curve.png`` and ``accuracy_by_length.png`` into
-the model directory, or into ``--output-dir``.
+the model directory, or into ``--output-dir``. Several ``--model-dir`` evaluate
+the average of their models' probabilities (an ensemble); ``--output-dir`` is
+then required.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from src.data.loaders import stratified_sample
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.inference.metrics import accuracy_by_bucket, binary_metrics, length_buckets, roc_curve
-from src.inference.predictor import DEFAULT_BATCH_SIZE, SentimentPredictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, Predictor, load_predictor
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curve
 
 
-def evaluate(predictor: SentimentPredictor, texts: List[str], labels: List[int], output_dir: Path,
+def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_dir: Path,
              batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, Any]:
     """Metrics of ``predictor`` on these reviews; writes evaluation.json and the plots to ``output_dir``."""
     probabilities = predictor.probabilities(texts, batch_size=batch_size)
@@ -51,7 +53,8 @@ def evaluate(predictor: SentimentPredictor, texts: List[str], labels: List[int],
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = OneLineParser(prog="python -m src.inference.evaluate", description="Evaluate a trained model.")
-    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--model-dir", required=True, action="append",
+                        help="model directory written by training; repeat it to evaluate the average of several")
     parser.add_argument("--data-dir", required=True, help="IMDB folder/archive or train.csv/test.csv folder")
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--output-dir", help="where to write (default: the model directory)")
@@ -61,12 +64,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_samples is not None and args.max_samples < 2):
         parser.error("--batch-size must be at least 1 and --max-samples at least 2")
+    if len(args.model_dir) > 1 and not args.output_dir:
+        parser.error("several --model-dir need --output-dir for the ensemble's evaluation.json and plots")
     try:
-        predictor = SentimentPredictor.from_pretrained(args.model_dir, device=args.device)
+        predictor = load_predictor(args.model_dir, device=args.device)
         reviews = load_imdb(args.data_dir, args.split)
         if args.max_samples is not None and args.max_samples < len(reviews.texts):
             reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))
-        output_dir = Path(args.output_dir or args.model_dir)
+        output_dir = Path(args.output_dir or args.model_dir[0])
         metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size)
     except PipelineError as err:
         return fail(str(err))

@@ -2,10 +2,12 @@
 
     python -m src.inference.predict --model-dir models "A wonderful film." "Two hours I will never get back."
     python -m src.inference.predict --model-dir models --input reviews.txt --output predictions.jsonl
+    python -m src.inference.predict --model-dir model-a --model-dir model-b "A wonderful film."
 
 ``--input`` takes one review per line, or a CSV file (``.csv``) with a ``text``
 column. Results are JSON objects (``text``, ``label``, ``probability`` of positive),
 one per line, in input order: to ``--output`` (written atomically) or the screen.
+Several ``--model-dir`` average the models' probabilities (an ensemble).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from typing import List, Optional
 
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
-from src.inference.predictor import DEFAULT_BATCH_SIZE, SentimentPredictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, load_predictor
 from src.utils.io import atomic_write_text
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m src.inference.predict", description="Classify movie reviews.")
     parser.add_argument("reviews", nargs="*", help="review texts (or use --input)")
-    parser.add_argument("--model-dir", required=True, help="model directory written by training (--output-dir)")
+    parser.add_argument("--model-dir", required=True, action="append",
+                        help="model directory written by training (--output-dir); repeat it to average several models")
     parser.add_argument("--input", help="file with one review per line, or a .csv with a 'text' column")
     parser.add_argument("--output", help="write JSON lines here instead of to the screen")
     parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
@@ -72,7 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         reviews = read_reviews(args.input, args.encoding) if args.input else args.reviews
         if not reviews:
             return fail(f"{args.input} holds no reviews to classify")
-        predictor = SentimentPredictor.from_pretrained(args.model_dir, device=args.device)
+        predictor = load_predictor(args.model_dir, device=args.device)
         results = predictor.predict_batch(reviews, batch_size=args.batch_size)
     except PipelineError as err:
         return fail(str(err))

@@ -21,7 +21,20 @@ DEFAULT_MAX_LENGTH = 400
 DEFAULT_BATCH_SIZE = 64
 
 
-class SentimentPredictor:
+class _Classifier:
+    """Labels from ``probabilities``, which subclasses provide."""
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_batch(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Dict[str, object]]:
+        return [_label(p) for p in self.probabilities(texts, batch_size)]
+
+    def predict(self, text: str) -> Dict[str, object]:
+        return self.predict_batch([text])[0]
+
+
+class SentimentPredictor(_Classifier):
     """``predict("text")`` -> ``{"label": "positive"|"negative", "probability": P(positive)}``.
 
     Reviews are cut the way they were in training (``max_length``, ``truncation``).
@@ -71,11 +84,39 @@ class SentimentPredictor:
             result[chunk] = probs.cpu().numpy()
         return result
 
-    def predict_batch(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Dict[str, object]]:
-        return [_label(p) for p in self.probabilities(texts, batch_size)]
 
-    def predict(self, text: str) -> Dict[str, object]:
-        return self.predict_batch([text])[0]
+class EnsemblePredictor(_Classifier):
+    """Averages P(positive) over several trained models (the same interface as ``SentimentPredictor``).
+
+    Each member reads the reviews with its own vocabulary and truncation, so models
+    trained with different settings can be combined. ``preprocessor`` and
+    ``max_length`` are the first member's (used for evaluation's length buckets).
+    """
+
+    def __init__(self, members: Sequence[SentimentPredictor]):
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = list(members)
+        self.preprocessor, self.max_length = self.members[0].preprocessor, self.members[0].max_length
+
+    @classmethod
+    def from_pretrained(cls, model_dirs: Sequence[Union[str, Path]],
+                        device: Optional[Union[str, torch.device]] = None) -> "EnsemblePredictor":
+        return cls([SentimentPredictor.from_pretrained(path, device=device) for path in model_dirs])
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        return np.mean([member.probabilities(texts, batch_size) for member in self.members], axis=0)
+
+
+Predictor = Union[SentimentPredictor, EnsemblePredictor]
+
+
+def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None
+                   ) -> Predictor:
+    """One model directory gives a ``SentimentPredictor``, several an ``EnsemblePredictor``."""
+    if len(model_dirs) == 1:
+        return SentimentPredictor.from_pretrained(model_dirs[0], device=device)
+    return EnsemblePredictor.from_pretrained(model_dirs, device=device)
 
 
 def _label(probability: float) -> Dict[str, object]:
