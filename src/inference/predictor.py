@@ -97,7 +97,14 @@ class EnsemblePredictor(_Classifier):
         if not members:
             raise ValueError("an ensemble needs at least one model")
         self.members = list(members)
-        self.preprocessor, self.max_length = self.members[0].preprocessor, self.members[0].max_length
+
+    @property
+    def preprocessor(self) -> TextPreprocessor:
+        return self.members[0].preprocessor
+
+    @property
+    def max_length(self) -> int:
+        return self.members[0].max_length
 
     @classmethod
     def from_pretrained(cls, model_dirs: Sequence[Union[str, Path]],
