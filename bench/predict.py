@@ -4,13 +4,16 @@ Measures two model sizes side by side in one process, the default (embedding 300
 hidden 128, 2 layers) and the "fast" preset of ``bench/accuracy.py`` (embedding 50,
 hidden 64, 1 layer), both bidirectional, with a vocabulary built on the IMDB
 training reviews. The weights are untrained, which does not change the speed;
-``--model-dir`` measures a trained model directory instead. Last line: one JSON object.
+``--model-dir`` measures a trained model directory instead, and for a model with
+an n-gram blend also the same directory without it (the LSTM alone). Last line:
+one JSON object.
 
     .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models]
 """
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +29,7 @@ from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import save_model_directory  # noqa: E402
+from src.models.ngram_model import NGRAM_FILE  # noqa: E402
 
 SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
          "fast": {"embedding_dim": 50, "hidden_dim": 64, "n_layers": 1}}
@@ -62,6 +66,10 @@ def main() -> None:
     splits = load_imdb_splits(args.data_dir)
     texts, singles = splits["test"].texts[: args.reviews], splits["test"].texts[-args.single:]
     model_dirs = {"model_dir": args.model_dir} if args.model_dir else {}
+    if args.model_dir and (Path(args.model_dir) / NGRAM_FILE).is_file():
+        model_dirs["lstm_only"] = tempfile.mkdtemp(prefix="predict-bench-lstm-only-")
+        shutil.copytree(args.model_dir, model_dirs["lstm_only"], dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(NGRAM_FILE))
     if not model_dirs:
         processor = TextPreprocessor().build_vocab(splits["train"].texts)
         for name, size in SIZES.items():
@@ -72,6 +80,9 @@ def main() -> None:
     if "fast" in result:
         result["fast_vs_default_batch_speed"] = round(
             result["fast"]["batch_reviews_per_s"] / result["default"]["batch_reviews_per_s"], 1)
+    if "lstm_only" in result:
+        result["blend_vs_lstm_only_batch_speed"] = round(
+            result["model_dir"]["batch_reviews_per_s"] / result["lstm_only"]["batch_reviews_per_s"], 2)
     result.update(batch_size=args.batch_size, threads=torch.get_num_threads())
     print(json.dumps(result))
 

@@ -49,6 +49,7 @@ def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, 
     history = metrics["history"]
     return {
         "name": name, "overrides": overrides, "test_accuracy": round(metrics["test"]["accuracy"], 4),
+        "lstm_test_accuracy": round(metrics.get("test_lstm_only", metrics["test"])["accuracy"], 4),
         "best_val_accuracy": round(max(history["val_accuracies"]), 4), "best_epoch": history["best_epoch"],
         "epochs": history["epochs_completed"], "seconds": round(seconds, 1),
         "val": predictor.probabilities(splits["train"].select(val_idx).texts).astype(np.float32),

@@ -95,7 +95,8 @@ def test_help_lists_every_documented_flag():
                  "--batch-size", "--learning-rate", "--hidden-dim", "--n-layers", "--dropout", "--scheduler",
                  "--gradient-clip", "--output-dir", "--checkpoint-dir", "--embedding-dim", "--max-vocab-size",
                  "--max-length", "--validation-split", "--weight-decay", "--seed", "--device", "--num-workers",
-                 "--resume", "--freeze-embeddings", "--accumulation-steps", "--amp", "--save-every", "--config"]:
+                 "--resume", "--freeze-embeddings", "--accumulation-steps", "--amp", "--save-every", "--config",
+                 "--ngram-blend"]:
         assert flag in text, flag
 
 
@@ -155,9 +156,17 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
 @pytest.mark.parametrize("name, expected", [
     ("recommended", {"use_glove": True, "glove_dim": "50d", "embedding_dim": 50, "truncation": "head_tail",
                      "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 2,
-                     "pretrain_lm_epochs": 1}),
-    ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1, "pretrain_lm_epochs": 0}),
+                     "pretrain_lm_epochs": 1, "ngram_blend": True}),
+    ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1, "pretrain_lm_epochs": 0,
+              "ngram_blend": False}),
 ])
 def test_shipped_config_files_resolve_to_the_documented_settings(name, expected):
     cfg = resolve_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml"), "--epochs", "3"])
     assert {key: getattr(cfg, key) for key in expected} == expected and cfg.epochs == 3
+
+
+def test_ngram_blend_flag_turns_the_blend_on_and_off():
+    assert resolve_config([]).ngram_blend is False
+    assert resolve_config(["--ngram-blend"]).ngram_blend is True
+    recommended = str(REPO_ROOT / "configs" / "recommended.yaml")
+    assert resolve_config(["--config", recommended, "--no-ngram-blend"]).ngram_blend is False

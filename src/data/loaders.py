@@ -74,6 +74,17 @@ def _check_arguments(batch_size: int, max_length: int, validation_split: float, 
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_STRATEGIES)}, got {truncation!r}")
 
 
+def split_reviews(data_dir: Union[str, Path], validation_split: float = 0.2, seed: int = 42,
+                  max_train_samples: Optional[int] = None, max_test_samples: Optional[int] = None,
+                  download: bool = True) -> Tuple[ReviewData, ReviewData, ReviewData]:
+    """The training, validation and test reviews, split as ``create_data_loaders`` splits them."""
+    splits = load_imdb_splits(_locate_data(data_dir, download), ("train", "test"))
+    train_all = _limit(splits["train"], max_train_samples, seed)
+    test = _limit(splits["test"], max_test_samples, seed)
+    train_idx, val_idx = stratified_split(train_all.labels, validation_split, seed)
+    return train_all.select(train_idx), train_all.select(val_idx), test
+
+
 def create_data_loaders(
     data_dir: Union[str, Path],
     batch_size: int = 64,
@@ -101,11 +112,7 @@ def create_data_loaders(
     Batches are ``(token_ids [B, T] long, lengths [B] long, labels [B] float)``.
     """
     _check_arguments(batch_size, max_length, validation_split, truncation)
-    splits = load_imdb_splits(_locate_data(data_dir, download), ("train", "test"))
-    train_all = _limit(splits["train"], max_train_samples, seed)
-    test = _limit(splits["test"], max_test_samples, seed)
-    train_idx, val_idx = stratified_split(train_all.labels, validation_split, seed)
-    train, val = train_all.select(train_idx), train_all.select(val_idx)
+    train, val, test = split_reviews(data_dir, validation_split, seed, max_train_samples, max_test_samples, download)
     if preprocessor is None:
         preprocessor = TextPreprocessor(max_vocab_size=max_vocab_size, min_freq=min_freq)
         train_ids = preprocessor.fit_encode(train.texts)

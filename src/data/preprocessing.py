@@ -31,6 +31,11 @@ FORMAT_VERSION = 1
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[!?]")
 
 
+def tokenize(text: str, lowercase: bool = True) -> List[str]:
+    """The words and sentiment-bearing punctuation of ``text``, in order."""
+    return _TOKEN.findall(text.lower() if lowercase else text)
+
+
 class TextPreprocessor:
     """Turns review text into token ids with a frequency-ranked vocabulary.
 
@@ -61,7 +66,7 @@ class TextPreprocessor:
         return len(self.itos) > 2
 
     def tokenize(self, text: str) -> List[str]:
-        return _TOKEN.findall(text.lower() if self.lowercase else text)
+        return tokenize(text, self.lowercase)
 
     def build_vocab(self, texts: Iterable[str]) -> "TextPreprocessor":
         """Count the tokens of ``texts`` and keep the most frequent ones."""

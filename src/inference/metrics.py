@@ -9,6 +9,11 @@ import numpy as np
 LENGTH_BUCKETS = ("short", "medium", "long")
 
 
+def logistic(log_odds: np.ndarray) -> np.ndarray:
+    """P(positive) from log(P(positive) / P(negative)), without overflow for large values."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(log_odds, dtype=np.float64)))
+
+
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(false positive rates, true positive rates) over all thresholds, from (0, 0) to (1, 1)."""
     order = np.argsort(-scores, kind="stable")

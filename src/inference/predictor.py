@@ -11,8 +11,10 @@ import torch
 
 from src.data.datasets import collate_batch, truncate_ids
 from src.data.preprocessing import TextPreprocessor
+from src.inference.metrics import logistic
 from src.models.lstm_model import LSTMClassifier
 from src.models.model_dir import CONFIG_FILE, load_model_directory
+from src.models.ngram_model import NgramBlend
 from src.utils.device import resolve_device
 
 DEFAULT_MAX_LENGTH = 400
@@ -39,16 +41,18 @@ class SentimentPredictor(_Classifier):
 
     Reviews are cut the way they were in training (``max_length``, ``truncation``).
     Batches are formed from reviews of similar length, and results come back in
-    input order.
+    input order. A model trained with ``--ngram-blend`` also holds an n-gram model,
+    whose log-odds are blended with the LSTM's.
     """
 
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
                  device: Optional[Union[str, torch.device]] = None, max_length: int = DEFAULT_MAX_LENGTH,
-                 truncation: str = "head"):
+                 truncation: str = "head", ngram_blend: Optional[NgramBlend] = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
         self.max_length, self.truncation = max_length, truncation
+        self.ngram_blend = ngram_blend
 
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None
@@ -60,7 +64,7 @@ class SentimentPredictor(_Classifier):
         if config_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
             settings = {k: config[k] for k in ("max_length", "truncation") if k in config}
-        return cls(model, preprocessor, device=device, **settings)
+        return cls(model, preprocessor, device=device, ngram_blend=NgramBlend.load(model_dir), **settings)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         for index, text in enumerate(texts):
@@ -68,9 +72,16 @@ class SentimentPredictor(_Classifier):
                 raise TypeError(f"review {index} is a {type(text).__name__}, not text")
         return [truncate_ids(ids, self.max_length, self.truncation) for ids in self.preprocessor.encode_batch(texts)]
 
-    @torch.inference_mode()
     def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """P(positive) for each text, in input order."""
+        log_odds = self.lstm_log_odds(texts, batch_size)
+        if self.ngram_blend is not None:
+            log_odds = self.ngram_blend.combine(log_odds, texts)
+        return logistic(log_odds)
+
+    @torch.inference_mode()
+    def lstm_log_odds(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The LSTM's log(P(positive) / P(negative)) for each text, in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         encoded = self.encode(texts)
@@ -79,9 +90,9 @@ class SentimentPredictor(_Classifier):
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
             ids, lengths, _ = collate_batch([(encoded[i], 0) for i in chunk])
-            logits = self.model(ids.to(self.device), lengths.to(self.device)).float()
-            probs = torch.sigmoid(logits) if logits.dim() == 1 else torch.softmax(logits, dim=-1)[:, 1]
-            result[chunk] = probs.cpu().numpy()
+            logits = self.model(ids.to(self.device), lengths.to(self.device)).float()  # [B] or [B, 2]
+            log_odds = logits if logits.dim() == 1 else logits[:, 1] - logits[:, 0]
+            result[chunk] = log_odds.cpu().numpy()
         return result
 
 

@@ -2,7 +2,8 @@
 
 Layout: ``model.pt`` (format version, model config, weights; loaded with
 ``weights_only=True``), ``vocab.json`` (the preprocessor), ``config.json`` (the
-resolved training configuration) and ``metrics.json`` (history and test metrics).
+resolved training configuration), ``metrics.json`` (history and test metrics)
+and, for a model trained with ``--ngram-blend``, ``ngram_model.pt``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError
 from src.models.lstm_model import LSTMClassifier
+from src.models.ngram_model import NGRAM_FILE, NgramBlend
 from src.training.checkpoint_io import load_state, save_state
 from src.utils.io import atomic_write_json
 
@@ -24,12 +26,19 @@ MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "c
 
 def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, preprocessor: TextPreprocessor,
                          training_config: Optional[Dict[str, Any]] = None,
-                         metrics: Optional[Dict[str, Any]] = None) -> Path:
-    """Write the model directory (every file atomically); returns its path."""
+                         metrics: Optional[Dict[str, Any]] = None,
+                         ngram_blend: Optional[NgramBlend] = None) -> Path:
+    """Write the model directory (every file atomically); returns its path.
+
+    An ``ngram_model.pt`` of an earlier run is removed first, so that even an
+    interrupted write never pairs this LSTM with another run's n-gram model."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    (directory / NGRAM_FILE).unlink(missing_ok=True)
     save_state(directory / MODEL_FILE, {"model_config": asdict(model.config), "model_state": weights})
+    if ngram_blend is not None:
+        ngram_blend.save(directory)
     preprocessor.save(directory / VOCAB_FILE)
     atomic_write_json(directory / CONFIG_FILE, training_config or {})
     atomic_write_json(directory / METRICS_FILE, metrics or {})

@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -20,11 +21,14 @@ import torch
 
 from src.data.datasets import TRUNCATION_STRATEGIES
 from src.data.imdb import load_unlabeled_reviews
-from src.data.loaders import create_data_loaders
+from src.data.loaders import create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError
+from src.exceptions import CheckpointError, DataError
+from src.inference.metrics import binary_metrics, logistic
+from src.inference.predictor import SentimentPredictor
 from src.models.lstm_model import POOLING_MODES, SEQUENCE_PATHS, LSTMClassifier
 from src.models.model_dir import save_model_directory
+from src.models.ngram_model import Blend, NgramBlend, NgramModel
 from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
@@ -90,6 +94,7 @@ class TrainConfig:
     glove_cache_dir: str = "data/glove"
     freeze_embeddings: bool = False
     pretrain_lm_epochs: float = 1.0
+    ngram_blend: bool = False
     quiet: bool = False
 
     @classmethod
@@ -351,9 +356,43 @@ def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, histo
                 test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
     metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
                "summary": trainer.get_training_summary(), **extra}
-    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics)
+    blended = _fit_ngram_blend(cfg, trainer.model, preprocessor) if cfg.ngram_blend else None
+    ngram_blend = None
+    if blended is not None:
+        ngram_blend, metrics["test"], metrics["ngram_blend"] = blended
+        metrics["test_lstm_only"] = test
+    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics, ngram_blend)
     atomic_write_json(Path(cfg.checkpoint_dir) / "metrics.json", metrics)
     if history["train_losses"]:
         plot_training_curves(history, Path(cfg.checkpoint_dir) / "training_curves.png")
     logger.info("model directory written to %s", cfg.output_dir)
     return metrics
+
+
+def _fit_ngram_blend(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor
+                     ) -> Optional[Tuple[NgramBlend, Dict[str, Any], Dict[str, Any]]]:
+    """Fit the n-gram model on the training reviews and its blend with ``model`` on the validation reviews.
+
+    Returns the blend, its test metrics and its statistics; None, with a warning, if it cannot be fitted."""
+    started = time.perf_counter()
+    train, val, test = split_reviews(cfg.data_dir, cfg.validation_split, cfg.seed, cfg.max_train_samples,
+                                     cfg.max_test_samples)
+    try:
+        ngram_model = NgramModel.fit(train.texts, train.labels)
+    except DataError as err:
+        logger.warning("no n-gram blend: %s; the model is the LSTM alone", err)
+        return None
+    lstm = SentimentPredictor(model, preprocessor, device=next(model.parameters()).device,
+                              max_length=cfg.max_length, truncation=cfg.truncation)
+    blend = Blend.fit(lstm.lstm_log_odds(val.texts), ngram_model.log_odds(val.texts), val.labels)
+    test_labels, test_ngram = np.asarray(test.labels), ngram_model.log_odds(test.texts)
+    test_blended = blend.apply(lstm.lstm_log_odds(test.texts), test_ngram)
+    test_metrics = binary_metrics(test_labels, logistic(test_blended))
+    ngram_accuracy = float(np.mean((test_ngram >= 0) == test_labels))
+    seconds = time.perf_counter() - started
+    logger.info("n-gram blend: %d n-grams, weights %.2f (LSTM) and %.2f (n-grams); test accuracy %.2f%% "
+                "(n-grams alone %.2f%%), %.0f s", len(ngram_model.ngrams), blend.lstm_weight, blend.ngram_weight,
+                100 * test_metrics["accuracy"], 100 * ngram_accuracy, seconds)
+    stats = {"ngrams": len(ngram_model.ngrams), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
+             "seconds": seconds}
+    return NgramBlend(ngram_model, blend), test_metrics, stats

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first pretrain the embedding and first LSTM layer as language models on train/unsup "
                         "plus the training reviews, for this many passes; 0 turns it off "
                         f"(default: {d.pretrain_lm_epochs:g})")
+    g.add_argument("--ngram-blend", action=argparse.BooleanOptionalAction,
+                   help="after training, fit a logistic regression on word 1-3-grams and blend its prediction "
+                        "with the LSTM's, weighted on the validation split (default: off)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help=f"maximum number of epochs (default: {d.epochs})")
     g.add_argument("--batch-size", type=int, help=f"(default: {d.batch_size})")
@@ -159,8 +162,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not metrics:  # another rank than 0 under torchrun: rank 0 reports
         return 0
     test = metrics["test"]
-    print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}, {test['n_examples']} reviews); "
-          f"model saved to {cfg.output_dir}")
+    lstm_alone = metrics.get("test_lstm_only")  # present when the n-gram blend is on
+    lstm_note = f"; the LSTM alone {100 * lstm_alone['accuracy']:.2f}%" if lstm_alone else ""
+    print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}, {test['n_examples']} reviews"
+          f"{lstm_note}); model saved to {cfg.output_dir}")
     return 0
 
 

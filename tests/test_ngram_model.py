@@ -1,0 +1,115 @@
+"""The n-gram model, its blend with the LSTM, and ``--ngram-blend`` end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from src.data.loaders import split_reviews
+from src.data.preprocessing import TextPreprocessor
+from src.exceptions import CheckpointError, DataError
+from src.inference import SentimentPredictor
+from src.inference.metrics import logistic
+from src.models.model_dir import save_model_directory
+from src.models.ngram_model import NGRAM_FILE, Blend, NgramBlend, NgramConfig, NgramModel
+from src.training.pipeline import TrainConfig, run_training
+from tests.helpers import tiny_model
+
+FILLER = ["the", "film", "was", "plot", "acting", "and", "it"]
+# Each word is as common in positive as in negative reviews; only the pairs tell them apart.
+PAIRS = {1: ["very good", "not bad"], 0: ["not good", "very bad"]}
+
+
+def pair_reviews(count: int, seed: int):
+    """Reviews whose label only a word pair gives away: (texts, labels)."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for index in range(count):
+        label = index % 2
+        words = rng.choice(FILLER, size=int(rng.integers(3, 12))).tolist()
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(PAIRS[label])))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def accuracy(log_odds, labels) -> float:
+    return float(np.mean((np.asarray(log_odds) >= 0) == np.asarray(labels)))
+
+
+def test_word_pairs_decide_where_single_words_cannot():
+    train_texts, train_labels = pair_reviews(400, seed=0)
+    test_texts, test_labels = pair_reviews(200, seed=1)
+    words_only = NgramModel.fit(train_texts, train_labels, NgramConfig(max_n=1))
+    with_pairs = NgramModel.fit(train_texts, train_labels)
+    assert accuracy(words_only.log_odds(test_texts), test_labels) < 0.7
+    assert accuracy(with_pairs.log_odds(test_texts), test_labels) == 1.0
+    assert "not bad" in with_pairs.ngrams and "very good" in with_pairs.ngrams
+
+
+def test_blend_weights_follow_the_informative_model():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=2000)
+    informative = 3.0 * (2 * labels - 1) + rng.normal(0, 2.0, size=2000)
+    noise = rng.normal(0, 3.0, size=2000)
+    trust_lstm = Blend.fit(informative, noise, labels)
+    assert trust_lstm.lstm_weight > 0.5 and abs(trust_lstm.ngram_weight) < 0.1
+    trust_ngrams = Blend.fit(noise, informative, labels)
+    assert trust_ngrams.ngram_weight > 0.5 and abs(trust_ngrams.lstm_weight) < 0.1
+    assert trust_lstm.apply(np.array([2.0]), np.array([-1.0]))[0] == pytest.approx(
+        2.0 * trust_lstm.lstm_weight - trust_lstm.ngram_weight + trust_lstm.bias)
+
+
+def fitted_blend() -> NgramBlend:
+    texts, labels = pair_reviews(200, seed=0)
+    return NgramBlend(NgramModel.fit(texts, labels), Blend(lstm_weight=0.4, ngram_weight=0.7, bias=-0.1))
+
+
+def test_saved_blend_loads_identical_and_damage_is_refused(tmp_path):
+    blend = fitted_blend()
+    assert NgramBlend.load(tmp_path) is None
+    blend.save(tmp_path)
+    loaded = NgramBlend.load(tmp_path)
+    texts, _ = pair_reviews(50, seed=3)
+    assert loaded.model.ngrams == blend.model.ngrams and loaded.blend == blend.blend
+    assert np.array_equal(loaded.combine(np.ones(50), texts), blend.combine(np.ones(50), texts))
+    data = bytearray((tmp_path / NGRAM_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / NGRAM_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        NgramBlend.load(tmp_path)
+
+
+def test_too_little_text_is_a_clear_error():
+    with pytest.raises(DataError, match="too little text"):
+        NgramModel.fit(["one two", "three four"], [0, 1])
+
+
+def test_model_directory_never_keeps_another_runs_ngram_model(tmp_path):
+    preprocessor = TextPreprocessor().build_vocab(FILLER + ["very", "good", "not", "bad"])
+    model = tiny_model(vocab_size=preprocessor.vocab_size)
+    save_model_directory(tmp_path, model, preprocessor, ngram_blend=fitted_blend())
+    assert SentimentPredictor.from_pretrained(tmp_path).ngram_blend is not None
+    save_model_directory(tmp_path, model, preprocessor)
+    assert not (tmp_path / NGRAM_FILE).exists()
+    assert SentimentPredictor.from_pretrained(tmp_path).ngram_blend is None
+
+
+def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_path):
+    cfg = TrainConfig(data_dir=str(imdb_tree), output_dir=str(tmp_path / "model"),
+                      checkpoint_dir=str(tmp_path / "run"), epochs=1, embedding_dim=16, hidden_dim=16, n_layers=1,
+                      max_length=120, max_train_samples=1200, max_test_samples=400, pretrain_lm_epochs=0,
+                      ngram_blend=True, quiet=True, tensorboard=False)
+    metrics = run_training(cfg)
+    saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert saved["test"]["accuracy"] == metrics["test"]["accuracy"]
+    assert {"test_lstm_only", "ngram_blend"} <= set(saved)
+    test = split_reviews(imdb_tree, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)[2]
+    predictor = SentimentPredictor.from_pretrained(tmp_path / "model")
+    probabilities = predictor.probabilities(test.texts)
+    expected = logistic(predictor.ngram_blend.combine(predictor.lstm_log_odds(test.texts), test.texts))
+    assert np.allclose(probabilities, expected)
+    assert float(np.mean((probabilities >= 0.5) == np.asarray(test.labels))) == metrics["test"]["accuracy"]
+    blend = metrics["ngram_blend"]
+    assert blend["ngrams"] == len(predictor.ngram_blend.model.ngrams) > 1000
+    assert blend["ngram_weight"] > 0  # on real reviews the n-grams carry signal
