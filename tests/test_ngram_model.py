@@ -110,6 +110,8 @@ def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_pa
     expected = logistic(predictor.ngram_blend.combine(predictor.lstm_log_odds(test.texts), test.texts))
     assert np.allclose(probabilities, expected)
     assert float(np.mean((probabilities >= 0.5) == np.asarray(test.labels))) == metrics["test"]["accuracy"]
+    lstm_alone = predictor.lstm_log_odds(test.texts) >= 0
+    assert float(np.mean(lstm_alone == np.asarray(test.labels))) == metrics["test_lstm_only"]["accuracy"]
     blend = metrics["ngram_blend"]
     assert blend["ngrams"] == len(predictor.ngram_blend.model.ngrams) > 1000
     assert blend["ngram_weight"] > 0  # on real reviews the n-grams carry signal

@@ -351,17 +351,17 @@ def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, histo
     best = trainer.checkpoint_manager.best_path
     if best is not None:
         trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
-    test = trainer.evaluate_model(test_loader)
+    blended = _fit_ngram_blend(cfg, trainer.model, preprocessor) if cfg.ngram_blend else None
+    # with the blend, the LSTM's test metrics come from its per-review predictions, made once
+    test = blended["lstm_test"] if blended else trainer.evaluate_model(test_loader)
     logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
                 test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
     metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
                "summary": trainer.get_training_summary(), **extra}
-    blended = _fit_ngram_blend(cfg, trainer.model, preprocessor) if cfg.ngram_blend else None
-    ngram_blend = None
-    if blended is not None:
-        ngram_blend, metrics["test"], metrics["ngram_blend"] = blended
-        metrics["test_lstm_only"] = test
-    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics, ngram_blend)
+    if blended:
+        metrics.update(test=blended["test"], test_lstm_only=test, ngram_blend=blended["stats"])
+    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics,
+                         blended["ngram_blend"] if blended else None)
     atomic_write_json(Path(cfg.checkpoint_dir) / "metrics.json", metrics)
     if history["train_losses"]:
         plot_training_curves(history, Path(cfg.checkpoint_dir) / "training_curves.png")
@@ -370,10 +370,11 @@ def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, histo
 
 
 def _fit_ngram_blend(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor
-                     ) -> Optional[Tuple[NgramBlend, Dict[str, Any], Dict[str, Any]]]:
+                     ) -> Optional[Dict[str, Any]]:
     """Fit the n-gram model on the training reviews and its blend with ``model`` on the validation reviews.
 
-    Returns the blend, its test metrics and its statistics; None, with a warning, if it cannot be fitted."""
+    Returns ``ngram_blend``, the test metrics of the blend (``test``) and of the LSTM alone
+    (``lstm_test``), and statistics (``stats``); None, with a warning, if it cannot be fitted."""
     started = time.perf_counter()
     train, val, test = split_reviews(cfg.data_dir, cfg.validation_split, cfg.seed, cfg.max_train_samples,
                                      cfg.max_test_samples)
@@ -385,9 +386,9 @@ def _fit_ngram_blend(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Text
     lstm = SentimentPredictor(model, preprocessor, device=next(model.parameters()).device,
                               max_length=cfg.max_length, truncation=cfg.truncation)
     blend = Blend.fit(lstm.lstm_log_odds(val.texts), ngram_model.log_odds(val.texts), val.labels)
-    test_labels, test_ngram = np.asarray(test.labels), ngram_model.log_odds(test.texts)
-    test_blended = blend.apply(lstm.lstm_log_odds(test.texts), test_ngram)
-    test_metrics = binary_metrics(test_labels, logistic(test_blended))
+    test_labels, test_lstm, test_ngram = (np.asarray(test.labels), lstm.lstm_log_odds(test.texts),
+                                          ngram_model.log_odds(test.texts))
+    test_metrics = binary_metrics(test_labels, logistic(blend.apply(test_lstm, test_ngram)))
     ngram_accuracy = float(np.mean((test_ngram >= 0) == test_labels))
     seconds = time.perf_counter() - started
     logger.info("n-gram blend: %d n-grams, weights %.2f (LSTM) and %.2f (n-grams); test accuracy %.2f%% "
@@ -395,4 +396,5 @@ def _fit_ngram_blend(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Text
                 100 * test_metrics["accuracy"], 100 * ngram_accuracy, seconds)
     stats = {"ngrams": len(ngram_model.ngrams), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
              "seconds": seconds}
-    return NgramBlend(ngram_model, blend), test_metrics, stats
+    return {"ngram_blend": NgramBlend(ngram_model, blend), "test": test_metrics,
+            "lstm_test": binary_metrics(test_labels, logistic(test_lstm)), "stats": stats}
