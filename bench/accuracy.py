@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import load_imdb_splits, stratified_split  # noqa: E402
-from src.training.pipeline import TrainConfig, run_training  # noqa: E402
+from src.config import TrainConfig, parse_glove_dim  # noqa: E402
+from src.training.pipeline import run_training  # noqa: E402
 from src.training.train_model import read_config_file  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -69,7 +70,7 @@ def main() -> None:
         link = cache / "glove.6B.zip"
         if not link.exists():
             link.symlink_to(Path(args.glove_zip).resolve())
-        settings.update(glove_dim=args.glove_dim, embedding_dim=int(args.glove_dim.rstrip("d")),
+        settings.update(glove_dim=args.glove_dim, embedding_dim=parse_glove_dim(args.glove_dim),
                         glove_cache_dir=str(cache))
     cfg = TrainConfig(data_dir=args.data_dir, epochs=args.epochs, output_dir=str(work / "model"),
                       checkpoint_dir=str(work / "run"), max_train_samples=args.max_train_samples, quiet=True,

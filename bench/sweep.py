@@ -33,7 +33,8 @@ def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, 
     import torch
 
     from src.inference import SentimentPredictor
-    from src.training.pipeline import TrainConfig, run_training
+    from src.config import TrainConfig
+    from src.training.pipeline import run_training
 
     name, overrides, common = job
     torch.set_num_threads(common.pop("threads"))

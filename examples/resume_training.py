@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.data import TextPreprocessor, create_data_loaders  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.training import create_checkpoint_manager, create_trainer  # noqa: E402
-from src.training.checkpoint_io import load_state  # noqa: E402
+from src.utils.checkpoint_io import load_state  # noqa: E402
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.config import parse_glove_dim  # noqa: E402
 from src.data import create_data_loaders  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.training import create_trainer, initialize_model_with_glove  # noqa: E402
@@ -32,7 +33,8 @@ def main() -> None:
     train_loader, val_loader, test_loader, preprocessor = create_data_loaders(
         args.data_dir, batch_size=32, max_length=200, max_train_samples=args.max_train_samples,
         max_test_samples=1000)
-    model = LSTMClassifier(vocab_size=preprocessor.vocab_size, embedding_dim=int(args.glove_dim[:-1]), hidden_dim=64)
+    model = LSTMClassifier(vocab_size=preprocessor.vocab_size, embedding_dim=parse_glove_dim(args.glove_dim),
+                           hidden_dim=64)
     stats = initialize_model_with_glove(model, preprocessor, corpus="6B", dimension=args.glove_dim,
                                         cache_dir=args.glove_cache_dir)
     print(f"GloVe covers {stats['coverage']:.1%} of {stats['vocab_size']} words; "

@@ -36,3 +36,7 @@ class TrainingInterrupted(PipelineError):
         super().__init__(message)
         self.signum = signum
         self.checkpoint = checkpoint
+
+
+class ResumeRefused(PipelineError):
+    """A resumed run would change the data or the model of the checkpoint it continues."""

@@ -56,12 +56,12 @@ def test_config_file_with_command_line_override(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "-1"], "--epochs must be at least 1"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
-    (["--scheduler", "linear"], "invalid choice: 'linear'"),
+    (["--scheduler", "linear"], "--scheduler must be one of plateau, step, cosine, none, got 'linear'"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--learning-rate", "0"], "--learning-rate must be positive"),
     (["--validation-split", "1"], "--validation-split must be between 0 and 1"),
-    (["--epochs", "many"], "invalid int value"),
-    (["--bidirectional", "perhaps"], "expected true or false"),
+    (["--epochs", "many"], "--epochs must be a whole number, got 'many'"),
+    (["--bidirectional", "perhaps"], "--bidirectional must be true or false, got 'perhaps'"),
     (["--pretrain-lm-epochs", "-1"], "--pretrain-lm-epochs must not be negative"),
 ])
 def test_impossible_values_exit_2_with_one_line(capsys, argv, message):

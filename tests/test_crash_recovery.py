@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.training.checkpoint_io import load_state
+from src.utils.checkpoint_io import load_state
 from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--batch-size", "16",

@@ -7,10 +7,12 @@ import torch
 
 from src.exceptions import CheckpointError
 from src.training import CheckpointManager, EarlyStopping, create_checkpoint_manager, create_early_stopping
-from src.training.checkpoint_io import load_state, save_state
-from src.training.monitor import is_improvement
-from src.training.schedulers import create_scheduler
-from tests.helpers import tiny_model
+from src.utils.checkpoint_io import load_state, save_state
+from src.training import create_trainer
+from src.training.monitor import BestTracker, is_improvement
+from src.training.schedulers import create_scheduler, step_scheduler
+from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION
+from tests.helpers import synthetic_loaders, tiny_model
 
 
 def stop_epoch(values, **kwargs):
@@ -63,13 +65,35 @@ def test_unknown_monitor_needs_a_mode():
     assert EarlyStopping(monitor="f1", mode="max").mode == "max"
 
 
-def test_plateau_scheduler_uses_the_same_rule():
-    model = tiny_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1.0)
-    scheduler = create_scheduler(optimizer, "plateau", plateau_patience=1, min_delta=0.01)
+def test_plateau_scheduler_follows_the_tracker():
+    optimizer = torch.optim.Adam(tiny_model().parameters(), lr=1.0)
+    tracker = BestTracker("val_loss", min_delta=0.01)
+    scheduler = create_scheduler(optimizer, "plateau", plateau_patience=1)
     for loss in [1.0, 0.995, 0.992]:  # improvements smaller than min_delta do not count
-        scheduler.step(loss)
+        step_scheduler(scheduler, tracker.update(loss), loss)
     assert optimizer.param_groups[0]["lr"] == 0.5
+    restored = create_scheduler(optimizer, "plateau")
+    restored.load_state_dict(scheduler.state_dict())
+    assert (restored.patience, restored.bad_epochs) == (1, 0)
+
+
+def test_one_best_epoch_for_early_stopping_the_checkpoint_and_the_schedule(tmp_path, monkeypatch):
+    """Gains smaller than min_delta are no gains for any of the three, and the weights that
+    train() restores are those of best_model.pt."""
+    train_loader, val_loader = synthetic_loaders()
+    trainer = create_trainer(tiny_model(), train_loader, val_loader, checkpoint_dir=tmp_path, min_delta=0.01,
+                             progress=False)
+    scripted = iter([1.0, 0.995, 0.98, 0.975, 0.972, 0.971, 0.97])  # epoch 3 gains 0.02; 4-7 less than 0.01
+    evaluate = trainer.evaluate_model
+    monkeypatch.setattr(trainer, "evaluate_model", lambda loader: {**evaluate(loader), "loss": next(scripted)})
+    history = trainer.train(10, early_stopping_patience=4)
+    assert history["epochs_completed"] == 7 and history["stopped_early"]
+    assert history["best_epoch"] == trainer.early_stopping.best_epoch == trainer.best.best_epoch == 3
+    assert trainer.checkpoint_manager.best_path == "checkpoint_epoch_003.pt"
+    lrs = history["learning_rates"]
+    assert lrs[:6] == [0.001] * 6 and lrs[6] == 0.0005  # three epochs without a gain, then halved
+    best_weights = load_state(tmp_path / "best_model.pt")["model_state"]
+    assert all(torch.equal(best_weights[k], v) for k, v in trainer.model.state_dict().items())
 
 
 def save(manager, model, epoch, val_loss, val_accuracy, is_best=False):
@@ -123,7 +147,7 @@ def test_checkpoint_info(tmp_path):
     path = save(manager, model, 3, 0.25, 0.875)
     info = manager.get_checkpoint_info(path)
     assert info["epoch"] == 3 and info["metrics"]["val_accuracy"] == 0.875
-    assert info["model_config"]["hidden_dim"] == 5 and info["format_version"] == 1 and info["size_bytes"] > 0
+    assert info["model_config"]["hidden_dim"] == 5 and info["format_version"] == CHECKPOINT_FORMAT_VERSION and info["size_bytes"] > 0
 
 
 def test_damaged_and_foreign_files_are_refused(tmp_path):

@@ -1,7 +1,6 @@
 """Predict and evaluate (API and command line), TensorBoard scalars and plots, on a small trained model."""
 
 import json
-import shutil
 import struct
 import subprocess
 import sys
@@ -15,7 +14,9 @@ from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.metrics import binary_metrics
 from src.inference.predict import main as predict_main
-from src.training.pipeline import TrainConfig, run_training
+from src.config import TrainConfig
+from src.models.model_dir import load_model_directory, save_model_directory
+from src.training.pipeline import run_training
 from tests.helpers import REPO_ROOT
 
 REVIEWS = ["A wonderful, moving film with superb acting.", "Dull, boring and far too long. Awful.", "",
@@ -133,12 +134,10 @@ def test_evaluate_into_the_model_directory_and_errors(trained, imdb_tree, tmp_pa
 
 @pytest.fixture(scope="module")
 def short_reader(trained, tmp_path_factory):
-    """The trained model directory again, configured to read only the first 10 words of a review."""
-    copy = tmp_path_factory.mktemp("short") / "model"
-    shutil.copytree(trained[0], copy)
-    config = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**config, "max_length": 10}))
-    return copy
+    """The trained model again, saved to read only the first 10 words of a review."""
+    model, preprocessor = load_model_directory(trained[0])
+    preprocessor.max_length, preprocessor.truncation = 10, "head"
+    return save_model_directory(tmp_path_factory.mktemp("short") / "model", model, preprocessor)
 
 
 def test_ensemble_averages_its_members(trained, short_reader):

@@ -11,7 +11,8 @@ import torch
 from src.data import load_unlabeled_reviews
 from src.models.lstm_model import LSTMClassifier
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model, token_stream
-from src.training.pipeline import TrainConfig, run_training
+from src.config import TrainConfig
+from src.training.pipeline import run_training
 from tests.helpers import synthetic_reviews, write_imdb_tree
 
 VOCAB = 14  # <pad>, <unk>, 12 words

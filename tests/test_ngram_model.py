@@ -12,7 +12,8 @@ from src.inference import SentimentPredictor
 from src.inference.metrics import logistic
 from src.models.model_dir import save_model_directory
 from src.models.ngram_model import NGRAM_FILE, Blend, NgramBlend, NgramConfig, NgramModel
-from src.training.pipeline import TrainConfig, run_training
+from src.config import TrainConfig
+from src.training.pipeline import run_training
 from tests.helpers import tiny_model
 
 FILLER = ["the", "film", "was", "plot", "acting", "and", "it"]

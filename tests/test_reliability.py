@@ -17,7 +17,7 @@ from src.data import TextPreprocessor, load_imdb
 from src.inference import SentimentPredictor
 from src.exceptions import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from src.training import GloVeLoader
-from src.training.checkpoint_io import load_state, save_state
+from src.utils.checkpoint_io import load_state, save_state
 from src.training.trainer import MID_EPOCH_NAME
 from src.training.train_model import main
 from tests.helpers import REPO_ROOT, tiny_model
@@ -133,8 +133,8 @@ def test_malicious_glove_zip_writes_only_the_requested_member(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["glove.6B.50d.txt", "glove.6B.zip"]
 
 
-_PROCESSOR = TextPreprocessor().build_vocab(["a great film", "awful plot", "I didn't like it!"])
-_PREDICTOR = SentimentPredictor(tiny_model(vocab_size=_PROCESSOR.vocab_size), _PROCESSOR, device="cpu", max_length=50)
+_PROCESSOR = TextPreprocessor(max_length=50).build_vocab(["a great film", "awful plot", "I didn't like it!"])
+_PREDICTOR = SentimentPredictor(tiny_model(vocab_size=_PROCESSOR.vocab_size), _PROCESSOR, device="cpu")
 
 
 @settings(max_examples=150, deadline=None)

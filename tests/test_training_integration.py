@@ -8,7 +8,7 @@ import torch
 
 from src.exceptions import CheckpointError, TrainingError
 from src.training import Trainer, create_trainer
-from src.training.checkpoint_io import load_state
+from src.utils.checkpoint_io import load_state
 from src.utils.seed import set_seed
 from tests.helpers import synthetic_loaders, tiny_model
 
@@ -128,7 +128,8 @@ class TestTrainingIntegration:
         history = resumed.resume_training(tmp_path / "parts" / "checkpoint_epoch_002.pt", additional_epochs=3)
         for key in ("train_losses", "val_losses", "val_accuracies", "learning_rates", "best_epoch"):
             assert history[key] == expected[key], key
-        assert resumed.early_stopping.state_dict()["counter"] == straight.early_stopping.state_dict()["counter"]
+        assert resumed.early_stopping.counter == straight.early_stopping.counter
+        assert resumed.best.state_dict() == straight.best.state_dict()
         for name, value in straight.model.state_dict().items():
             assert torch.equal(value, resumed.model.state_dict()[name]), name
 

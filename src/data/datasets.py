@@ -2,47 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence, Tuple
+import hashlib
+
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from src.data.preprocessing import UNK_IDX
-
-TRUNCATION_STRATEGIES = ("head", "head_tail")
 
 Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def truncate_ids(ids: np.ndarray, max_length: int, strategy: str = "head") -> np.ndarray:
-    """Cut a review to ``max_length`` tokens; an empty review becomes one ``<unk>``.
-
-    ``head`` keeps the beginning; ``head_tail`` keeps the first quarter of the budget
-    from the beginning and the rest from the end, where reviewers tend to sum up.
-    """
-    if len(ids) == 0:
-        return np.array([UNK_IDX], dtype=np.int32)
-    if len(ids) <= max_length:
-        return ids
-    if strategy == "head":
-        return ids[:max_length]
-    head = max_length // 4
-    return np.concatenate([ids[:head], ids[len(ids) - (max_length - head):]])
-
-
 class ReviewDataset(Dataset):
-    """Encoded reviews and their labels; item ``i`` is ``(token_ids int32 [L], label)``."""
+    """Encoded reviews and their labels; item ``i`` is ``(token_ids int32 [L], label)``.
 
-    def __init__(self, token_ids: Sequence[np.ndarray], labels: Sequence[int]):
-        if len(token_ids) != len(labels):
-            raise ValueError(f"{len(token_ids)} reviews but {len(labels)} labels")
+    ``texts``, when given, are the reviews the ids came from (for models that read words,
+    such as the n-gram model of ``--ngram-blend``, and the data fingerprint)."""
+
+    def __init__(self, token_ids: Sequence[np.ndarray], labels: Sequence[int], texts: Optional[Sequence[str]] = None):
+        if len(token_ids) != len(labels) or (texts is not None and len(texts) != len(labels)):
+            raise ValueError(f"{len(token_ids)} reviews but {len(labels)} labels"
+                             + (f" and {len(texts)} texts" if texts is not None else ""))
+        self.texts = list(texts) if texts is not None else None
         self.token_ids = list(token_ids)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.lengths = np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.token_ids)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the reviews (texts, or token ids without them) and labels, in order."""
+        digest = hashlib.sha256()
+        for index, label in enumerate(self.labels.tolist()):
+            review = self.texts[index].encode("utf-8") if self.texts is not None else self.token_ids[index].tobytes()
+            digest.update(f"{label}:{len(review)}:".encode())
+            digest.update(review)
+        return digest.hexdigest()
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
         return self.token_ids[index], int(self.labels[index])

@@ -141,11 +141,14 @@ def _require_source(data_dir: PathLike) -> Tuple[str, Path]:
         )
     source = find_imdb_source(root)
     if source is None:
-        raise DataError(
-            f"{root} holds no IMDB data: expected aclImdb/{{train,test}}/{{pos,neg}}/*.txt, "
-            f"{IMDB_ARCHIVE_NAME}, or train.csv/test.csv with text,label columns"
-        )
+        raise DataError(no_data_message(root))
     return source
+
+
+def no_data_message(root: Path) -> str:
+    """What was looked for in ``root``."""
+    return (f"{root} holds no IMDB data: expected aclImdb/{{train,test}}/{{pos,neg}}/*.txt, "
+            f"{IMDB_ARCHIVE_NAME}, or train.csv/test.csv with text,label columns")
 
 
 def _check_split(reviews: ReviewData, split: str, where: Path) -> None:

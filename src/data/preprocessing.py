@@ -1,4 +1,8 @@
-"""Tokenisation and vocabulary.
+"""Tokenisation, vocabulary, and cutting reviews to the model's length.
+
+``TextPreprocessor`` owns everything that turns text into the model's input: the
+vocabulary, ``max_length`` and ``truncation``. It is saved as ``vocab.json``, so a
+model directory alone reproduces training's encoding.
 
 A small regular-expression tokenizer of our own: on the 25,000 IMDB training
 reviews it tokenises, counts and encodes in a few seconds on two CPU cores,
@@ -13,10 +17,11 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from src.config import check_setting, default_of
 from src.exceptions import DataError
 from src.utils.io import atomic_write_json
 
@@ -24,7 +29,11 @@ PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 PAD_IDX = 0
 UNK_IDX = 1
-FORMAT_VERSION = 1
+# 2: max_length and truncation are part of the vocabulary file. Version 1 files load with
+# LEGACY_ENCODING, the settings inference used before; model directories of that time
+# override it with their config.json.
+FORMAT_VERSION = 2
+LEGACY_ENCODING = {"max_length": 400, "truncation": "head"}
 
 # Words (letters/digits, with inner apostrophes: "don't") and the two punctuation
 # marks that carry sentiment.
@@ -36,21 +45,38 @@ def tokenize(text: str, lowercase: bool = True) -> List[str]:
     return _TOKEN.findall(text.lower() if lowercase else text)
 
 
+def truncate_ids(ids: np.ndarray, max_length: int, strategy: str = default_of("truncation")) -> np.ndarray:
+    """Cut a review to ``max_length`` tokens; an empty review becomes one ``<unk>``.
+
+    ``head`` keeps the beginning; ``head_tail`` keeps the first quarter of the budget
+    from the beginning and the rest from the end, where reviewers tend to sum up.
+    """
+    if len(ids) == 0:
+        return np.array([UNK_IDX], dtype=np.int32)
+    if len(ids) <= max_length:
+        return ids
+    if strategy == "head":
+        return ids[:max_length]
+    head = max_length // 4
+    return np.concatenate([ids[:head], ids[len(ids) - (max_length - head):]])
+
+
 class TextPreprocessor:
     """Turns review text into token ids with a frequency-ranked vocabulary.
 
     Id 0 is ``<pad>`` and id 1 is ``<unk>``; the remaining ids go to the most frequent
     training words (ties broken alphabetically, so the vocabulary is reproducible).
+    ``encode_for_model`` also cuts each review to ``max_length`` tokens by ``truncation``.
     """
 
-    def __init__(self, max_vocab_size: int = 25000, min_freq: int = 1, lowercase: bool = True):
-        if max_vocab_size < 3:
-            raise ValueError(f"max_vocab_size must be at least 3 (pad, unk and one word), got {max_vocab_size}")
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be at least 1, got {min_freq}")
-        self.max_vocab_size = max_vocab_size
-        self.min_freq = min_freq
+    def __init__(self, max_vocab_size: int = default_of("max_vocab_size"), min_freq: int = default_of("min_freq"),
+                 lowercase: bool = True, max_length: int = default_of("max_length"),
+                 truncation: str = default_of("truncation")):
+        self.max_vocab_size = check_setting("max_vocab_size", max_vocab_size, "max_vocab_size")
+        self.min_freq = check_setting("min_freq", min_freq, "min_freq")
         self.lowercase = lowercase
+        self.max_length = check_setting("max_length", max_length, "max_length")
+        self.truncation = check_setting("truncation", truncation, "truncation")
         self.itos: List[str] = [PAD_TOKEN, UNK_TOKEN]
         self.stoi: Dict[str, int] = {PAD_TOKEN: PAD_IDX, UNK_TOKEN: UNK_IDX}
 
@@ -104,6 +130,14 @@ class TextPreprocessor:
         """Encode many texts to int32 arrays (compact: 4 bytes a token)."""
         return [self._token_ids(self.tokenize(text)) for text in texts]
 
+    def truncate(self, ids: np.ndarray) -> np.ndarray:
+        """Token ids cut to the model's input: at most ``max_length``, never empty."""
+        return truncate_ids(ids, self.max_length, self.truncation)
+
+    def encode_for_model(self, texts: Iterable[str]) -> List[np.ndarray]:
+        """The model's input for each text, as in training: encoded, then truncated."""
+        return [self.truncate(ids) for ids in self.encode_batch(texts)]
+
     def _token_ids(self, tokens: List[str]) -> np.ndarray:
         get = self.stoi.get
         return np.array([get(token, UNK_IDX) for token in tokens], dtype=np.int32)
@@ -118,24 +152,39 @@ class TextPreprocessor:
             "max_vocab_size": self.max_vocab_size,
             "min_freq": self.min_freq,
             "lowercase": self.lowercase,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
             "itos": self.itos,
         }
 
     @classmethod
-    def from_dict(cls, state: dict) -> "TextPreprocessor":
+    def from_dict(cls, state: dict, legacy_encoding: Optional[Callable[[], dict]] = None) -> "TextPreprocessor":
+        """Rebuild from ``to_dict()``'s output, checking every field (the file may come from anyone).
+
+        A version-1 dict has no ``max_length``/``truncation``: ``legacy_encoding()`` gives
+        them (default ``LEGACY_ENCODING``)."""
         if not isinstance(state, dict):
             raise DataError("no vocabulary data given (expected the dict written by to_dict)")
         try:
             version = state["format_version"]
-            if version != FORMAT_VERSION:
+            if version not in (1, FORMAT_VERSION):
                 raise DataError(
                     f"vocabulary format version {version} is not supported (this version reads "
-                    f"{FORMAT_VERSION}); rebuild the vocabulary with this version"
+                    f"1 and {FORMAT_VERSION}); rebuild the vocabulary with this version"
                 )
-            processor = cls(state["max_vocab_size"], state["min_freq"], state["lowercase"])
-            processor._set_vocab(list(state["itos"]))
-        except (KeyError, TypeError) as err:
+            encoding = state if version != 1 else {**LEGACY_ENCODING, **(legacy_encoding() if legacy_encoding else {})}
+            processor = cls(state["max_vocab_size"], state["min_freq"], state["lowercase"],
+                            encoding["max_length"], encoding["truncation"])
+            itos = state["itos"]
+            if not isinstance(itos, list) or not all(isinstance(word, str) for word in itos):
+                raise DataError("the vocabulary's word list (itos) must be a list of strings")
+            processor._set_vocab(list(itos))
+        except KeyError as err:
             raise DataError(f"vocabulary data is incomplete (missing {err}); rebuild it") from None
+        except (TypeError, ValueError) as err:
+            if isinstance(err, DataError):
+                raise
+            raise DataError(f"vocabulary data is invalid ({err}); rebuild it") from None
         return processor
 
     def save(self, path: Union[str, Path]) -> None:
@@ -143,7 +192,8 @@ class TextPreprocessor:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "TextPreprocessor":
+    def load(cls, path: Union[str, Path], legacy_encoding: Optional[Callable[[], dict]] = None
+             ) -> "TextPreprocessor":
         try:
             state = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -152,4 +202,4 @@ class TextPreprocessor:
             raise DataError(f"vocabulary file {path} is damaged ({err}); rebuild it by training again") from None
         if not isinstance(state, dict):
             raise DataError(f"vocabulary file {path} does not hold a vocabulary")
-        return cls.from_dict(state)
+        return cls.from_dict(state, legacy_encoding)

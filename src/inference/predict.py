@@ -39,6 +39,15 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def file_lines(text: str) -> List[str]:
+    """The lines of a text file: split at "\n" (and "\r\n") only, not at the other characters
+    ``str.splitlines`` treats as line ends (U+0085, U+2028, form feed, ...), which can occur inside a review."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def read_reviews(path: str, encoding: str) -> List[str]:
     """Reviews from a text file (one per line, blank lines skipped) or a CSV file's 'text' column."""
     try:
@@ -53,7 +62,7 @@ def read_reviews(path: str, encoding: str) -> List[str]:
     except LookupError:
         raise PipelineError(f"unknown encoding {encoding!r}") from None
     if not path.lower().endswith(".csv"):
-        return [line for line in text.splitlines() if line.strip()]
+        return [line for line in file_lines(text) if line.strip()]
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from src.data.datasets import collate_batch, truncate_ids
+from src.data.datasets import collate_batch
 from src.data.preprocessing import TextPreprocessor
 from src.inference.metrics import logistic
 from src.models.lstm_model import LSTMClassifier
-from src.models.model_dir import CONFIG_FILE, load_model_directory
+from src.models.model_dir import load_model_directory
 from src.models.ngram_model import NgramBlend
 from src.utils.device import resolve_device
 
-DEFAULT_MAX_LENGTH = 400
 # Measured with bench/predict.py on a 2-core CPU: batches of 64 ran 9% faster than 256
 # for the default model; on a GPU larger batches are faster.
 DEFAULT_BATCH_SIZE = 64
@@ -39,38 +37,36 @@ class _Classifier:
 class SentimentPredictor(_Classifier):
     """``predict("text")`` -> ``{"label": "positive"|"negative", "probability": P(positive)}``.
 
-    Reviews are cut the way they were in training (``max_length``, ``truncation``).
-    Batches are formed from reviews of similar length, and results come back in
-    input order. A model trained with ``--ngram-blend`` also holds an n-gram model,
-    whose log-odds are blended with the LSTM's.
+    Reviews are encoded and cut by the model's own preprocessor, exactly as in
+    training (its ``max_length`` and ``truncation``). Batches are formed from
+    reviews of similar length, and results come back in input order. A model
+    trained with ``--ngram-blend`` also holds an n-gram model, whose log-odds are
+    blended with the LSTM's.
     """
 
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
-                 device: Optional[Union[str, torch.device]] = None, max_length: int = DEFAULT_MAX_LENGTH,
-                 truncation: str = "head", ngram_blend: Optional[NgramBlend] = None):
+                 device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
-        self.max_length, self.truncation = max_length, truncation
         self.ngram_blend = ngram_blend
+
+    @property
+    def max_length(self) -> int:
+        return self.preprocessor.max_length
 
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None
                         ) -> "SentimentPredictor":
         """Load a model directory written by training (``--output-dir``)."""
         model, preprocessor = load_model_directory(model_dir)
-        settings = {}
-        config_path = Path(model_dir) / CONFIG_FILE
-        if config_path.is_file():
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            settings = {k: config[k] for k in ("max_length", "truncation") if k in config}
-        return cls(model, preprocessor, device=device, ngram_blend=NgramBlend.load(model_dir), **settings)
+        return cls(model, preprocessor, device=device, ngram_blend=NgramBlend.load(model_dir))
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"review {index} is a {type(text).__name__}, not text")
-        return [truncate_ids(ids, self.max_length, self.truncation) for ids in self.preprocessor.encode_batch(texts)]
+        return self.preprocessor.encode_for_model(texts)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """P(positive) for each text, in input order."""

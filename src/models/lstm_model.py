@@ -24,8 +24,10 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import nn
 
-POOLING_MODES = ("max_mean", "max", "mean", "last")
-SEQUENCE_PATHS = ("padded", "packed")
+from src.config import POOLING_MODES, SEQUENCE_PATHS, check_setting, default_of
+
+MODEL_SETTINGS = ("embedding_dim", "hidden_dim", "n_layers", "dropout", "embedding_dropout", "bidirectional",
+                  "pooling")  # the TrainConfig settings that shape the model
 
 
 @dataclass
@@ -33,29 +35,28 @@ class LSTMConfig:
     """Everything needed to rebuild an ``LSTMClassifier``; saved inside checkpoints."""
 
     vocab_size: int
-    embedding_dim: int = 300
-    hidden_dim: int = 128
+    embedding_dim: int = default_of("embedding_dim")
+    hidden_dim: int = default_of("hidden_dim")
     output_dim: int = 1
-    n_layers: int = 2
-    dropout: float = 0.3
-    bidirectional: bool = True
+    n_layers: int = default_of("n_layers")
+    dropout: float = default_of("dropout")
+    bidirectional: bool = default_of("bidirectional")
     pad_idx: int = 0
-    pooling: str = "max_mean"
-    embedding_dropout: float = 0.0
+    pooling: str = default_of("pooling")
+    embedding_dropout: float = default_of("embedding_dropout")
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_dim", "hidden_dim", "output_dim", "n_layers"):
+        for name in ("vocab_size", "output_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("dropout", "embedding_dropout"):
+        for name in MODEL_SETTINGS:
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if not 0 <= self.pad_idx < self.vocab_size:
+            if isinstance(value, str) and name != "pooling":
+                raise ValueError(f"{name} must not be text, got {value!r}")
+            check_setting(name, value, name)
+        if not isinstance(self.pad_idx, int) or not 0 <= self.pad_idx < self.vocab_size:
             raise ValueError(f"pad_idx must be a valid token id below vocab_size={self.vocab_size}, got {self.pad_idx}")
-        if self.pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {self.pooling!r}")
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "LSTMConfig":
@@ -81,10 +82,10 @@ class LSTMClassifier(nn.Module):
     ``output_dim == 1`` (binary, for ``BCEWithLogitsLoss``) and [B, C] otherwise.
     """
 
-    def __init__(self, vocab_size: int, embedding_dim: int = 300, hidden_dim: int = 128,
-                 output_dim: int = 1, n_layers: int = 2, dropout: float = 0.3,
-                 bidirectional: bool = True, pad_idx: int = 0, pooling: str = "max_mean",
-                 embedding_dropout: float = 0.0):
+    def __init__(self, vocab_size: int, embedding_dim: int = LSTMConfig.embedding_dim,
+                 hidden_dim: int = LSTMConfig.hidden_dim, output_dim: int = 1, n_layers: int = LSTMConfig.n_layers,
+                 dropout: float = LSTMConfig.dropout, bidirectional: bool = LSTMConfig.bidirectional, pad_idx: int = 0,
+                 pooling: str = LSTMConfig.pooling, embedding_dropout: float = LSTMConfig.embedding_dropout):
         super().__init__()
         cfg = LSTMConfig(vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, dropout,
                          bidirectional, pad_idx, pooling, embedding_dropout)

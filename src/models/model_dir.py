@@ -1,13 +1,23 @@
 """A trained model as a self-contained directory that loads without any training state.
 
-Layout: ``model.pt`` (format version, model config, weights; loaded with
-``weights_only=True``), ``vocab.json`` (the preprocessor), ``config.json`` (the
-resolved training configuration), ``metrics.json`` (history and test metrics)
-and, for a model trained with ``--ngram-blend``, ``ngram_model.pt``.
+Layout: ``model.pt`` (format version, model config, weights, and the SHA-256 of the
+directory's other files; loaded with ``weights_only=True``), ``vocab.json`` (the
+preprocessor: vocabulary, ``max_length``, ``truncation``), ``config.json`` (the
+resolved training configuration), ``metrics.json`` (history and test metrics) and,
+for a model trained with ``--ngram-blend``, ``ngram_model.pt``.
+
+The directory is written as a whole: into a temporary sibling, then swapped into
+place, so a reader sees the old model or the new one. ``model.pt`` names the exact
+files it was saved with, so a directory that mixes two runs is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -15,34 +25,78 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError
+from src.exceptions import CheckpointError, DataError
 from src.models.lstm_model import LSTMClassifier
 from src.models.ngram_model import NGRAM_FILE, NgramBlend
-from src.training.checkpoint_io import load_state, save_state
-from src.utils.io import atomic_write_json
+from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
+from src.utils.io import atomic_write_json, replace_directory
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "config.json", "metrics.json"
+EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png")
+PREDICTION_FILES = (VOCAB_FILE, NGRAM_FILE)  # besides model.pt, what a prediction reads
+MODEL_DIR_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE, NGRAM_FILE) + EVALUATION_FILES
+
+
+def check_output_directory(directory: Union[str, Path]) -> None:
+    """Refuse to write a model over a folder that holds anything but a model directory's files,
+    which the swap would delete. Call it before training, so a bad folder costs nothing."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"--output-dir {directory} is a file, not a folder; choose a folder for the model")
+    foreign = sorted(p.name for p in directory.iterdir() if p.name not in MODEL_DIR_FILES) if directory.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise CheckpointError(f"--output-dir {directory} holds files that are not a model's ({shown}); writing the "
+                              "model there would replace them: choose an empty or new folder")
 
 
 def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, preprocessor: TextPreprocessor,
                          training_config: Optional[Dict[str, Any]] = None,
                          metrics: Optional[Dict[str, Any]] = None,
                          ngram_blend: Optional[NgramBlend] = None) -> Path:
-    """Write the model directory (every file atomically); returns its path.
-
-    An ``ngram_model.pt`` of an earlier run is removed first, so that even an
-    interrupted write never pairs this LSTM with another run's n-gram model."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    (directory / NGRAM_FILE).unlink(missing_ok=True)
-    save_state(directory / MODEL_FILE, {"model_config": asdict(model.config), "model_state": weights})
-    if ngram_blend is not None:
-        ngram_blend.save(directory)
-    preprocessor.save(directory / VOCAB_FILE)
-    atomic_write_json(directory / CONFIG_FILE, training_config or {})
-    atomic_write_json(directory / METRICS_FILE, metrics or {})
+    """Write the model directory as a whole (staged in a temporary sibling, then swapped in)."""
+    directory = Path(directory).resolve()
+    check_output_directory(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        preprocessor.save(staging / VOCAB_FILE)
+        if ngram_blend is not None:
+            ngram_blend.save(staging)
+        atomic_write_json(staging / CONFIG_FILE, training_config or {})
+        atomic_write_json(staging / METRICS_FILE, metrics or {})
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_state(staging / MODEL_FILE, {"model_config": asdict(model.config), "model_state": weights,
+                                          "manifest": _manifest(staging)})
+        replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return directory
+
+
+def _manifest(directory: Path) -> Dict[str, Optional[str]]:
+    """SHA-256 of each file a prediction reads (None: the file must be absent)."""
+    return {name: _sha256(directory / name) if (directory / name).is_file() else None for name in PREDICTION_FILES}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_manifest(directory: Path, manifest: Any) -> None:
+    """Refuse a directory whose files are not the ones its model.pt was saved with."""
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{directory / MODEL_FILE} has no valid list of its directory's files")
+    if _manifest(directory) != {name: manifest.get(name) for name in PREDICTION_FILES}:
+        raise CheckpointError(f"{directory} mixes files of two training runs (vocab.json or ngram_model.pt is not "
+                              f"the one {MODEL_FILE} was saved with); copy the whole directory of one run again")
 
 
 def load_model_directory(directory: Union[str, Path], device: Union[str, torch.device] = "cpu"
@@ -52,15 +106,34 @@ def load_model_directory(directory: Union[str, Path], device: Union[str, torch.d
     if not (directory / MODEL_FILE).is_file():
         raise CheckpointError(f"{directory} is not a model directory (no {MODEL_FILE}); "
                               "pass the --output-dir of a finished training run")
-    state = load_state(directory / MODEL_FILE)
+    state = load_state(directory / MODEL_FILE, versions=WEIGHTS_FORMAT_VERSIONS)
+    if state["format_version"] > 1:  # version 1 directories were written file by file, without a manifest
+        _check_manifest(directory, state.get("manifest"))
     try:
         model = LSTMClassifier.from_config(state["model_config"])
         model.load_state_dict(state["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{directory / MODEL_FILE} does not hold a usable model ({reason})") from None
-    preprocessor = TextPreprocessor.load(directory / VOCAB_FILE)
+    preprocessor = _load_preprocessor(directory)
     if preprocessor.vocab_size != model.config.vocab_size:
         raise CheckpointError(f"{directory}: the vocabulary has {preprocessor.vocab_size} words but the model "
                               f"expects {model.config.vocab_size}; the directory mixes files of two runs")
     return model.to(device).eval(), preprocessor
+
+
+def _load_preprocessor(directory: Path) -> TextPreprocessor:
+    """``vocab.json``; one of version 1 takes ``max_length`` and ``truncation`` from ``config.json``,
+    where training stored them then."""
+    return TextPreprocessor.load(directory / VOCAB_FILE, legacy_encoding=lambda: _legacy_encoding(directory))
+
+
+def _legacy_encoding(directory: Path) -> Dict[str, Any]:
+    path = directory / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is not a readable settings file ({err})") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{path} does not hold a mapping of settings")
+    return {name: config[name] for name in ("max_length", "truncation") if name in config}

@@ -23,7 +23,7 @@ import torch
 
 from src.data.preprocessing import tokenize
 from src.exceptions import CheckpointError, DataError
-from src.training.checkpoint_io import load_state, save_state
+from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
 
 NGRAM_FILE = "ngram_model.pt"
 
@@ -130,7 +130,7 @@ class NgramBlend:
         path = Path(directory) / NGRAM_FILE
         if not path.is_file():
             return None
-        state = load_state(path)
+        state = load_state(path, versions=WEIGHTS_FORMAT_VERSIONS)
         try:
             ngrams = bytes(state["ngrams_utf8"].numpy()).decode("utf-8").split("\n")
             model = NgramModel(ngrams, state["weights"].numpy(), state["bias"], int(state["max_n"]))

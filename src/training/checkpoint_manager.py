@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from src.exceptions import CheckpointError
-from src.training.checkpoint_io import link_or_copy, load_state, save_state
-from src.training.monitor import initial_best, is_improvement, resolve_mode
+from src.utils.checkpoint_io import link_or_copy, load_state, save_state
+from src.config import check_setting, default_of
+from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker, is_improvement
 from src.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -35,14 +36,11 @@ RANKINGS = {"loss": ("val_loss", "min"), "accuracy": ("val_accuracy", "max")}
 class CheckpointManager:
     """Saves, ranks, prunes and finds checkpoints in one directory."""
 
-    def __init__(self, checkpoint_dir: Union[str, Path] = "checkpoints", max_checkpoints: int = 5,
-                 save_best_n: int = 3):
-        if max_checkpoints < 1 or save_best_n < 1:
-            raise ValueError("max_checkpoints and save_best_n must be at least 1 "
-                             f"(got {max_checkpoints} and {save_best_n})")
+    def __init__(self, checkpoint_dir: Union[str, Path] = default_of("checkpoint_dir"),
+                 max_checkpoints: int = default_of("max_checkpoints"), save_best_n: int = default_of("save_best_n")):
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.max_checkpoints = max_checkpoints
-        self.save_best_n = save_best_n
+        self.max_checkpoints = check_setting("max_checkpoints", max_checkpoints, "max_checkpoints")
+        self.save_best_n = check_setting("save_best_n", save_best_n, "save_best_n")
         self.entries: List[Dict[str, Any]] = []
         self.best_path: Optional[str] = None
         self._read_registry()
@@ -107,14 +105,23 @@ class CheckpointManager:
                  "created": time.time(), **{k: float(v) for k, v in extra_metrics.items()}}
         self.entries = [e for e in self.entries if e["file"] != name] + [entry]
         if is_best:
-            self.best_path = name
+            self.best_path = name  # named in the registry state that goes into the file
         payload = dict(state) if state is not None else _minimal_state(model, optimizer)
         payload.update(epoch=int(epoch), metrics=dict(entry), checkpoint_manager=self.state_dict())
-        path = save_state(self.checkpoint_dir / name, payload)
-        if is_best:
-            link_or_copy(path, self.checkpoint_dir / BEST_NAME)
-        self._write_registry()
+        path = self.write(name, payload, is_best)
+        if not is_best:  # write() has recorded a best one
+            self._write_registry()
         self._prune()
+        return path
+
+    def write(self, name: str, state: Dict[str, Any], is_best: bool = False) -> Path:
+        """Write ``state`` as ``name`` in the checkpoint folder; a best one is also mirrored as
+        ``best_model.pt`` and recorded in the registry."""
+        path = save_state(self.checkpoint_dir / name, state)
+        if is_best:
+            self.best_path = name
+            link_or_copy(path, self.checkpoint_dir / BEST_NAME)
+            self._write_registry()
         return path
 
     def checkpoint_path(self, epoch: int) -> Path:
@@ -170,8 +177,9 @@ def _minimal_state(model: nn.Module, optimizer: Optional[torch.optim.Optimizer])
     return state
 
 
-def create_checkpoint_manager(checkpoint_dir: Union[str, Path] = "checkpoints", max_checkpoints: int = 5,
-                              save_best_n: int = 3) -> CheckpointManager:
+def create_checkpoint_manager(checkpoint_dir: Union[str, Path] = default_of("checkpoint_dir"),
+                              max_checkpoints: int = default_of("max_checkpoints"),
+                              save_best_n: int = default_of("save_best_n")) -> CheckpointManager:
     return CheckpointManager(checkpoint_dir, max_checkpoints, save_best_n)
 
 
@@ -180,44 +188,43 @@ class EarlyStopping:
 
     ``early_stopping(value, model, epoch)`` records one epoch and returns True when
     training should stop. With ``restore_best_weights`` it keeps a copy of the best
-    weights, which ``restore_best(model)`` puts back.
+    weights, which ``restore_best(model)`` puts back. The Trainer passes its own
+    ``tracker`` (already updated each epoch) and calls ``after_epoch`` instead, so that
+    early stopping, the best checkpoint and the plateau schedule share one record.
     """
 
-    def __init__(self, patience: int = 7, min_delta: float = 0.001, monitor: str = "val_loss",
-                 mode: Optional[str] = None, restore_best_weights: bool = True):
-        if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
-        if min_delta < 0:
-            raise ValueError(f"min_delta must not be negative, got {min_delta}")
-        self.patience = patience
-        self.min_delta = min_delta
-        self.monitor = monitor
-        self.mode = resolve_mode(monitor, mode)
+    def __init__(self, patience: int = default_of("early_stopping_patience"), min_delta: float = DEFAULT_MIN_DELTA,
+                 monitor: str = "val_loss", mode: Optional[str] = None, restore_best_weights: bool = True,
+                 tracker: Optional[BestTracker] = None):
+        self.patience = check_setting("early_stopping_patience", patience, "patience")
+        self.tracker = tracker if tracker is not None else BestTracker(monitor, mode, min_delta)
+        self._owns_tracker = tracker is None
         self.restore_best_weights = restore_best_weights
-        self.best_value = initial_best(self.mode)
-        self.best_epoch: Optional[int] = None
-        self.counter = 0
         self.stopped_epoch: Optional[int] = None
         self.best_weights: Optional[Dict[str, torch.Tensor]] = None
 
-    @property
-    def should_stop(self) -> bool:
-        return self.stopped_epoch is not None
+    monitor = property(lambda self: self.tracker.monitor)
+    mode = property(lambda self: self.tracker.mode)
+    min_delta = property(lambda self: self.tracker.min_delta)
+    best_value = property(lambda self: self.tracker.best_value)
+    best_epoch = property(lambda self: self.tracker.best_epoch)
+    counter = property(lambda self: self.tracker.epochs_without_improvement)
 
     def __call__(self, value: float, model: Optional[nn.Module] = None, epoch: Optional[int] = None) -> bool:
-        value = float(value)
-        if is_improvement(value, self.best_value, self.mode, self.min_delta):
-            self.best_value, self.best_epoch, self.counter = value, epoch, 0
+        return self.after_epoch(self.tracker.update(value, epoch), model, epoch)
+
+    def after_epoch(self, improved: bool, model: Optional[nn.Module] = None, epoch: Optional[int] = None) -> bool:
+        """Keep the weights of a new best; True when ``patience`` epochs in a row brought none."""
+        if improved:
             if self.restore_best_weights and model is not None:
                 self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            self.counter += 1
-            if self.counter >= self.patience:
-                self.stopped_epoch = epoch
-                logger.info("early stopping: %s has not improved for %d epochs (best %.4f at epoch %s)",
-                            self.monitor, self.counter, self.best_value, self.best_epoch)
-                return True
-        return False
+            return False
+        if self.tracker.epochs_without_improvement < self.patience:
+            return False
+        self.stopped_epoch = epoch
+        logger.info("early stopping: %s has not improved for %d epochs (best %.4f at epoch %s)",
+                    self.monitor, self.counter, self.best_value, self.best_epoch)
+        return True
 
     def restore_best(self, model: nn.Module) -> bool:
         """Load the best weights seen into ``model``; False if none were kept."""
@@ -227,22 +234,24 @@ class EarlyStopping:
         return True
 
     def state_dict(self) -> Dict[str, Any]:
-        return {
-            "patience": self.patience, "min_delta": self.min_delta, "monitor": self.monitor,
-            "mode": self.mode, "restore_best_weights": self.restore_best_weights,
-            "best_value": self.best_value, "best_epoch": self.best_epoch, "counter": self.counter,
-            "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights,
-        }
+        """Patience, stop epoch and best weights; the record too when this object owns it."""
+        state = {"patience": self.patience, "restore_best_weights": self.restore_best_weights,
+                 "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+        if self._owns_tracker:
+            state["tracker"] = self.tracker.state_dict()
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         try:
-            for key in ("patience", "min_delta", "monitor", "mode", "restore_best_weights", "best_value",
-                        "best_epoch", "counter", "stopped_epoch", "best_weights"):
+            for key in ("patience", "restore_best_weights", "stopped_epoch", "best_weights"):
                 setattr(self, key, state[key])
+            if self._owns_tracker:
+                self.tracker.load_state_dict(state["tracker"])
         except KeyError as err:
             raise CheckpointError(f"early-stopping state is missing {err}") from None
 
 
-def create_early_stopping(patience: int = 7, min_delta: float = 0.001, monitor: str = "val_loss",
+def create_early_stopping(patience: int = default_of("early_stopping_patience"),
+                          min_delta: float = DEFAULT_MIN_DELTA, monitor: str = "val_loss",
                           mode: Optional[str] = None, restore_best_weights: bool = True) -> EarlyStopping:
     return EarlyStopping(patience, min_delta, monitor, mode, restore_best_weights)

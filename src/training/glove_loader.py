@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.config import GLOVE_VARIANTS, check_glove_variant, parse_glove_dim
 from src.exceptions import DataError
 from src.utils.download import download_file
 from src.utils.io import atomic_write, atomic_write_json
@@ -29,25 +30,11 @@ logger = logging.getLogger(__name__)
 
 GLOVE_BASE_URL = "https://nlp.stanford.edu/data"
 GLOVE_URL_ENV = "LSTM_SENTIMENT_GLOVE_URL"
-GLOVE_VARIANTS: Dict[str, Dict[str, object]] = {
-    "6B": {"archive": "glove.6B.zip", "dimensions": ("50d", "100d", "200d", "300d")},
-    "42B": {"archive": "glove.42B.300d.zip", "dimensions": ("300d",)},
-    "840B": {"archive": "glove.840B.300d.zip", "dimensions": ("300d",)},
-}
 OOV_SAMPLE_SIZE = 20
 WHOLE_READ_BYTES = 1_200_000_000  # all 6B files (300d: 1.04 GB) at once; 42B and 840B in chunks
 CHUNK_ROWS = 200_000
 
 PathLike = Union[str, Path]
-
-
-def check_variant(corpus: str, dimension: str) -> None:
-    """Raise ValueError listing the valid choices for an unknown corpus or dimension."""
-    if corpus not in GLOVE_VARIANTS:
-        raise ValueError(f"unknown GloVe corpus {corpus!r}; choose one of {', '.join(GLOVE_VARIANTS)}")
-    dimensions = GLOVE_VARIANTS[corpus]["dimensions"]
-    if dimension not in dimensions:
-        raise ValueError(f"GloVe {corpus} comes in {', '.join(dimensions)}, not {dimension!r}")
 
 
 def member_name(corpus: str, dimension: str) -> str:
@@ -64,7 +51,7 @@ class GloVeLoader:
 
     def download_glove(self, corpus: str = "6B", dimension: str = "300d") -> Path:
         """Path of ``glove.<corpus>.<dimension>.txt``, downloading and extracting it if needed."""
-        check_variant(corpus, dimension)
+        check_glove_variant(corpus, dimension)
         member = member_name(corpus, dimension)
         target = self.cache_dir / member
         if target.is_file():
@@ -309,9 +296,9 @@ def initialize_model_with_glove(model: nn.Module, preprocessor, corpus: str = "6
     without a vector get random normal vectors with the GloVe vectors' own spread.
     Returns coverage statistics.
     """
-    check_variant(corpus, dimension)
+    check_glove_variant(corpus, dimension)
     embedding: nn.Embedding = model.embedding
-    expected = int(dimension.rstrip("d"))
+    expected = parse_glove_dim(dimension)
     if embedding.embedding_dim != expected:
         raise ValueError(f"GloVe {corpus} {dimension} vectors have {expected} dimensions but the model's "
                          f"embedding has {embedding.embedding_dim}; use --embedding-dim {expected} or another --glove-dim")

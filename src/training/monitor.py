@@ -1,12 +1,15 @@
-"""The one rule for "is this an improvement?", shared by early stopping,
-best-checkpoint tracking and plateau LR scheduling, so they never disagree."""
+"""The one notion of "best epoch": ``BestTracker``, read by early stopping, the best
+checkpoint and the plateau learning-rate schedule, so they always name the same epoch."""
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Dict, Optional
+
+from src.config import check_setting, default_of
 
 MONITOR_MODES = {"val_loss": "min", "val_accuracy": "max", "train_loss": "min", "train_accuracy": "max"}
+DEFAULT_MIN_DELTA: float = default_of("min_delta")
 
 
 def resolve_mode(monitor: str, mode: Optional[str] = None) -> str:
@@ -32,3 +35,40 @@ def is_improvement(value: float, best: float, mode: str, min_delta: float = 0.0)
     if mode == "min":
         return value < best - min_delta
     return value > best + min_delta
+
+
+class BestTracker:
+    """The best value of ``monitor`` so far, its epoch, and the epochs since.
+
+    ``update(value, epoch)`` records one epoch and returns whether it is the new best:
+    better than the best so far by more than ``min_delta``.
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: Optional[str] = None,
+                 min_delta: float = DEFAULT_MIN_DELTA):
+        self.monitor = monitor
+        self.mode = resolve_mode(monitor, mode)
+        self.min_delta = check_setting("min_delta", min_delta, "min_delta")
+        self.best_value = initial_best(self.mode)
+        self.best_epoch: Optional[int] = None
+        self.epochs_without_improvement = 0
+
+    def update(self, value: float, epoch: Optional[int] = None) -> bool:
+        value = float(value)
+        if is_improvement(value, self.best_value, self.mode, self.min_delta):
+            self.best_value, self.best_epoch, self.epochs_without_improvement = value, epoch, 0
+            return True
+        self.epochs_without_improvement += 1
+        return False
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "min_delta": self.min_delta,
+                "best_value": self.best_value, "best_epoch": self.best_epoch,
+                "epochs_without_improvement": self.epochs_without_improvement}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore the record; ``min_delta`` stays this run's (a resumed run may change it)."""
+        if state["monitor"] != self.monitor:
+            raise ValueError(f"the saved record follows {state['monitor']}, this run {self.monitor}")
+        self.best_value, self.best_epoch = float(state["best_value"]), state["best_epoch"]
+        self.epochs_without_improvement = int(state["epochs_without_improvement"])

@@ -1,8 +1,7 @@
 """The whole training run behind ``train_model.py``: data, model, training, test, model directory.
 
-``TrainConfig`` holds every setting with its default; the command line and a
-``--config`` file (YAML or JSON) only fill it in. The resolved config is written
-to the run directory and the model directory, so every run can be repeated.
+The settings come as a ``TrainConfig`` (``src/config.py``). The resolved config is
+written to the run directory and the model directory, so every run can be repeated.
 """
 
 from __future__ import annotations
@@ -12,137 +11,37 @@ import importlib.util
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from src.data.datasets import TRUNCATION_STRATEGIES
+from src.config import TrainConfig
+from src.data.datasets import ReviewDataset
 from src.data.imdb import load_unlabeled_reviews
-from src.data.loaders import create_data_loaders, split_reviews
+from src.data.loaders import create_data_loaders
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError, DataError
+from src.exceptions import CheckpointError, DataError, ResumeRefused
 from src.inference.metrics import binary_metrics, logistic
 from src.inference.predictor import SentimentPredictor
-from src.models.lstm_model import POOLING_MODES, SEQUENCE_PATHS, LSTMClassifier
-from src.models.model_dir import save_model_directory
+from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier
+from src.models.model_dir import check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
-from src.training.checkpoint_io import load_state
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
-from src.training.run_control import RunLock, ensure_writable
-from src.training.glove_loader import check_variant, initialize_model_with_glove
+from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
-from src.training.schedulers import SCHEDULER_TYPES
-from src.training.trainer import MID_EPOCH_NAME, OPTIMIZERS, Trainer, create_trainer
+from src.training.run_control import RunLock, ensure_writable
+from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer
+from src.utils.checkpoint_io import load_state
 from src.utils.device import resolve_device
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run (the command line's flags, with underscores)."""
-
-    data_dir: str = "data/imdb"
-    output_dir: str = "models"
-    checkpoint_dir: str = "checkpoints"
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 0.001
-    weight_decay: float = 1e-5
-    optimizer: str = "adam"
-    scheduler: str = "plateau"
-    gradient_clip: float = 1.0
-    early_stopping_patience: Optional[int] = 5
-    monitor: str = "val_loss"
-    embedding_dim: int = 300
-    hidden_dim: int = 128
-    n_layers: int = 2
-    dropout: float = 0.3
-    embedding_dropout: float = 0.3
-    bidirectional: bool = True
-    pooling: str = "max_mean"
-    sequence_path: str = "padded"
-    max_vocab_size: int = 25000
-    min_freq: int = 1
-    max_length: int = 400
-    truncation: str = "head_tail"
-    validation_split: float = 0.2
-    max_train_samples: Optional[int] = None
-    max_test_samples: Optional[int] = None
-    seed: int = 42
-    device: str = "auto"
-    num_workers: int = 0
-    accumulation_steps: int = 1
-    amp: bool = False
-    save_every: Optional[int] = None
-    save_every_steps: Optional[int] = None
-    detect_anomaly: bool = False
-    tensorboard: Optional[bool] = None  # None: on when the tensorboard package is installed
-    max_checkpoints: int = 5
-    save_best_n: int = 3
-    resume: Optional[str] = None
-    use_glove: bool = False
-    glove_corpus: str = "6B"
-    glove_dim: str = "300d"
-    glove_cache_dir: str = "data/glove"
-    freeze_embeddings: bool = False
-    pretrain_lm_epochs: float = 1.0
-    ngram_blend: bool = False
-    quiet: bool = False
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
-
-    def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first impossible value."""
-        at_least_one = ("epochs", "batch_size", "embedding_dim", "hidden_dim", "n_layers", "max_length",
-                        "accumulation_steps", "max_checkpoints", "save_best_n", "min_freq")
-        for name in at_least_one:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("early_stopping_patience", "save_every", "save_every_steps", "max_train_samples",
-                     "max_test_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        checks = [
-            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
-            (self.weight_decay >= 0, f"--weight-decay must not be negative, got {self.weight_decay}"),
-            (self.gradient_clip >= 0, f"--gradient-clip must be 0 (off) or positive, got {self.gradient_clip}"),
-            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (0 <= self.embedding_dropout < 1, f"--embedding-dropout must be in [0, 1), got {self.embedding_dropout}"),
-            (0 < self.validation_split < 1, f"--validation-split must be between 0 and 1, got {self.validation_split}"),
-            (self.max_vocab_size >= 3, f"--max-vocab-size must be at least 3, got {self.max_vocab_size}"),
-            (self.num_workers >= 0, f"--num-workers must not be negative, got {self.num_workers}"),
-            (self.pretrain_lm_epochs >= 0, f"--pretrain-lm-epochs must not be negative, got {self.pretrain_lm_epochs}"),
-        ]
-        choices = [("scheduler", SCHEDULER_TYPES), ("optimizer", tuple(OPTIMIZERS)), ("pooling", POOLING_MODES),
-                   ("sequence_path", SEQUENCE_PATHS),
-                   ("truncation", TRUNCATION_STRATEGIES), ("monitor", ("val_loss", "val_accuracy"))]
-        for name, allowed in choices:
-            checks.append((getattr(self, name) in allowed,
-                           f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"))
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        if self.use_glove:
-            self._validate_glove()
-        return self
-
-    def _validate_glove(self) -> None:
-        check_variant(self.glove_corpus, self.glove_dim)
-        glove_size = int(self.glove_dim.rstrip("d"))
-        if self.embedding_dim != glove_size:
-            raise ValueError(f"--embedding-dim {self.embedding_dim} does not match --glove-dim {self.glove_dim}; "
-                             f"use --embedding-dim {glove_size} (or leave it out)")
 
 
 def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> None:
@@ -203,13 +102,14 @@ def find_resume_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
 
 
 def _build_model(cfg: TrainConfig, vocab_size: int) -> LSTMClassifier:
-    return LSTMClassifier(vocab_size=vocab_size, embedding_dim=cfg.embedding_dim, hidden_dim=cfg.hidden_dim,
-                          n_layers=cfg.n_layers, dropout=cfg.dropout, bidirectional=cfg.bidirectional,
-                          pooling=cfg.pooling, embedding_dropout=cfg.embedding_dropout)
+    return LSTMClassifier(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
 
 
 def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
-    """Load the checkpoint named by ``--resume`` (path or ``auto``), or None."""
+    """Load the checkpoint named by ``--resume`` (path or ``auto``), or None.
+
+    A checkpoint whose run had other settings that shape the data or the model is
+    refused (ResumeRefused, exit code 2): resuming would silently train another model."""
     if not cfg.resume:
         return None
     path = find_resume_checkpoint(Path(cfg.checkpoint_dir)) if cfg.resume == "auto" else Path(cfg.resume)
@@ -219,8 +119,24 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     state = load_state(path)
     if state.get("preprocessor") is None or state.get("model_config") is None:
         raise CheckpointError(f"{path} lacks the vocabulary or model config needed to resume the run")
+    changes = cfg.resume_changes(state.get("run_config") or {})
+    if changes:
+        listed = ", ".join(f"{flag} (checkpoint {old!r}, now {new!r})" for flag, (old, new) in changes.items())
+        raise ResumeRefused(f"cannot resume from {path}: this run changes {listed}; resume with the checkpoint's "
+                            "settings, or start a new run in another --checkpoint-dir")
     state["path"] = path
     return state
+
+
+def _data_fingerprint(train_loader, val_loader) -> Dict[str, str]:
+    return {"train": train_loader.dataset.fingerprint(), "validation": val_loader.dataset.fingerprint()}
+
+
+def _check_resumed_data(resume: Dict[str, Any], fingerprint: Dict[str, str]) -> None:
+    if resume["run_config"].get("data_fingerprint") != fingerprint:
+        raise ResumeRefused(f"cannot resume from {resume['path']}: the training data changed since it was written "
+                            "(other reviews or labels in the training or validation split); start a new run in "
+                            "another --checkpoint-dir")
 
 
 def run_training(cfg: TrainConfig) -> Dict[str, Any]:
@@ -250,15 +166,49 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
 def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_process: bool,
                 run_dir: Path) -> Dict[str, Any]:
     configure_logging(run_dir, cfg.quiet, main_process)
+    if main_process:
+        check_output_directory(cfg.output_dir)
     set_seed(cfg.seed)
     resume = _resume_source(cfg)
+    train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume)
+    fingerprint = _data_fingerprint(train_loader, val_loader)
+    if resume is not None:
+        _check_resumed_data(resume, fingerprint)
+    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process)
+    if main_process:
+        atomic_write_json(run_dir / "config.json", asdict(cfg))
+    trainer = create_trainer(
+        model, train_loader, val_loader, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        scheduler_type=cfg.scheduler, gradient_clip=cfg.gradient_clip, checkpoint_dir=run_dir,
+        optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=context.device if context else cfg.device,
+        accumulation_steps=cfg.accumulation_steps, use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints,
+        save_best_n=cfg.save_best_n, monitor=cfg.monitor, min_delta=cfg.min_delta, preprocessor=preprocessor,
+        progress=not cfg.quiet, run_config={**asdict(cfg), "data_fingerprint": fingerprint},
+        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly,
+        tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
+    history = _train(trainer, cfg, resume)
+    if not main_process:
+        return {}
+    return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history, extra)
+
+
+def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]]):
+    """The three loaders and the preprocessor (a resumed run's comes from its checkpoint)."""
     preprocessor = TextPreprocessor.from_dict(resume["preprocessor"]) if resume else None
-    train_loader, val_loader, test_loader, preprocessor = create_data_loaders(
-        cfg.data_dir, batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size, max_length=cfg.max_length,
+    encoding = {} if resume else {"max_length": cfg.max_length, "truncation": cfg.truncation}
+    return create_data_loaders(
+        cfg.data_dir, batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size,
         validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
         max_train_samples=cfg.max_train_samples, max_test_samples=cfg.max_test_samples,
-        truncation=cfg.truncation, preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
-        num_replicas=context.world_size if context else 1, rank=context.rank if context else 0)
+        preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
+        num_replicas=context.world_size if context else 1, rank=context.rank if context else 0, **encoding)
+
+
+def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
+                   preprocessor: TextPreprocessor, train_loader, main_process: bool
+                   ) -> Tuple[LSTMClassifier, Dict[str, Any]]:
+    """The model to train: new (with GloVe and language-model pretraining as asked) or as the checkpoint
+    describes it (its weights are loaded by the trainer). Returns it and the statistics of its set-up."""
     model = (LSTMClassifier.from_config(resume["model_config"]) if resume
              else _build_model(cfg, preprocessor.vocab_size))
     model.sequence_path = cfg.sequence_path
@@ -271,20 +221,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
                                          context.device if context else resolve_device(cfg.device))
         if stats is not None:
             extra["lm_pretraining"] = stats
-    if main_process:
-        atomic_write_json(run_dir / "config.json", asdict(cfg))
-    trainer = create_trainer(
-        model, train_loader, val_loader, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
-        scheduler_type=cfg.scheduler, gradient_clip=cfg.gradient_clip or None, checkpoint_dir=run_dir,
-        optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=context.device if context else cfg.device,
-        accumulation_steps=cfg.accumulation_steps, use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints,
-        save_best_n=cfg.save_best_n, monitor=cfg.monitor, preprocessor=preprocessor, progress=not cfg.quiet,
-        run_config=asdict(cfg), save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly,
-        tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
-    history = _train(trainer, cfg, resume)
-    if not main_process:
-        return {}
-    return _finish(trainer, cfg, test_loader, preprocessor, history, extra)
+    return model, extra
 
 
 def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
@@ -342,18 +279,18 @@ def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]])
     logger.info("resuming from %s after epoch %d; %d epoch(s) to go", resume["path"], trainer.epoch, max(remaining, 0))
     if remaining < 1:
         return trainer.history
-    patience = trainer.early_stopping.patience if trainer.early_stopping else cfg.early_stopping_patience
-    return trainer.train(remaining, early_stopping_patience=patience, save_every=cfg.save_every)
+    return trainer.train(remaining, early_stopping_patience=cfg.early_stopping_patience, save_every=cfg.save_every)
 
 
-def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, history,
+def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPreprocessor, history,
             extra: Dict[str, Any]) -> Dict[str, Any]:
     best = trainer.checkpoint_manager.best_path
     if best is not None:
         trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
-    blended = _fit_ngram_blend(cfg, trainer.model, preprocessor) if cfg.ngram_blend else None
+    splits = [loader.dataset for loader in loaders]
+    blended = _fit_ngram_blend(trainer.model, preprocessor, *splits) if cfg.ngram_blend else None
     # with the blend, the LSTM's test metrics come from its per-review predictions, made once
-    test = blended["lstm_test"] if blended else trainer.evaluate_model(test_loader)
+    test = blended["lstm_test"] if blended else trainer.evaluate_model(loaders[2])
     logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
                 test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
     metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
@@ -369,25 +306,21 @@ def _finish(trainer: Trainer, cfg: TrainConfig, test_loader, preprocessor, histo
     return metrics
 
 
-def _fit_ngram_blend(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor
-                     ) -> Optional[Dict[str, Any]]:
+def _fit_ngram_blend(model: LSTMClassifier, preprocessor: TextPreprocessor, train: ReviewDataset,
+                     val: ReviewDataset, test: ReviewDataset) -> Optional[Dict[str, Any]]:
     """Fit the n-gram model on the training reviews and its blend with ``model`` on the validation reviews.
 
     Returns ``ngram_blend``, the test metrics of the blend (``test``) and of the LSTM alone
     (``lstm_test``), and statistics (``stats``); None, with a warning, if it cannot be fitted."""
     started = time.perf_counter()
-    train, val, test = split_reviews(cfg.data_dir, cfg.validation_split, cfg.seed, cfg.max_train_samples,
-                                     cfg.max_test_samples)
     try:
         ngram_model = NgramModel.fit(train.texts, train.labels)
     except DataError as err:
         logger.warning("no n-gram blend: %s; the model is the LSTM alone", err)
         return None
-    lstm = SentimentPredictor(model, preprocessor, device=next(model.parameters()).device,
-                              max_length=cfg.max_length, truncation=cfg.truncation)
+    lstm = SentimentPredictor(model, preprocessor, device=next(model.parameters()).device)
     blend = Blend.fit(lstm.lstm_log_odds(val.texts), ngram_model.log_odds(val.texts), val.labels)
-    test_labels, test_lstm, test_ngram = (np.asarray(test.labels), lstm.lstm_log_odds(test.texts),
-                                          ngram_model.log_odds(test.texts))
+    test_labels, test_lstm, test_ngram = test.labels, lstm.lstm_log_odds(test.texts), ngram_model.log_odds(test.texts)
     test_metrics = binary_metrics(test_labels, logistic(blend.apply(test_lstm, test_ngram)))
     ngram_accuracy = float(np.mean((test_ngram >= 0) == test_labels))
     seconds = time.perf_counter() - started

@@ -4,7 +4,6 @@ mixed precision, checkpoints with the full training state, and exact resume."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import logging
 import math
@@ -20,50 +19,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from src.config import OPTIMIZER_TYPES, check_setting, default_of
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
-from src.training.checkpoint_io import link_or_copy, load_state, save_state
-from src.training.checkpoint_manager import BEST_NAME, CheckpointManager, EarlyStopping
+from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
 from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
-from src.training.monitor import initial_best, is_improvement, resolve_mode
+from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker
 from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
+from src.training.state import EpochProgress, TrainingHistory, load_rng_state_dict, rng_state_dict
+from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION, WEIGHTS_FORMAT_VERSIONS, load_state
 from src.utils.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
 MID_EPOCH_NAME = "checkpoint_mid_epoch.pt"
-HISTORY_LISTS = ("train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
-                 "grad_norms", "epoch_times", "tokens_per_second")
-
-
-def new_history() -> Dict[str, Any]:
-    history: Dict[str, Any] = {key: [] for key in HISTORY_LISTS}
-    history.update(best_val_loss=math.inf, best_val_accuracy=0.0, best_epoch=None, epochs_completed=0,
-                   stopped_early=False, total_time=0.0)
-    return history
-
-
-def _accumulate(progress: Dict[str, Any], step: int, loss: float, correct: float, size: int, tokens: float,
-                norm: Optional[float]) -> None:
-    progress["batches_done"] = step
-    progress["loss_sum"] += loss * size
-    progress["correct"] += correct
-    progress["seen"] += size
-    progress["tokens"] += tokens
-    if norm is not None:
-        progress["norms"].append(norm)
-
-
-PROGRESS_TOTALS = ("loss_sum", "correct", "seen", "tokens")
-
-
-def _global_progress(progress: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
-    """The epoch's running totals summed over all ranks (what a checkpoint stores)."""
-    merged = copy.deepcopy(progress)
-    for key, value in zip(PROGRESS_TOTALS, sum_over_ranks([progress[k] for k in PROGRESS_TOTALS], device)):
-        merged[key] = value
-    return merged
 
 
 def _interrupted(signum: int, where: str, path: Path) -> TrainingInterrupted:
@@ -71,52 +41,45 @@ def _interrupted(signum: int, where: str, path: Path) -> TrainingInterrupted:
                                f"--resume auto (or --resume {path})", signum, str(path))
 
 
-def _set_rng_state(rng: Dict[str, Any]) -> None:
-    torch.set_rng_state(rng["torch"].cpu())
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-
-
 class Trainer:
     """Trains a classifier whose batches are ``(token_ids, lengths, labels)``.
 
-    ``monitor`` (``"val_loss"`` or ``"val_accuracy"``) decides which epoch is the best;
-    the same improvement rule drives early stopping and the plateau scheduler.
+    ``monitor`` (``"val_loss"`` or ``"val_accuracy"``) and ``min_delta`` define the best
+    epoch, in one ``BestTracker`` that early stopping, the best checkpoint and the
+    plateau scheduler all read.
     """
 
     def __init__(self, model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
                  optimizer: torch.optim.Optimizer, criterion: nn.Module, scheduler: Any = None,
-                 gradient_clip: Optional[float] = 1.0, checkpoint_dir: Union[str, Path] = "checkpoints",
-                 device: Optional[Union[str, torch.device]] = None, accumulation_steps: int = 1,
-                 use_amp: bool = False, max_checkpoints: int = 5, save_best_n: int = 3,
-                 monitor: str = "val_loss", preprocessor: Any = None, progress: bool = True,
-                 run_config: Optional[Dict[str, Any]] = None, save_every_steps: Optional[int] = None,
-                 detect_anomaly: bool = False, tensorboard_dir: Optional[Union[str, Path]] = None):
-        if accumulation_steps < 1:
-            raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
-        if save_every_steps is not None and save_every_steps < 1:
-            raise ValueError(f"save_every_steps must be at least 1, got {save_every_steps}")
-        if gradient_clip is not None and gradient_clip < 0:
-            raise ValueError(f"gradient_clip must be positive (or None to disable), got {gradient_clip}")
+                 gradient_clip: Optional[float] = default_of("gradient_clip"),
+                 checkpoint_dir: Union[str, Path] = default_of("checkpoint_dir"),
+                 device: Optional[Union[str, torch.device]] = None,
+                 accumulation_steps: int = default_of("accumulation_steps"), use_amp: bool = False,
+                 max_checkpoints: int = default_of("max_checkpoints"), save_best_n: int = default_of("save_best_n"),
+                 monitor: str = default_of("monitor"), min_delta: float = DEFAULT_MIN_DELTA,
+                 preprocessor: Any = None, progress: bool = True, run_config: Optional[Dict[str, Any]] = None,
+                 save_every_steps: Optional[int] = None, detect_anomaly: bool = False,
+                 tensorboard_dir: Optional[Union[str, Path]] = None):
+        self.accumulation_steps = check_setting("accumulation_steps", accumulation_steps, "accumulation_steps")
+        self.save_every_steps = check_setting("save_every_steps", save_every_steps, "save_every_steps")
+        self.gradient_clip = check_setting("gradient_clip", gradient_clip, "gradient_clip") or None
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.is_main = is_main_process()
         self._forward = self._wrap_distributed(self.model)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.optimizer, self.criterion, self.scheduler = optimizer, criterion, scheduler
-        self.gradient_clip = gradient_clip or None
-        self.accumulation_steps = accumulation_steps
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_manager = CheckpointManager(checkpoint_dir, max_checkpoints, save_best_n)
-        self.monitor, self.monitor_mode = monitor, resolve_mode(monitor)
-        self.best_monitor_value = initial_best(self.monitor_mode)
+        self.monitor = check_setting("monitor", monitor, "monitor")
+        self.best = BestTracker(self.monitor, min_delta=min_delta)
         self.preprocessor, self.progress, self.run_config = preprocessor, progress, run_config or {}
         self.early_stopping: Optional[EarlyStopping] = None
         self.epoch = 0  # epochs completed
         self.global_step = 0
-        self.history = new_history()
-        self.save_every_steps, self.detect_anomaly = save_every_steps, detect_anomaly
-        self._progress: Optional[Dict[str, Any]] = None  # a partly trained epoch (mid-epoch checkpoints)
+        self.history = TrainingHistory()
+        self.detect_anomaly = detect_anomaly
+        self._progress: Optional[EpochProgress] = None  # a partly trained epoch (from a mid-epoch checkpoint)
         self._pending_rng: Optional[Dict[str, Any]] = None
         self._signals: Optional[StopSignals] = None
         self.epoch_log = EpochLog(self.checkpoint_dir, Path(tensorboard_dir) if tensorboard_dir is not None else None)
@@ -191,42 +154,36 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         progress = self._take_progress()
-        started = time.perf_counter() - progress["seconds"]
+        started = time.perf_counter() - progress.seconds
         total = len(self.train_loader)
-        iterator = iter(self._batches_after(progress["batches_done"]))  # draws a DataLoader seed from the RNG
+        iterator = iter(self._batches_after(progress.batches_done))  # draws a DataLoader seed from the RNG
         if self._pending_rng is not None:  # mid-epoch resume: that draw happened before the checkpoint
-            _set_rng_state(self._pending_rng)
+            load_rng_state_dict(self._pending_rng)
             self._pending_rng = None
         batches = tqdm(iterator, desc=f"epoch {self.epoch + 1}", leave=False, disable=not (self.progress and self.is_main),
-                       unit="batch", total=total, initial=progress["batches_done"])
-        for step, batch in enumerate(batches, start=progress["batches_done"] + 1):
+                       unit="batch", total=total, initial=progress.batches_done)
+        for step, batch in enumerate(batches, start=progress.batches_done + 1):
             ids, lengths, labels = self._batch_to_device(batch)
             boundary = step % self.accumulation_steps == 0 or step == total
             group_start = (step - 1) // self.accumulation_steps * self.accumulation_steps
             group_size = min(self.accumulation_steps, total - group_start)  # the last group may be shorter
             loss_value, batch_correct, norm = self.train_step(ids, lengths, labels, step, boundary, group_size)
-            _accumulate(progress, step, loss_value, float(batch_correct), labels.numel(), float(lengths.sum()), norm)
+            progress.add(step, loss_value, float(batch_correct), labels.numel(), float(lengths.sum()), norm)
             if step % 10 == 0 or step == total:
-                rate = progress["seen"] / max(time.perf_counter() - started, 1e-9)
-                batches.set_postfix(loss=f"{progress['loss_sum'] / progress['seen']:.4f}",
-                                    acc=f"{progress['correct'] / progress['seen']:.3f}", reviews_s=f"{rate:.0f}")
+                running = progress.running()
+                rate = progress.seen / max(time.perf_counter() - started, 1e-9)
+                batches.set_postfix(loss=f"{running['loss']:.4f}", acc=f"{running['accuracy']:.3f}",
+                                    reviews_s=f"{rate:.0f}")
             if boundary and step < total:
-                progress["seconds"] = time.perf_counter() - started
+                progress.seconds = time.perf_counter() - started
                 self._mid_epoch_checkpoint(progress)
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        loss_sum, correct, seen, tokens = sum_over_ranks(
-            [progress["loss_sum"], progress["correct"], progress["seen"], progress["tokens"]], self.device)
-        norms, seen = progress["norms"], max(seen, 1)
-        return {"loss": loss_sum / seen, "accuracy": correct / seen,
-                "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
-                "tokens_per_second": tokens / elapsed, "seconds": elapsed}
+        return progress.summary(max(time.perf_counter() - started, 1e-9), self.device)
 
-    def _take_progress(self) -> Dict[str, Any]:
+    def _take_progress(self) -> EpochProgress:
         progress, self._progress = self._progress, None
-        if progress is not None and progress["epoch"] == self.epoch + 1:
+        if progress is not None and progress.epoch == self.epoch + 1:
             return progress
-        return {"epoch": self.epoch + 1, "batches_done": 0, "loss_sum": 0.0, "correct": 0.0, "seen": 0,
-                "tokens": 0.0, "norms": [], "seconds": 0.0, "world_size": world_size()}
+        return EpochProgress(epoch=self.epoch + 1)
 
     def _batches_after(self, done: int):
         """The training batches of this epoch, without the first ``done`` ones."""
@@ -238,22 +195,21 @@ class Trainer:
             return self.train_loader
         return itertools.islice(self.train_loader, done, None)
 
-    def _mid_epoch_checkpoint(self, progress: Dict[str, Any]) -> None:
+    def _mid_epoch_checkpoint(self, progress: EpochProgress) -> None:
         """Write the mid-epoch checkpoint when a signal asked to stop or ``save_every_steps`` is due."""
         stop = self._agreed_signal()
         due = self.save_every_steps is not None and self.global_step % self.save_every_steps == 0
         if stop is None and not due:
             return
-        self._progress = _global_progress(progress, self.device)
-        path = self.checkpoint_dir / MID_EPOCH_NAME
+        self._progress = progress.over_all_ranks(self.device)
         try:
-            self._write(lambda: save_state(path, self._training_state()),
-                        f"epoch {progress['epoch']}, step {progress['batches_done']}")
+            self._write(lambda: self.checkpoint_manager.write(MID_EPOCH_NAME, self.state_dict()),
+                        f"epoch {progress.epoch}, step {progress.batches_done}")
         finally:
             self._progress = None
         if stop is not None:
-            where = f"in epoch {progress['epoch']} after {progress['batches_done']} of {len(self.train_loader)} batches"
-            raise _interrupted(stop, where, path)
+            where = f"in epoch {progress.epoch} after {progress.batches_done} of {len(self.train_loader)} batches"
+            raise _interrupted(stop, where, self.checkpoint_dir / MID_EPOCH_NAME)
 
     def _agreed_signal(self) -> Optional[int]:
         """The stop signal any rank received (one rank's Ctrl-C stops all of them together)."""
@@ -331,10 +287,8 @@ class Trainer:
         at every new best (``save_best``), and at the last epoch. When early stopping
         is on and keeps the best weights, the model ends with the best weights.
         """
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
-        if save_every is not None and save_every < 1:
-            raise ValueError(f"save_every must be at least 1, got {save_every}")
+        check_setting("epochs", epochs, "epochs")
+        check_setting("save_every", save_every, "save_every")
         self._prepare_early_stopping(early_stopping_patience)
         if self.is_main:
             ensure_writable(self.checkpoint_dir)
@@ -379,10 +333,13 @@ class Trainer:
         (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)
 
     def _prepare_early_stopping(self, patience: Optional[int]) -> None:
+        """Early stopping with ``patience`` (None: as it is); a resumed run keeps its record and best weights."""
         if patience is None:
             return
-        if self.early_stopping is None or self.early_stopping.patience != patience:
-            self.early_stopping = EarlyStopping(patience=patience, monitor=self.monitor, mode=self.monitor_mode)
+        if self.early_stopping is None:
+            self.early_stopping = EarlyStopping(patience=patience, tracker=self.best)
+        else:
+            self.early_stopping.patience = check_setting("early_stopping_patience", patience, "patience")
 
     def _set_sampler_epoch(self, epoch: int) -> None:
         sampler = getattr(self.train_loader, "batch_sampler", None)
@@ -396,45 +353,25 @@ class Trainer:
         lr = self.current_lr()
         train_metrics = self.train_epoch()
         val_metrics = self.evaluate_model(self.val_loader)
-        step_scheduler(self.scheduler, val_metrics["loss"])
+        monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
+        improved = self.best.update(monitored, epoch)
+        step_scheduler(self.scheduler, improved, monitored)
         self.epoch = epoch
-        improved = self._record(epoch, lr, train_metrics, val_metrics)
-        stop = False
-        if self.early_stopping is not None:
-            monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
-            stop = self.early_stopping(monitored, self.model, epoch)
+        self.history.record(epoch, lr, train_metrics, val_metrics, self.best.best_epoch)
+        stop = self.early_stopping is not None and self.early_stopping.after_epoch(improved, self.model, epoch)
         self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
         signalled = self._agreed_signal()
         due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop or signalled
         if due or (save_best and improved):
             self._write(lambda: self.checkpoint_manager.save_checkpoint(
                 self.model, self.optimizer, epoch, train_metrics["loss"], val_metrics["loss"],
-                val_metrics["accuracy"], is_best=save_best and improved, state=self._training_state()),
+                val_metrics["accuracy"], is_best=save_best and improved, state=self.state_dict()),
                 f"epoch {epoch}")
             if self.is_main:
                 (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
             if signalled is not None and epoch < last_epoch and not stop:
                 raise _interrupted(signalled, f"after epoch {epoch}", self.checkpoint_manager.checkpoint_path(epoch))
         return stop
-
-    def _record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float]) -> bool:
-        history = self.history
-        for key, value in (("train_losses", train_metrics["loss"]), ("val_losses", val_metrics["loss"]),
-                           ("train_accuracies", train_metrics["accuracy"]),
-                           ("val_accuracies", val_metrics["accuracy"]), ("learning_rates", lr),
-                           ("grad_norms", train_metrics["grad_norm"]), ("epoch_times", train_metrics["seconds"]),
-                           ("tokens_per_second", train_metrics["tokens_per_second"])):
-            history[key].append(value)
-        history["epochs_completed"] = epoch
-        history["total_time"] += train_metrics["seconds"]
-        history["best_val_accuracy"] = max(history["best_val_accuracy"], val_metrics["accuracy"])
-        history["best_val_loss"] = min(history["best_val_loss"], val_metrics["loss"])
-        value = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
-        improved = is_improvement(value, self.best_monitor_value, self.monitor_mode)
-        if improved:
-            self.best_monitor_value = value
-            history["best_epoch"] = epoch
-        return improved
 
     def _log_epoch(self, epoch, last_epoch, lr, train_metrics, val_metrics, improved) -> None:
         line = {"epoch": epoch, "train_loss": train_metrics["loss"], "train_accuracy": train_metrics["accuracy"],
@@ -452,43 +389,42 @@ class Trainer:
         config = getattr(self.model, "config", None)
         return asdict(config) if is_dataclass(config) else None
 
-    def _training_state(self, metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """Everything ``load_checkpoint`` needs to continue exactly where training is now."""
+    def _stateful_parts(self) -> Dict[str, Any]:
+        """The helpers whose ``state_dict()`` goes into a checkpoint, by name (None: absent)."""
         sampler = getattr(self.train_loader, "batch_sampler", None)
-        rng: Dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "epoch": self.epoch, "global_step": self.global_step, "model_config": self._model_config(),
-            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler_state": self.scaler.state_dict() if self.scaler is not None else None,
-            "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
-            "checkpoint_manager": self.checkpoint_manager.state_dict(),
-            "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
-            "history": copy.deepcopy(self.history), "best_monitor_value": self.best_monitor_value,
-            "rng": rng, "preprocessor": self.preprocessor.to_dict() if self.preprocessor is not None else None,
-            "run_config": copy.deepcopy(self.run_config), "metrics": metrics or {},
-            "epoch_progress": copy.deepcopy(self._progress),
-        }
+        return {"optimizer_state": self.optimizer, "scheduler_state": self.scheduler, "scaler_state": self.scaler,
+                "best_tracker": self.best, "early_stopping": self.early_stopping,
+                "checkpoint_manager": self.checkpoint_manager, "history": self.history,
+                "sampler": sampler if hasattr(sampler, "state_dict") else None}
+
+    def state_dict(self, metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Everything ``load_checkpoint`` needs to continue exactly where training is now."""
+        state = {name: part.state_dict() if part is not None else None for name, part in self._stateful_parts().items()}
+        state.update(
+            epoch=self.epoch, global_step=self.global_step, model_config=self._model_config(),
+            model_state=self.model.state_dict(), rng=rng_state_dict(),
+            preprocessor=self.preprocessor.to_dict() if self.preprocessor is not None else None,
+            run_config=dict(self.run_config), metrics=metrics or {},
+            epoch_progress=self._progress.state_dict() if self._progress is not None else None)
+        return state
 
     def save_checkpoint(self, filename: str, is_best: bool = False,
                         metrics: Optional[Dict[str, Any]] = None) -> Path:
         """Write the full training state to ``checkpoint_dir/filename`` (and ``best_model.pt`` if best)."""
-        path = save_state(self.checkpoint_dir / filename, self._training_state(metrics))
-        if is_best:
-            link_or_copy(path, self.checkpoint_dir / BEST_NAME)
-        return path
+        return self.checkpoint_manager.write(filename, self.state_dict(metrics), is_best)
 
     def load_checkpoint(self, path: Union[str, Path], load_optimizer: bool = True) -> Dict[str, Any]:
-        """Restore the model (and, with ``load_optimizer``, everything else) from a checkpoint."""
-        state = load_state(path, map_location=self.device)
+        """Restore the model (and, with ``load_optimizer``, everything else) from a checkpoint.
+
+        The weights alone load from checkpoints of earlier format versions too."""
+        versions = (CHECKPOINT_FORMAT_VERSION,) if load_optimizer else WEIGHTS_FORMAT_VERSIONS
+        state = load_state(path, map_location=self.device, versions=versions)
         self._check_model_config(state.get("model_config"), path)
         try:
             self.model.load_state_dict(state["model_state"])
             if load_optimizer:
-                self._restore_training(state)
-        except (KeyError, RuntimeError, ValueError) as err:
+                self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
             reason = str(err).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint {path} does not fit this trainer ({reason})") from None
         logger.info("loaded checkpoint %s (epoch %s)", path, state.get("epoch"))
@@ -503,32 +439,31 @@ class Trainer:
         raise CheckpointError(f"checkpoint {path} was saved from a different model ({details}); "
                               "rebuild it with LSTMClassifier.from_config(checkpoint['model_config'])")
 
-    def _restore_training(self, state: Dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        if self.scheduler is not None and state.get("scheduler_state") is not None:
-            self.scheduler.load_state_dict(state["scheduler_state"])
-        if self.scaler is not None and state.get("scaler_state") is not None:
-            self.scaler.load_state_dict(state["scaler_state"])
-        if state.get("early_stopping") is not None:
-            self.early_stopping = EarlyStopping(monitor=self.monitor)
-            self.early_stopping.load_state_dict(state["early_stopping"])
-        self.checkpoint_manager.load_state_dict(state["checkpoint_manager"])
-        sampler = getattr(self.train_loader, "batch_sampler", None)
-        if state.get("sampler") is not None and hasattr(sampler, "load_state_dict"):
-            sampler.load_state_dict(state["sampler"])
-        self.history = copy.deepcopy(state["history"])
-        self.best_monitor_value = state["best_monitor_value"]
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore everything but the model weights from a checkpoint's state."""
+        if state.get("early_stopping") is not None and self.early_stopping is None:
+            self.early_stopping = EarlyStopping(patience=state["early_stopping"]["patience"], tracker=self.best)
+        for name, part in self._stateful_parts().items():
+            if part is not None and state.get(name) is not None:
+                try:
+                    part.load_state_dict(state[name])
+                except (KeyError, TypeError, ValueError) as err:
+                    raise ValueError(f"its {name} does not fit this trainer's {type(part).__name__}: {err}") from None
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self._progress = copy.deepcopy(state.get("epoch_progress"))
-        if self._progress is not None and self._progress.get("world_size", 1) != world_size():
-            logger.warning("the checkpoint was written by %s processes, this run has %d: epoch %d starts again "
-                           "from its beginning", self._progress.get("world_size", 1), world_size(),
-                           self._progress["epoch"])
-            self._progress = None
-        if self._progress is not None and not self.is_main:  # rank 0 carries the totals of all ranks
-            self._progress.update({key: 0.0 for key in PROGRESS_TOTALS})
-        _set_rng_state(state["rng"])
+        self._progress = self._resumed_progress(state.get("epoch_progress"))
+        load_rng_state_dict(state["rng"])
         self._pending_rng = state["rng"] if self._progress is not None else None
+
+    def _resumed_progress(self, saved: Optional[Dict[str, Any]]) -> Optional[EpochProgress]:
+        """The interrupted epoch's progress, if this run can continue it (same number of processes)."""
+        if saved is None:
+            return None
+        progress = EpochProgress.from_state_dict(saved)
+        if progress.world_size != world_size():
+            logger.warning("the checkpoint was written by %s processes, this run has %d: epoch %d starts again "
+                           "from its beginning", progress.world_size, world_size(), progress.epoch)
+            return None
+        return progress if self.is_main else progress.without_totals()
 
     def resume_training(self, checkpoint_path: Union[str, Path], additional_epochs: int,
                         save_best: bool = True, save_every: Optional[int] = None) -> Dict[str, Any]:
@@ -541,7 +476,7 @@ class Trainer:
     def get_training_summary(self) -> Dict[str, Any]:
         """Status, best and final metrics, and model size, in one dict."""
         history = self.history
-        last = lambda key: history[key][-1] if history[key] else None  # noqa: E731
+        last = history.last
         return {
             "training_status": {
                 "epochs_completed": history["epochs_completed"], "best_epoch": history["best_epoch"],
@@ -563,27 +498,25 @@ class Trainer:
         }
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+OPTIMIZERS = dict(zip(OPTIMIZER_TYPES, (torch.optim.Adam, torch.optim.AdamW)))
 
 
 def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
-                   learning_rate: float = 0.001, weight_decay: float = 1e-5,
-                   scheduler_type: Optional[str] = "plateau", gradient_clip: Optional[float] = 1.0,
-                   checkpoint_dir: Union[str, Path] = "checkpoints", optimizer_type: str = "adam",
-                   epochs: int = 20, device: Optional[Union[str, torch.device]] = None,
-                   **trainer_kwargs: Any) -> Trainer:
+                   learning_rate: float = default_of("learning_rate"), weight_decay: float = default_of("weight_decay"),
+                   scheduler_type: Optional[str] = default_of("scheduler"),
+                   gradient_clip: Optional[float] = default_of("gradient_clip"),
+                   checkpoint_dir: Union[str, Path] = default_of("checkpoint_dir"),
+                   optimizer_type: str = default_of("optimizer"), epochs: int = default_of("epochs"),
+                   device: Optional[Union[str, torch.device]] = None, **trainer_kwargs: Any) -> Trainer:
     """The recommended way to build a Trainer.
 
     Adam (or AdamW) over the trainable parameters, ``BCEWithLogitsLoss`` for one output
     and cross-entropy for several, and the named scheduler (``epochs`` sets the cosine
     period). Extra keyword arguments go to ``Trainer``.
     """
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must not be negative, got {weight_decay}")
-    if optimizer_type not in OPTIMIZERS:
-        raise ValueError(f"optimizer_type must be one of {', '.join(OPTIMIZERS)}, got {optimizer_type!r}")
+    learning_rate = check_setting("learning_rate", learning_rate, "learning_rate")
+    weight_decay = check_setting("weight_decay", weight_decay, "weight_decay")
+    optimizer_type = check_setting("optimizer", optimizer_type, "optimizer_type")
     device = resolve_device(device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]

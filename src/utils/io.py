@@ -1,10 +1,12 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a torn one."""
+"""Atomic writes of files and folders: a reader sees the old one or the new one, never a torn one."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Union
@@ -70,3 +72,32 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 def atomic_write_json(path: PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):
+        return False
+    at_cwd, rename_exchange = -100, 2
+    return renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), rename_exchange) == 0
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Put the folder ``new`` where ``target`` is, removing the old ``target``.
+
+    Where the system can swap two folders atomically (Linux), a reader sees the old
+    folder or the new one; elsewhere ``target`` is missing between two renames."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+    elif _exchange(new, target):
+        shutil.rmtree(new)
+    else:
+        backup = target.with_name(f".{target.name}.old.tmp")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+        os.replace(new, target)
+        shutil.rmtree(backup)
+    _fsync_directory(target.parent)

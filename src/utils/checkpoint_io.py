@@ -12,14 +12,18 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Sequence, Union
 
 import torch
 
 from src.exceptions import CheckpointError
 from src.utils.io import atomic_write
 
-CHECKPOINT_FORMAT_VERSION = 1
+# 2: training state as the state_dicts of its parts, data fingerprint, model-directory manifest.
+CHECKPOINT_FORMAT_VERSION = 2
+# Files of version 1 hold everything a model needs, so model directories and best-model
+# weights written by earlier releases still load; resuming training needs version 2.
+WEIGHTS_FORMAT_VERSIONS = (1, 2)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,8 +63,10 @@ def save_state(path: PathLike, state: Dict[str, Any]) -> Path:
     return Path(path)
 
 
-def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint written by ``save_state``; any problem is one CheckpointError line."""
+def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu",
+               versions: Sequence[int] = (CHECKPOINT_FORMAT_VERSION,)) -> Dict[str, Any]:
+    """Load a checkpoint written by ``save_state`` in one of the format ``versions``;
+    any problem is one CheckpointError line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -75,22 +81,24 @@ def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({reason})") from None
-    state = check_format(state, path)
+    state = check_format(state, path, versions)
     stored = state.pop("checksum", None)
     if stored != content_digest(state):
         raise CheckpointError(f"checkpoint {path} is damaged (its content does not match its checksum)")
     return state
 
 
-def check_format(state: Any, path: PathLike) -> Dict[str, Any]:
+def check_format(state: Any, path: PathLike, versions: Sequence[int] = (CHECKPOINT_FORMAT_VERSION,)
+                 ) -> Dict[str, Any]:
     """Refuse foreign files and other format versions with a message that says what to do."""
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no format version)")
     version = state["format_version"]
-    if version != CHECKPOINT_FORMAT_VERSION:
+    if version not in versions:
+        readable = " or ".join(str(v) for v in versions)
         raise CheckpointError(
             f"checkpoint {path} has format version {version}, this version of lstm-sentiment reads "
-            f"version {CHECKPOINT_FORMAT_VERSION}; use the matching release or train again"
+            f"version {readable} here; use the matching release or train again"
         )
     return state
 

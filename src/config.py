@@ -1,0 +1,284 @@
+"""Every setting of a training run, defined once.
+
+``TrainConfig`` holds each setting with its default, its help text, its type and
+the values it may take (field metadata). The command line of ``train_model.py`` is
+generated from it, a ``--config`` file is checked against it, and the Python API
+(``create_data_loaders``, ``LSTMClassifier``, ``create_trainer``, ...) takes its
+defaults from it and checks its arguments with ``check_setting``, so a default
+or a rule never differs between two entry points.
+
+This module imports nothing else of the project: every layer may read it.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+TRUNCATION_STRATEGIES = ("head", "head_tail")
+POOLING_MODES = ("max_mean", "max", "mean", "last")
+SEQUENCE_PATHS = ("padded", "packed")
+SCHEDULER_TYPES = ("plateau", "step", "cosine", "none")
+OPTIMIZER_TYPES = ("adam", "adamw")
+MONITORS = ("val_loss", "val_accuracy")
+GLOVE_VARIANTS: Dict[str, Dict[str, object]] = {
+    "6B": {"archive": "glove.6B.zip", "dimensions": ("50d", "100d", "200d", "300d")},
+    "42B": {"archive": "glove.42B.300d.zip", "dimensions": ("300d",)},
+    "840B": {"archive": "glove.840B.300d.zip", "dimensions": ("300d",)},
+}
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+# What a resumed run may change: "allow" (how and where it runs) or "refuse" (what it
+# learns from and how; changing it would silently train another model).
+ALLOW, REFUSE = "allow", "refuse"
+
+
+def setting(default: Any, help: str, group: str, *, minimum: Optional[float] = None,
+            above: Optional[float] = None, below: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None,
+            resume: str = REFUSE, takes_value: bool = False) -> Any:
+    """A ``TrainConfig`` field with its rule in the metadata.
+
+    ``minimum`` is inclusive, ``above``/``below`` exclusive. A boolean becomes a pair
+    of flags (``--x`` / ``--no-x``) unless ``takes_value`` (``--x true``)."""
+    rule = dict(help=help, group=group, minimum=minimum, above=above, below=below, choices=choices, resume=resume,
+                takes_value=takes_value)
+    return field(default=default, metadata=rule)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (the command line's flags, with underscores)."""
+
+    # data
+    data_dir: str = setting("data/imdb", "folder with aclImdb/, aclImdb_v1.tar.gz or train.csv/test.csv; IMDB is "
+                            "downloaded there if the folder is missing or empty", "data", resume=ALLOW)
+    max_vocab_size: int = setting(25000, "vocabulary size, <pad> and <unk> included", "data", minimum=3)
+    min_freq: int = setting(1, "leave out words seen fewer times in the training reviews", "data", minimum=1)
+    max_length: int = setting(400, "tokens kept per review", "data", minimum=1)
+    truncation: str = setting("head_tail", "keep the start (head), or the first quarter and the end (head_tail), "
+                              "of a review longer than --max-length", "data", choices=TRUNCATION_STRATEGIES)
+    validation_split: float = setting(0.2, "share of the training reviews held out for validation", "data",
+                                      above=0, below=1)
+    max_train_samples: Optional[int] = setting(None, "use only N training reviews (quick runs); validation comes out "
+                                               "of these", "data", minimum=1)
+    max_test_samples: Optional[int] = setting(None, "evaluate on only N test reviews", "data", minimum=1)
+    num_workers: int = setting(0, "DataLoader worker processes", "data", minimum=0, resume=ALLOW)
+    # model
+    embedding_dim: int = setting(300, "size of the word vectors", "model", minimum=1)
+    hidden_dim: int = setting(128, "LSTM units per direction", "model", minimum=1)
+    n_layers: int = setting(2, "stacked LSTM layers", "model", minimum=1)
+    dropout: float = setting(0.3, "dropout between layers and before the classifier", "model", minimum=0, below=1)
+    embedding_dropout: float = setting(0.3, "dropout on the word vectors", "model", minimum=0, below=1)
+    bidirectional: bool = setting(True, "read each review in both directions (true or false)", "model",
+                                  takes_value=True)
+    pooling: str = setting("max_mean", "how the LSTM states become one vector", "model", choices=POOLING_MODES)
+    sequence_path: str = setting("padded", "padded per-direction LSTMs, or one packed (cuDNN) LSTM call: the same "
+                                 "function; padded was faster on CPU and GPU", "model", choices=SEQUENCE_PATHS,
+                                 resume=ALLOW)
+    use_glove: bool = setting(False, "initialise the embedding with GloVe vectors", "model")
+    glove_corpus: str = setting("6B", "GloVe corpus", "model", choices=tuple(GLOVE_VARIANTS))
+    glove_dim: str = setting("300d", "GloVe vector size (50d, 100d, 200d or 300d); sets --embedding-dim unless "
+                             "that is given", "model")
+    glove_cache_dir: str = setting("data/glove", "where GloVe files are kept", "model", resume=ALLOW)
+    freeze_embeddings: bool = setting(False, "do not train the embedding", "model")
+    pretrain_lm_epochs: float = setting(1.0, "first pretrain the embedding and first LSTM layer as language models "
+                                        "on train/unsup plus the training reviews, for this many passes; 0 turns "
+                                        "it off", "model", minimum=0)
+    ngram_blend: bool = setting(False, "after training, fit a logistic regression on word 1-3-grams and blend its "
+                                "prediction with the LSTM's, weighted on the validation split", "model")
+    # training
+    epochs: int = setting(20, "maximum number of epochs (the total, also when resuming)", "training", minimum=1,
+                          resume=ALLOW)
+    batch_size: int = setting(64, "reviews per batch", "training", minimum=1)
+    learning_rate: float = setting(0.001, "peak learning rate of the optimizer", "training", above=0)
+    weight_decay: float = setting(1e-5, "L2 penalty of the optimizer", "training", minimum=0)
+    optimizer: str = setting("adam", "optimizer", "training", choices=OPTIMIZER_TYPES)
+    scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after 2 epochs in a row "
+                             "without improvement", "training", choices=SCHEDULER_TYPES)
+    gradient_clip: float = setting(1.0, "largest gradient norm; 0 turns clipping off", "training", minimum=0)
+    accumulation_steps: int = setting(1, "batches per optimizer step", "training", minimum=1)
+    early_stopping_patience: Optional[int] = setting(5, "stop after this many epochs without improvement",
+                                                     "training", minimum=1, resume=ALLOW)
+    min_delta: float = setting(0.001, "an epoch improves on the best only by more than this (in the monitored "
+                               "metric); used by early stopping, the best checkpoint and the plateau schedule",
+                               "training", minimum=0, resume=ALLOW)
+    monitor: str = setting("val_loss", "metric that picks the best epoch", "training", choices=MONITORS)
+    amp: bool = setting(False, "mixed precision on CUDA (ignored with a warning on the CPU)", "training",
+                        resume=ALLOW)
+    detect_anomaly: bool = setting(False, "find the operation that produced NaN (slow)", "training", resume=ALLOW)
+    seed: int = setting(42, "seed of the split, the initial weights and the data order; makes a CPU run "
+                        "repeatable", "training")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", "training", resume=ALLOW)
+    # output
+    output_dir: str = setting("models", "model directory written at the end", "output", resume=ALLOW)
+    checkpoint_dir: str = setting("checkpoints", "run directory: checkpoints, logs, metrics", "output",
+                                  resume=ALLOW)
+    save_every: Optional[int] = setting(None, "write an epoch checkpoint every N epochs (default: every epoch)",
+                                        "output", minimum=1, resume=ALLOW)
+    save_every_steps: Optional[int] = setting(None, "also write checkpoint_mid_epoch.pt every N optimizer steps",
+                                              "output", minimum=1, resume=ALLOW)
+    max_checkpoints: int = setting(5, "recent epoch checkpoints kept", "output", minimum=1, resume=ALLOW)
+    save_best_n: int = setting(3, "best epoch checkpoints kept per metric", "output", minimum=1, resume=ALLOW)
+    resume: Optional[str] = setting(None, "checkpoint to continue from, or 'auto' for the one furthest into "
+                                    "training in --checkpoint-dir", "output", resume=ALLOW)
+    quiet: bool = setting(False, "no progress bars; only warnings on the console", "output", resume=ALLOW)
+    tensorboard: Optional[bool] = setting(None, "write TensorBoard scalars to <checkpoint-dir>/tensorboard "
+                                          "(default: on if installed)", "output", resume=ALLOW)
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "TrainConfig":
+        """A checked config from raw values (strings from the command line, values from a file).
+
+        GloVe decides the embedding size unless ``embedding_dim`` is given."""
+        values = dict(settings)
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(unknown)}")
+        if values.get("scheduler", "") is None:
+            values["scheduler"] = "none"  # YAML's null, as in the spec's scheduler_type=None
+        coerced = {name: check_setting(name, value) for name, value in values.items()}
+        if coerced.get("use_glove") and "embedding_dim" not in coerced:
+            glove_dim = coerced.get("glove_dim", cls.glove_dim)
+            coerced["embedding_dim"] = parse_glove_dim(glove_dim)
+        return cls(**coerced).validate()
+
+    def validate(self) -> "TrainConfig":
+        """Check every setting and the rules between them; ValueError names the first bad one."""
+        for item in fields(self):
+            setattr(self, item.name, check_setting(item.name, getattr(self, item.name)))
+        if self.use_glove:
+            check_glove_variant(self.glove_corpus, self.glove_dim)
+            size = parse_glove_dim(self.glove_dim)
+            if self.embedding_dim != size:
+                raise ValueError(f"--embedding-dim {self.embedding_dim} does not match --glove-dim {self.glove_dim}; "
+                                 f"use --embedding-dim {size} (or leave it out)")
+        return self
+
+    def resume_changes(self, saved: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+        """``{flag: (saved value, this value)}`` for each setting a resumed run may not change."""
+        changed = {}
+        for item in fields(self):
+            if item.metadata["resume"] == REFUSE and item.name in saved:
+                if saved[item.name] != getattr(self, item.name):
+                    changed[flag_name(item.name)] = (saved[item.name], getattr(self, item.name))
+        return changed
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+_FIELDS = {item.name: item for item in fields(TrainConfig)}
+_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def is_switch(name: str) -> bool:
+    """Whether setting ``name`` is an on/off flag pair (``--x`` / ``--no-x``) on the command line."""
+    return _kind(name)[0] is bool and not _FIELDS[name].metadata["takes_value"]
+
+
+def default_of(name: str) -> Any:
+    """The default value of the setting ``name``."""
+    default = _FIELDS[name].default
+    if default is MISSING:
+        raise KeyError(name)
+    return default
+
+
+def check_setting(name: str, value: Any, label: Optional[str] = None) -> Any:
+    """``value`` converted to the type of setting ``name`` and checked against its rule.
+
+    Strings are parsed ("3", "0.5", "false"); anything else must already have the
+    right type. ``label`` names the value in the message (default: the flag)."""
+    label = label or flag_name(name)
+    kind, optional = _kind(name)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{label} needs a value")
+    value = _convert(value, kind, label)
+    rule = _FIELDS[name].metadata
+    choices = rule["choices"]
+    if choices is not None and value not in choices:
+        raise ValueError(f"{label} must be one of {', '.join(choices)}, got {value!r}")
+    _check_range(value, rule, label)
+    return value
+
+
+def _kind(name: str) -> Tuple[type, bool]:
+    if name not in _FIELDS:
+        raise KeyError(f"unknown setting {name!r}")
+    hint = _TYPES[name]
+    arguments = typing.get_args(hint)
+    if type(None) in arguments:
+        return next(arg for arg in arguments if arg is not type(None)), True
+    return hint, False
+
+
+def _convert(value: Any, kind: type, label: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in TRUE_WORDS + FALSE_WORDS:
+            return value.lower() in TRUE_WORDS
+        raise ValueError(f"{label} must be true or false, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{label} must be text, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{label} must be a number, got {value!r}")
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and text.lstrip("+-").isdigit():
+            return int(text)
+        raise ValueError(f"{label} must be a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{label} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{label} must be a finite number, got {value!r}")
+    return number
+
+
+def _check_range(value: Any, rule: Mapping[str, Any], label: str) -> None:
+    minimum, above, below = rule["minimum"], rule["above"], rule["below"]
+    if minimum is not None and below is not None and not minimum <= value < below:
+        raise ValueError(f"{label} must be in [{minimum:g}, {below:g}), got {value}")
+    if above is not None and below is not None and not above < value < below:
+        raise ValueError(f"{label} must be between {above:g} and {below:g}, got {value}")
+    if minimum is not None and value < minimum:
+        words = "must not be negative" if minimum == 0 else f"must be at least {minimum:g}"
+        raise ValueError(f"{label} {words}, got {value}")
+    if above is not None and value <= above:
+        raise ValueError(f"{label} must be positive, got {value}" if above == 0
+                         else f"{label} must be above {above:g}, got {value}")
+
+
+def check_glove_variant(corpus: str, dimension: str) -> None:
+    """Raise ValueError listing the valid choices for an unknown corpus or dimension."""
+    if corpus not in GLOVE_VARIANTS:
+        raise ValueError(f"unknown GloVe corpus {corpus!r}; choose one of {', '.join(GLOVE_VARIANTS)}")
+    dimensions = GLOVE_VARIANTS[corpus]["dimensions"]
+    if dimension not in dimensions:
+        raise ValueError(f"GloVe {corpus} comes in {', '.join(dimensions)}, not {dimension!r}")
+
+
+def parse_glove_dim(dimension: str) -> int:
+    """``"50d"`` -> 50."""
+    text = str(dimension)
+    if not (text.endswith("d") and text[:-1].isdigit()):
+        raise ValueError(f"--glove-dim must look like 50d, 100d, 200d or 300d, got {dimension!r}")
+    return int(text[:-1])

@@ -1,0 +1,118 @@
+"""The parts of a training run's state that are not the model, the optimizer or a helper of
+their own: the epoch in progress, the history of finished epochs, and the random state.
+Each has ``state_dict()`` / ``load_state_dict()``; the Trainer's checkpoint is built from them."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from src.training.distributed import sum_over_ranks, world_size
+
+HISTORY_LISTS = ("train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
+                 "grad_norms", "epoch_times", "tokens_per_second")
+PROGRESS_TOTALS = ("loss_sum", "correct", "seen", "tokens")
+
+
+@dataclass
+class EpochProgress:
+    """Running totals of the epoch being trained; a mid-epoch checkpoint stores them."""
+
+    epoch: int
+    batches_done: int = 0
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: float = 0
+    tokens: float = 0.0
+    norms: List[float] = field(default_factory=list)
+    seconds: float = 0.0
+    world_size: int = field(default_factory=world_size)
+
+    def add(self, step: int, loss: float, correct: float, size: int, tokens: float, norm: Optional[float]) -> None:
+        self.batches_done = step
+        self.loss_sum += loss * size
+        self.correct += correct
+        self.seen += size
+        self.tokens += tokens
+        if norm is not None:
+            self.norms.append(norm)
+
+    def running(self) -> Dict[str, float]:
+        """Loss and accuracy so far on this process (for the progress bar)."""
+        return {"loss": self.loss_sum / self.seen, "accuracy": self.correct / self.seen}
+
+    def over_all_ranks(self, device: torch.device) -> "EpochProgress":
+        """A copy whose totals are summed over every process (what a checkpoint stores)."""
+        merged = copy.deepcopy(self)
+        for name, value in zip(PROGRESS_TOTALS, sum_over_ranks([getattr(self, k) for k in PROGRESS_TOTALS], device)):
+            setattr(merged, name, value)
+        return merged
+
+    def without_totals(self) -> "EpochProgress":
+        """A copy with zero totals: ranks other than 0 resume so, rank 0 carries the sums of all."""
+        return EpochProgress(**{**asdict(self), **{name: 0.0 for name in PROGRESS_TOTALS}})
+
+    def summary(self, elapsed: float, device: torch.device) -> Dict[str, float]:
+        """The finished epoch's metrics over all processes."""
+        loss_sum, correct, seen, tokens = sum_over_ranks([getattr(self, k) for k in PROGRESS_TOTALS], device)
+        seen = max(seen, 1)
+        return {"loss": loss_sum / seen, "accuracy": correct / seen,
+                "grad_norm": sum(self.norms) / len(self.norms) if self.norms else float("nan"),
+                "tokens_per_second": tokens / elapsed, "seconds": elapsed}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, Any]) -> "EpochProgress":
+        return cls(**copy.deepcopy(state))
+
+
+class TrainingHistory(dict):
+    """Per-epoch metrics and the run's totals, as the plain dict that ``Trainer.train`` returns."""
+
+    def __init__(self) -> None:
+        super().__init__({key: [] for key in HISTORY_LISTS})
+        self.update(best_val_loss=float("inf"), best_val_accuracy=0.0, best_epoch=None, epochs_completed=0,
+                    stopped_early=False, total_time=0.0)
+
+    def record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float],
+               best_epoch: Optional[int]) -> None:
+        for key, value in (("train_losses", train_metrics["loss"]), ("val_losses", val_metrics["loss"]),
+                           ("train_accuracies", train_metrics["accuracy"]),
+                           ("val_accuracies", val_metrics["accuracy"]), ("learning_rates", lr),
+                           ("grad_norms", train_metrics["grad_norm"]), ("epoch_times", train_metrics["seconds"]),
+                           ("tokens_per_second", train_metrics["tokens_per_second"])):
+            self[key].append(value)
+        self["epochs_completed"] = epoch
+        self["total_time"] += train_metrics["seconds"]
+        self["best_val_accuracy"] = max(self["best_val_accuracy"], val_metrics["accuracy"])
+        self["best_val_loss"] = min(self["best_val_loss"], val_metrics["loss"])
+        self["best_epoch"] = best_epoch
+
+    def last(self, key: str) -> Any:
+        return self[key][-1] if self[key] else None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return copy.deepcopy(dict(self))
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.clear()
+        self.update(copy.deepcopy(state))
+
+
+def rng_state_dict() -> Dict[str, Any]:
+    """torch's random state on the CPU and every CUDA device."""
+    state: Dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def load_rng_state_dict(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([item.cpu() for item in state["cuda"]])
