@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import BucketBatchSampler, TextPreprocessor, load_imdb  # noqa: E402
-from src.data.datasets import padding_fraction, truncate_ids  # noqa: E402
+from src.data import truncate_ids  # noqa: E402
+from src.data.datasets import padding_fraction  # noqa: E402
 
 
 def timed(function, *args):

@@ -13,7 +13,6 @@ one JSON object.
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
-from src.models.model_dir import save_model_directory  # noqa: E402
+from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
 from src.models.ngram_model import NGRAM_FILE  # noqa: E402
 
 SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
@@ -66,16 +65,14 @@ def main() -> None:
     splits = load_imdb_splits(args.data_dir)
     texts, singles = splits["test"].texts[: args.reviews], splits["test"].texts[-args.single:]
     model_dirs = {"model_dir": args.model_dir} if args.model_dir else {}
-    if args.model_dir and (Path(args.model_dir) / NGRAM_FILE).is_file():
+    if args.model_dir and (Path(args.model_dir) / NGRAM_FILE).is_file():  # the same model without its blend
         model_dirs["lstm_only"] = tempfile.mkdtemp(prefix="predict-bench-lstm-only-")
-        shutil.copytree(args.model_dir, model_dirs["lstm_only"], dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(NGRAM_FILE))
+        save_model_directory(model_dirs["lstm_only"], *load_model_directory(args.model_dir))
     if not model_dirs:
         processor = TextPreprocessor().build_vocab(splits["train"].texts)
         for name, size in SIZES.items():
             model_dirs[name] = tempfile.mkdtemp(prefix=f"predict-bench-{name}-")
-            save_model_directory(model_dirs[name], LSTMClassifier(processor.vocab_size, **size), processor,
-                                 {"max_length": 400})
+            save_model_directory(model_dirs[name], LSTMClassifier(processor.vocab_size, **size), processor)
     result = {name: measure(path, texts, singles, args.batch_size) for name, path in model_dirs.items()}
     if "fast" in result:
         result["fast_vs_default_batch_speed"] = round(

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import BucketBatchSampler, ReviewDataset, TextPreprocessor, collate_batch, load_imdb  # noqa: E402
-from src.data.datasets import truncate_ids  # noqa: E402
+from src.data import truncate_ids  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.training import create_trainer  # noqa: E402
 

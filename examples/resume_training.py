@@ -33,9 +33,9 @@ def main() -> None:
     if state.get("preprocessor") is None:
         sys.exit(f"{latest} holds no vocabulary; train with create_trainer(..., preprocessor=preprocessor)")
     preprocessor = TextPreprocessor.from_dict(state["preprocessor"])
-    train_loader, val_loader, _, _ = create_data_loaders(
-        args.data_dir, batch_size=32, max_length=200, max_train_samples=args.max_train_samples,
-        max_test_samples=10, preprocessor=preprocessor)
+    train_loader, val_loader, _, _ = create_data_loaders(  # the saved preprocessor sets max_length and truncation
+        args.data_dir, batch_size=32, max_train_samples=args.max_train_samples, max_test_samples=10,
+        preprocessor=preprocessor)
     model = LSTMClassifier.from_config(state["model_config"])
     trainer = create_trainer(model, train_loader, val_loader, learning_rate=0.002,
                              checkpoint_dir=args.checkpoint_dir, preprocessor=preprocessor)

@@ -1,18 +1,23 @@
+"""Shared fixtures: the real data (skipped with the reason where it is absent) and small real subsets of it."""
+
+import re
 import tarfile
 
 import pytest
 
-from tests.helpers import IMDB_ARCHIVE, SHARED_DATA
+from tests.helpers import IMDB_ARCHIVE, SHARED_DATA, SUBSET_IDS, write_review_csvs
+
+_LABELLED = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt$")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that need the real data are skipped, with the reason, where it is absent."""
-    if IMDB_ARCHIVE.is_file():
-        return
+    """Mark the tests that read the real data ``real_data``, and skip them, with the reason, where it is absent."""
     skip = pytest.mark.skip(reason=f"real data not found under {SHARED_DATA} (set LSTM_SENTIMENT_SHARED_DATA)")
     for item in items:
-        if "real_data" in item.fixturenames or item.get_closest_marker("real_data"):
-            item.add_marker(skip)
+        if "real_data" in item.fixturenames:
+            item.add_marker(pytest.mark.real_data)
+            if not IMDB_ARCHIVE.is_file():
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +27,27 @@ def real_data():
 
 @pytest.fixture(scope="session")
 def imdb_tree(tmp_path_factory, real_data):
-    """The real archive extracted once per test session (a few seconds)."""
+    """An ``aclImdb`` tree of real reviews, extracted once per session: reviews 0-999 of every split
+    and label (1,000 positive and 1,000 negative for training and for test), no unlabeled ones."""
     root = tmp_path_factory.mktemp("imdb")
     with tarfile.open(IMDB_ARCHIVE) as tar:
         for member in tar:
-            if "/unsup/" not in member.name:
+            match = _LABELLED.match(member.name)
+            if (match and int(match.group(3)) < SUBSET_IDS) or member.isdir() and "/unsup" not in member.name:
                 tar.extract(member, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def imdb_subset_archive(imdb_tree, tmp_path_factory):
+    """``imdb_tree`` packed as ``aclImdb_v1.tar.gz``: a small archive of the real layout."""
+    archive = tmp_path_factory.mktemp("subset-archive") / "aclImdb_v1.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(imdb_tree / "aclImdb", arcname="aclImdb")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def csv_reviews(imdb_tree, tmp_path_factory):
+    """600 training and 200 test reviews of the real data set as CSV files (quick to load)."""
+    return write_review_csvs(imdb_tree, tmp_path_factory.mktemp("csv-reviews"), 600, 200)

@@ -16,6 +16,7 @@ SHARED_DATA = Path(os.environ.get("LSTM_SENTIMENT_SHARED_DATA", REPO_ROOT.parent
 IMDB_ARCHIVE = SHARED_DATA / "imdb" / "aclImdb_v1.tar.gz"
 IMDB_SHA256 = "a65dbf52946dedca7b24fc4fab0a504c4c347e227406e021c78cc2e33b246096"
 GLOVE_ZIP = SHARED_DATA / "glove" / "glove.6B.zip"
+SUBSET_IDS = 1000  # the imdb_tree fixture holds reviews 0-999 of each split and label: 4,000 real reviews
 
 
 class FileServer:
@@ -135,6 +136,18 @@ def tiny_model(vocab_size: int = 30, **overrides):
     settings = dict(vocab_size=vocab_size, embedding_dim=8, hidden_dim=8, n_layers=1, dropout=0.1)
     settings.update(overrides)
     return LSTMClassifier(**settings)
+
+
+def make_trainer(run_dir: Path, seed: int = 0, data_seed: Optional[int] = None, **kwargs):
+    """A tiny model on ``synthetic_loaders`` with ``create_trainer`` (learning rate 0.01, no progress bar)."""
+    from src.training import create_trainer
+    from src.utils.seed import set_seed
+
+    set_seed(seed)
+    train_loader, val_loader = synthetic_loaders(seed=seed if data_seed is None else data_seed)
+    model = tiny_model(**kwargs.pop("model", {}))
+    kwargs.setdefault("learning_rate", 0.01)
+    return create_trainer(model, train_loader, val_loader, checkpoint_dir=run_dir, progress=False, **kwargs)
 
 
 def write_review_csvs(imdb_tree: Path, folder: Path, train_count: int, test_count: int) -> Path:

@@ -1,6 +1,7 @@
 """train_model.py: end to end on real reviews, config files, resume, and bad values."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,13 +13,14 @@ from src.training.train_model import main, resolve_config
 from tests.helpers import REPO_ROOT
 
 SMALL = ["--embedding-dim", "32", "--hidden-dim", "16", "--max-length", "120", "--batch-size", "32",
-         "--max-train-samples", "1000", "--max-test-samples", "500", "--quiet"]
+         "--max-train-samples", "1000", "--max-test-samples", "500", "--pretrain-lm-epochs", "0", "--quiet"]
 
 
-def test_script_trains_on_real_reviews_and_writes_a_model_directory(tmp_path, real_data):
+@pytest.mark.slow
+def test_script_trains_on_real_reviews_and_writes_a_model_directory(tmp_path, imdb_tree):
     out, run = tmp_path / "model", tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "src/training/train_model.py", "--data-dir", str(real_data / "imdb"), "--epochs", "1",
+        [sys.executable, "src/training/train_model.py", "--data-dir", str(imdb_tree), "--epochs", "1",
          "--output-dir", str(out), "--checkpoint-dir", str(run), *SMALL],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -88,6 +90,7 @@ def test_data_errors_are_one_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_help_lists_every_documented_flag():
     text = subprocess.run([sys.executable, "src/training/train_model.py", "--help"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120).stdout
@@ -170,3 +173,69 @@ def test_ngram_blend_flag_turns_the_blend_on_and_off():
     assert resolve_config(["--ngram-blend"]).ngram_blend is True
     recommended = str(REPO_ROOT / "configs" / "recommended.yaml")
     assert resolve_config(["--config", recommended, "--no-ngram-blend"]).ngram_blend is False
+
+
+@pytest.mark.parametrize("file_settings, expected", [
+    ({"bidirectional": "false"}, ("bidirectional", False)),
+    ({"bidirectional": False, "epochs": 3}, ("epochs", 3)),
+    ({"learning_rate": "0.01"}, ("learning_rate", 0.01)),
+    ({"epochs": float("nan")}, "--epochs must be a whole number, got nan"),
+    ({"dropout": float("nan")}, "--dropout must be a finite number"),
+    ({"seed": "abc"}, "--seed must be a whole number, got 'abc'"),
+    ({"epochs": "ten"}, "--epochs must be a whole number, got 'ten'"),
+    ({"use_glove": "maybe"}, "--use-glove must be true or false, got 'maybe'"),
+    ({"hidden_dim": 1.5}, "--hidden-dim must be a whole number, got 1.5"),
+])
+def test_config_file_values_are_checked_with_their_type(tmp_path, capsys, file_settings, expected):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(file_settings))
+    if isinstance(expected, tuple):
+        assert getattr(resolve_config(["--config", str(config)]), expected[0]) == expected[1]
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        resolve_config(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
+
+
+def test_the_python_api_checks_with_the_same_rules():
+    from src.data.preprocessing import TextPreprocessor
+    from src.models.lstm_model import LSTMClassifier
+
+    with pytest.raises(ValueError, match="max_length must be at least 1, got 0"):
+        TextPreprocessor(max_length=0)
+    with pytest.raises(ValueError, match="truncation must be one of head, head_tail"):
+        TextPreprocessor(truncation="middle")
+    with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\)"):
+        LSTMClassifier(vocab_size=10, dropout=1.0)
+    assert LSTMClassifier(vocab_size=10).config.embedding_dim == resolve_config([]).embedding_dim
+
+
+def test_min_delta_flag():
+    assert resolve_config([]).min_delta == 0.001
+    assert resolve_config(["--min-delta", "0.01"]).min_delta == 0.01
+
+
+TINY_RUN = ["--embedding-dim", "8", "--hidden-dim", "8", "--max-length", "60", "--max-vocab-size", "2000",
+            "--pretrain-lm-epochs", "0", "--quiet", "--no-tensorboard"]
+
+
+def test_resume_refuses_changed_settings_and_data_but_not_epochs(tmp_path, csv_reviews, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(csv_reviews, data)
+    args = ["--data-dir", str(data), "--output-dir", str(tmp_path / "model"), "--checkpoint-dir",
+            str(tmp_path / "run"), *TINY_RUN]
+    assert main(args + ["--epochs", "1"]) == 0
+    capsys.readouterr()
+    code = main(args + ["--epochs", "2", "--resume", "auto", "--seed", "7", "--max-length", "50"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--seed (checkpoint 42, now 7)" in err and "--max-length (checkpoint 60, now 50)" in err
+    lines = (data / "train.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (data / "train.csv").write_text("".join(lines[:1] + lines[2:]), encoding="utf-8")  # one review fewer
+    assert main(args + ["--epochs", "2", "--resume", "auto"]) == 2
+    assert "the training data changed" in capsys.readouterr().err
+    shutil.copy(csv_reviews / "train.csv", data / "train.csv")
+    allowed = ["--epochs", "2", "--early-stopping-patience", "3", "--min-delta", "0.01", "--resume", "auto"]
+    assert main(args + allowed) == 0
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["history"]["epochs_completed"] == 2

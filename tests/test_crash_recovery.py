@@ -13,16 +13,12 @@ import pytest
 import torch
 
 from src.utils.checkpoint_io import load_state
-from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
+from tests.helpers import REPO_ROOT, train_script_arguments
+
+pytestmark = pytest.mark.slow  # subprocesses
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--max-length", "80", "--batch-size", "16",
-        "--max-vocab-size", "5000", "--epochs", "3", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def csv_reviews(imdb_tree, tmp_path_factory):
-    """600 training and 200 test reviews of the real data set as CSV files (quick to load)."""
-    return write_review_csvs(imdb_tree, tmp_path_factory.mktemp("csv-reviews"), 600, 200)
+        "--max-vocab-size", "5000", "--epochs", "3", "--pretrain-lm-epochs", "0", "--quiet"]
 
 
 def command(data, out, run, *extra):
@@ -72,8 +68,9 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes(csv_reviews, tmp_path):
     assert "test accuracy" in done.stdout
 
 
-# long enough that 20 kills land before the run can finish, even on a fast machine
-KILL_RUN = ["--save-every-steps", "1", "--epochs", "20", "--early-stopping-patience", "50"]
+# long enough that the kills land before the run can finish, even on a fast machine
+KILL_RUN = ["--save-every-steps", "1", "--epochs", "6", "--early-stopping-patience", "50"]
+KILLS = 10
 
 
 def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_path):
@@ -83,7 +80,7 @@ def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_pa
     assert straight.returncode == 0, straight.stderr
     out, run = tmp_path / "model", tmp_path / "run"
     rng, kills = random.Random(1), 0
-    for attempt in range(20):
+    for attempt in range(KILLS):
         extra = KILL_RUN + (["--resume", "auto"] if attempt else [])
         started_before = training_starts(run)
         process = subprocess.Popen(command(csv_reviews, out, run, *extra), cwd=REPO_ROOT,
@@ -96,7 +93,7 @@ def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_pa
         _, stderr = process.communicate(timeout=60)
         assert process.returncode in (0, -signal.SIGKILL), f"attempt {attempt}: {stderr[-2000:]}"
         assert_checkpoints_loadable(run)
-    assert kills == 20
+    assert kills == KILLS
     final = subprocess.run(command(csv_reviews, out, run, *KILL_RUN, "--resume", "auto"),
                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr

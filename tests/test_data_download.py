@@ -11,7 +11,7 @@ from src.data import download_imdb, load_imdb
 from src.data import imdb as imdb_module
 from src.exceptions import DownloadError, UnsafeArchiveError
 from src.utils import archive as archive_module
-from src.utils.download import download_file
+from src.utils.download import download_file, sha256_of
 from tests.helpers import IMDB_ARCHIVE, IMDB_SHA256, FileServer
 
 NAME = "aclImdb_v1.tar.gz"
@@ -24,16 +24,26 @@ def served(tmp_path_factory, real_data):
     return root
 
 
-def test_download_verifies_extracts_and_is_idempotent(served, tmp_path):
+def test_the_real_archive_downloads_and_verifies(served, tmp_path):
     with FileServer(served) as server:
-        tree = download_imdb(tmp_path, url=f"{server.url}/{NAME}", expected_sha256=IMDB_SHA256, progress=False)
-        assert tree == tmp_path / "aclImdb"
+        path = download_file(f"{server.url}/{NAME}", tmp_path / NAME, expected_size=IMDB_ARCHIVE.stat().st_size,
+                             expected_sha256=IMDB_SHA256, progress=False)
+    assert path.read_bytes() == IMDB_ARCHIVE.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+def test_download_extracts_and_is_idempotent(imdb_subset_archive, tmp_path):
+    """The whole of download_imdb on a real-layout archive of 4,000 real reviews."""
+    target = tmp_path / "data"
+    with FileServer(imdb_subset_archive.parent) as server:
+        url = f"{server.url}/{NAME}"
+        tree = download_imdb(target, url=url, expected_sha256=sha256_of(imdb_subset_archive), progress=False)
+        assert tree == target / "aclImdb"
         assert len(server.requests) == 1
-        again = download_imdb(tmp_path, url=f"{server.url}/{NAME}", progress=False)
+        again = download_imdb(target, url=url, progress=False)
         assert again == tree and len(server.requests) == 1  # nothing fetched the second time
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["aclImdb", NAME]
-    test = load_imdb(tmp_path, "test")
-    assert len(test.texts) == 25000 and sum(test.labels) == 12500
+    assert sorted(p.name for p in target.iterdir()) == ["aclImdb", NAME]
+    test = load_imdb(target, "test")
+    assert len(test.texts) == 2000 and sum(test.labels) == 1000
 
 
 def test_wrong_checksum_is_refused_and_nothing_is_kept(served, tmp_path):

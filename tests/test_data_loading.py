@@ -3,8 +3,9 @@
 import pytest
 
 from src.data import load_imdb, load_imdb_splits
+from src.data import loaders
 from src.exceptions import DataError
-from tests.helpers import IMDB_ARCHIVE, write_imdb_tree
+from tests.helpers import IMDB_ARCHIVE, SUBSET_IDS, synthetic_reviews, write_imdb_tree
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +24,12 @@ def test_real_archive_read_in_place(from_archive):
 
 
 def test_extracted_tree_gives_the_same_data_as_the_archive(from_archive, imdb_tree):
+    # reviews come ordered by (label, id); the tree holds ids 0-999 of each label
+    subset = list(range(SUBSET_IDS)) + list(range(12500, 12500 + SUBSET_IDS))
+    expected = from_archive["train"].select(subset)
     for root in (imdb_tree, imdb_tree / "aclImdb"):
         train = load_imdb(root, "train")
-        assert train.texts == from_archive["train"].texts
-        assert train.labels == from_archive["train"].labels
-        assert train.ratings == from_archive["train"].ratings
+        assert (train.texts, train.labels, train.ratings) == (expected.texts, expected.labels, expected.ratings)
 
 
 def test_csv_data(tmp_path):
@@ -95,3 +97,26 @@ def test_wrong_archive(tmp_path):
 def test_unknown_split(tmp_path):
     with pytest.raises(DataError, match="unknown split 'dev'"):
         load_imdb(tmp_path, "dev")
+
+
+def test_imdb_is_downloaded_only_into_a_missing_or_empty_folder(tmp_path, monkeypatch):
+    downloads = []
+
+    def fake_download(root):
+        downloads.append(root.name)
+        return write_imdb_tree(root, {split: synthetic_reviews(5) for split in ("train", "test")})
+
+    monkeypatch.setattr(loaders, "download_imdb", fake_download)
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "train.tsv").write_text("text\tlabel\nfine\t1\n")
+    with pytest.raises(DataError, match="own holds no IMDB data: expected .*train.csv.*since it is not empty"):
+        loaders.split_reviews(own)
+    assert downloads == [] and [p.name for p in own.iterdir()] == ["train.tsv"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "interrupted").mkdir()
+    (tmp_path / "interrupted" / "aclImdb_v1.tar.gz.part").write_bytes(b"half")
+    for name in ("missing", "empty", "interrupted"):
+        train, val, test = loaders.split_reviews(tmp_path / name, validation_split=0.2)
+        assert len(train.texts) + len(val.texts) == 10 and len(test.texts) == 10
+    assert downloads == ["missing", "empty", "interrupted"]

@@ -5,7 +5,7 @@ import torch
 from src.data import BucketBatchSampler, collate_batch, create_data_loaders, truncate_ids
 from src.data.datasets import padding_fraction
 from src.exceptions import DataError
-from tests.helpers import IMDB_ARCHIVE, synthetic_reviews, write_imdb_tree
+from tests.helpers import synthetic_reviews, write_imdb_tree
 
 
 def test_collate_pads_to_the_batch_maximum():
@@ -60,8 +60,8 @@ def test_unshuffled_sampler_sorts_by_length():
 
 
 @pytest.fixture(scope="module")
-def small_loaders(real_data):
-    return create_data_loaders(IMDB_ARCHIVE.parent, batch_size=32, max_length=100, max_train_samples=1000,
+def small_loaders(imdb_tree):
+    return create_data_loaders(imdb_tree, batch_size=32, max_length=100, max_train_samples=1000,
                                max_test_samples=400, validation_split=0.2, seed=7, download=False)
 
 
@@ -76,14 +76,14 @@ def test_loaders_on_real_reviews(small_loaders):
     assert processor.vocab_size <= 25000 and processor.is_fitted
 
 
-def test_split_is_reproducible_and_disjoint(small_loaders, real_data):
+def test_split_is_reproducible_and_disjoint(small_loaders, imdb_tree):
     train, val, _, _ = small_loaders
-    again = create_data_loaders(IMDB_ARCHIVE.parent, batch_size=32, max_length=100, max_train_samples=1000,
+    again = create_data_loaders(imdb_tree, batch_size=32, max_length=100, max_train_samples=1000,
                                 max_test_samples=400, validation_split=0.2, seed=7, download=False)
     fingerprint = lambda ds: sorted(tuple(x.tolist()) for x in ds.token_ids)  # noqa: E731
     assert fingerprint(again[1].dataset) == fingerprint(val.dataset)
     assert not set(fingerprint(train.dataset)) & set(fingerprint(val.dataset))
-    other = create_data_loaders(IMDB_ARCHIVE.parent, batch_size=32, max_length=100, max_train_samples=1000,
+    other = create_data_loaders(imdb_tree, batch_size=32, max_length=100, max_train_samples=1000,
                                 max_test_samples=400, validation_split=0.2, seed=8, download=False)
     assert fingerprint(other[1].dataset) != fingerprint(val.dataset)
 

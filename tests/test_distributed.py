@@ -8,9 +8,11 @@ import pytest
 
 from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 ACCURACY_TOLERANCE = 0.08  # two runs see the same reviews in another order; they may differ by this much
 SETTINGS = ["--embedding-dim", "32", "--hidden-dim", "32", "--max-length", "100", "--epochs", "3",
-            "--learning-rate", "0.005", "--max-vocab-size", "10000", "--quiet"]
+            "--learning-rate", "0.005", "--max-vocab-size", "10000", "--pretrain-lm-epochs", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")

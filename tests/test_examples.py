@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # subprocesses
 
 
 def run(script, *args):

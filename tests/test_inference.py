@@ -29,8 +29,8 @@ def trained(imdb_tree, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     cfg = TrainConfig(data_dir=str(imdb_tree), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"),
                       epochs=2, embedding_dim=32, hidden_dim=24, max_length=150, batch_size=32,
-                      max_train_samples=1500, max_test_samples=300, learning_rate=0.003, quiet=True,
-                      tensorboard=True)
+                      max_train_samples=1500, max_test_samples=300, learning_rate=0.003, pretrain_lm_epochs=0,
+                      quiet=True, tensorboard=True)
     run_training(cfg)
     return root / "model", root / "run"
 
@@ -84,6 +84,20 @@ def test_predict_cli_errors(trained, tmp_path, capsys):
     assert "not a model directory" in err and err.count("\n") == 1
 
 
+def test_predict_splits_lines_only_at_line_ends(trained, tmp_path, capsys):
+    """U+0085 (a Latin-1 byte 0x85), U+2028, form feeds and the like are not line ends in a text file."""
+    reviews = ["Loved it\x85 truly\x0c a gem", "Awful\u2028and long\x1c", "Fine\x0bfilm", "Last one, no newline"]
+    (tmp_path / "utf8.txt").write_text("\r\n".join(reviews[:3]) + "\n\n" + reviews[3], encoding="utf-8")
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "utf8.txt")]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == reviews
+    (tmp_path / "latin.txt").write_bytes(b"Tr\xe8s bien\x85 vraiment\nNul\x85\n")
+    assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "latin.txt"),
+                         "--encoding", "latin-1"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
+        "Tr\xe8s bien\x85 vraiment", "Nul\x85"]
+
+
+@pytest.mark.slow
 def test_predict_as_a_module(trained):
     result = subprocess.run([sys.executable, "-m", "src.inference.predict", "--model-dir", str(trained[0]), "Superb!"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -23,9 +23,9 @@ def python_snippets(path):
 
 
 @pytest.fixture
-def small_budget(monkeypatch, tmp_path, real_data):
+def small_budget(monkeypatch, tmp_path, real_data, imdb_tree):
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "imdb").symlink_to(real_data / "imdb")
+    (tmp_path / "data" / "imdb").symlink_to(imdb_tree)  # 4,000 real reviews: quicker to read than the archive
     (tmp_path / "data" / "glove").mkdir()
     (tmp_path / "data" / "glove" / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
     monkeypatch.chdir(tmp_path)

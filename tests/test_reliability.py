@@ -20,8 +20,7 @@ from src.training import GloVeLoader
 from src.utils.checkpoint_io import load_state, save_state
 from src.training.trainer import MID_EPOCH_NAME
 from src.training.train_model import main
-from tests.helpers import REPO_ROOT, tiny_model
-from tests.test_training_integration import make_trainer
+from tests.helpers import REPO_ROOT, make_trainer, tiny_model
 
 
 def interrupt_at(trainer, step_count, signum=signal.SIGTERM):
@@ -55,6 +54,7 @@ def test_signal_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert not (tmp_path / "parts" / MID_EPOCH_NAME).exists()  # superseded by the epoch checkpoints
 
 
+@pytest.mark.slow
 def test_second_run_on_the_same_folder_is_refused(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from src.training.run_control import RunLock\n"

@@ -7,21 +7,12 @@ import pytest
 import torch
 
 from src.exceptions import CheckpointError, TrainingError
-from src.training import Trainer, create_trainer
+from src.training import Trainer
 from src.utils.checkpoint_io import load_state
-from src.utils.seed import set_seed
-from tests.helpers import synthetic_loaders, tiny_model
+from tests.helpers import make_trainer, synthetic_loaders, tiny_model
 
 HISTORY_KEYS = {"train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
                 "best_val_loss", "best_val_accuracy", "best_epoch", "epochs_completed", "stopped_early", "total_time"}
-
-
-def make_trainer(tmp_path, seed=0, data_seed=None, **kwargs):
-    set_seed(seed)
-    train_loader, val_loader = synthetic_loaders(seed=seed if data_seed is None else data_seed)
-    model = tiny_model(**kwargs.pop("model", {}))
-    kwargs.setdefault("learning_rate", 0.01)
-    return create_trainer(model, train_loader, val_loader, checkpoint_dir=tmp_path, progress=False, **kwargs)
 
 
 def scripted_validation(trainer, losses):

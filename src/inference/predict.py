@@ -39,6 +39,16 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+# Valid inside a JSON string, but line ends to many readers (str.splitlines, JavaScript): escaped,
+# so that every output object stays on its own line.
+_LINE_LIKE = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(record: dict) -> str:
+    """``record`` as one line of JSON Lines, text kept readable (not ASCII-escaped)."""
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_LIKE) + "\n"
+
+
 def file_lines(text: str) -> List[str]:
     """The lines of a text file: split at "\n" (and "\r\n") only, not at the other characters
     ``str.splitlines`` treats as line ends (U+0085, U+2028, form feed, ...), which can occur inside a review."""
@@ -88,8 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results = predictor.predict_batch(reviews, batch_size=args.batch_size)
     except PipelineError as err:
         return fail(str(err))
-    lines = "".join(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n"
-                    for text, result in zip(reviews, results))
+    lines = "".join(json_line({"text": text, **result}) for text, result in zip(reviews, results))
     if args.output:
         atomic_write_text(args.output, lines)
         print(f"{len(results)} predictions written to {args.output}", file=sys.stderr)

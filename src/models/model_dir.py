@@ -13,7 +13,6 @@ files it was saved with, so a directory that mixes two runs is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,6 +28,7 @@ from src.exceptions import CheckpointError, DataError
 from src.models.lstm_model import LSTMClassifier
 from src.models.ngram_model import NGRAM_FILE, NgramBlend
 from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
+from src.utils.download import sha256_of
 from src.utils.io import atomic_write_json, replace_directory
 
 logger = logging.getLogger(__name__)
@@ -79,15 +79,7 @@ def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, pre
 
 def _manifest(directory: Path) -> Dict[str, Optional[str]]:
     """SHA-256 of each file a prediction reads (None: the file must be absent)."""
-    return {name: _sha256(directory / name) if (directory / name).is_file() else None for name in PREDICTION_FILES}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return {name: sha256_of(directory / name) if (directory / name).is_file() else None for name in PREDICTION_FILES}
 
 
 def _check_manifest(directory: Path, manifest: Any) -> None:
