@@ -1,25 +1,34 @@
-"""Training throughput: this pipeline's training step against a textbook reference loop.
+"""Training throughput: this pipeline's training step against a textbook loop, and against the machine.
 
-Both train the same size of model (embedding 300, hidden 128, 2 layers, bidirectional,
-dropout 0.3, batch 64, max_length 400, Adam, clipping 1.0) on the same real IMDB
-training reviews, in this one process, alternating in rounds so that both see the
-same machine load:
+Both loops train a model of the default size, built from ``TrainConfig()``
+(embedding 300, hidden 128, 2 bidirectional layers, dropout 0.3, word dropout 0.3,
+batch 64, reviews cut to 400 tokens by ``head_tail``; Adam, clipping 1.0), on the
+same real IMDB training reviews, in this one process:
 
 * pipeline: its bucketing sampler, collate function, LSTMClassifier and Trainer step;
-* reference: random batches padded to the batch maximum, ``pack_padded_sequence``,
-  and a classifier on the final hidden state ``h_n``, as in the common tutorials.
+* reference: the same reviews in random batches padded to the batch maximum,
+  ``pack_padded_sequence`` through one ``nn.LSTM``, and a classifier on the final
+  hidden state ``h_n``, as in the common tutorials.
 
-Counts real (non-pad) tokens. The last line is one JSON object.
+Each round trains every batch of the pool once with each loop (alternating, so
+both see the same machine load), and the JSON line gives the median and the
+range of the rounds' real (non-pad) tokens per second. It also measures the
+machine's matrix-multiply rate on the LSTM's shapes, in float32 and bfloat16, and
+states what fraction of it the step reaches, given the model's FLOPs per real
+token. Name the CPU with every number you quote: the JSON line carries it.
 
-    .venv/bin/python bench/throughput.py --data-dir data/imdb [--steps 24]
+    .venv/bin/python bench/throughput.py --data-dir data/imdb [--batches 32 --rounds 3]
 """
 
 import argparse
 import json
+import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Dict, Iterable, List
 
 import numpy as np
 import torch
@@ -29,23 +38,22 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.config import TrainConfig  # noqa: E402
 from src.data import BucketBatchSampler, ReviewDataset, TextPreprocessor, collate_batch, load_imdb  # noqa: E402
-from src.data import truncate_ids  # noqa: E402
-from src.models.lstm_model import LSTMClassifier  # noqa: E402
+from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
 from src.training import create_trainer  # noqa: E402
-
-EMBEDDING, HIDDEN, LAYERS, DROPOUT, BATCH, MAX_LENGTH = 300, 128, 2, 0.3, 64, 400
 
 
 class TutorialLSTM(nn.Module):
-    """The usual tutorial model: packed sequences, classifier on the last hidden state."""
+    """The usual tutorial model at the same sizes: packed sequences, classifier on the last hidden state."""
 
-    def __init__(self, vocab_size: int):
+    def __init__(self, vocab_size: int, cfg: TrainConfig):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, EMBEDDING, padding_idx=0)
-        self.lstm = nn.LSTM(EMBEDDING, HIDDEN, LAYERS, bidirectional=True, dropout=DROPOUT, batch_first=True)
-        self.dropout = nn.Dropout(DROPOUT)
-        self.fc = nn.Linear(2 * HIDDEN, 1)
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=0)
+        self.lstm = nn.LSTM(cfg.embedding_dim, cfg.hidden_dim, cfg.n_layers, bidirectional=cfg.bidirectional,
+                            dropout=cfg.dropout, batch_first=True)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(2 * cfg.hidden_dim, 1)
 
     def forward(self, ids, lengths):
         packed = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
@@ -53,70 +61,124 @@ class TutorialLSTM(nn.Module):
         return self.fc(self.dropout(torch.cat([hidden[-2], hidden[-1]], dim=1))).squeeze(1)
 
 
-def reference_batches(dataset: ReviewDataset, seed: int):
+def cpu_facts() -> Dict[str, object]:
+    """The CPU's name, whether it has native bfloat16 arithmetic, and torch's thread count."""
+    flags, name = set(), platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"cpu": name, "native_bf16": bool({"avx512_bf16", "amx_bf16"} & flags),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def matmul_gflops(rows: int, inner: int, cols: int, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """Measured GFLOP/s of [rows, inner] @ [inner, cols] in ``dtype`` (best of repeated bursts)."""
+    a, b = torch.randn(rows, inner).to(dtype), torch.randn(inner, cols).to(dtype)
+    for _ in range(3):
+        a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * rows * inner * cols / (time.perf_counter() - started))
+    return best / 1e9
+
+
+def training_flops_per_token(cfg: TrainConfig) -> float:
+    """FLOPs of one training step per real token, counting the LSTMs' matrix multiplies: for each layer
+    and direction 2 * 4H * (input + H) forward, twice that backward."""
+    directions = 2 if cfg.bidirectional else 1
+    total = 0
+    for layer in range(cfg.n_layers):
+        inputs = cfg.embedding_dim if layer == 0 else cfg.hidden_dim * directions
+        total += directions * 2 * 4 * cfg.hidden_dim * (inputs + cfg.hidden_dim)
+    return 3.0 * total
+
+
+def reference_batches(dataset: ReviewDataset, batch_size: int, seed: int) -> List[tuple]:
     order = np.random.default_rng(seed).permutation(len(dataset))
-    for start in range(0, len(order) - BATCH + 1, BATCH):
-        yield collate_batch([dataset[i] for i in order[start: start + BATCH]])
+    return [collate_batch([dataset[i] for i in order[start: start + batch_size]])
+            for start in range(0, len(order), batch_size)]
 
 
-def reference_step(model, optimizer, criterion, batch) -> int:
-    ids, lengths, labels = batch
-    optimizer.zero_grad()
-    loss = criterion(model(ids, lengths), labels)
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    return int(lengths.sum())
-
-
-def timed_tokens(step_function, batches, count: int):
+def tokens_per_second(step: Callable[[tuple], None], batches: Iterable[tuple]) -> float:
     tokens, started = 0, time.perf_counter()
-    for _ in range(count):
-        tokens += step_function(next(batches))
-    return tokens, time.perf_counter() - started
+    for batch in batches:
+        step(batch)
+        tokens += int(batch[1].sum())
+    return tokens / (time.perf_counter() - started)
+
+
+def summary(rates: List[float]) -> Dict[str, float]:
+    return {"median": round(statistics.median(rates)), "min": round(min(rates)), "max": round(max(rates))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
-    parser.add_argument("--steps", type=int, default=24, help="timed pipeline steps (reference: a quarter of them)")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--reviews", type=int, default=8000, help="training reviews to draw batches from")
+    parser.add_argument("--batches", type=int, default=32, help="batches in the pool, trained once per round")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    cfg = TrainConfig()
     torch.manual_seed(0)
 
-    reviews = load_imdb(args.data_dir, "train").select(np.random.default_rng(0).permutation(25000)[: args.reviews])
-    processor = TextPreprocessor(max_vocab_size=25000)
-    dataset = ReviewDataset([truncate_ids(x, MAX_LENGTH) for x in processor.fit_encode(reviews.texts)], reviews.labels)
+    reviews = load_imdb(args.data_dir, "train")
+    pool = np.random.default_rng(0).permutation(len(reviews.texts))[: args.batches * cfg.batch_size]
+    reviews = reviews.select(pool)
+    processor = TextPreprocessor(max_length=cfg.max_length, truncation=cfg.truncation)
+    ids = [processor.truncate(x) for x in processor.fit_encode(reviews.texts)]
+    dataset = ReviewDataset(ids, reviews.labels)
 
-    sampler = BucketBatchSampler(dataset.lengths, BATCH, seed=0)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch)
-    model = LSTMClassifier(processor.vocab_size, EMBEDDING, HIDDEN, n_layers=LAYERS, dropout=DROPOUT)
-    trainer = create_trainer(model, loader, loader, device="cpu", progress=False, checkpoint_dir=tempfile.mkdtemp(prefix="throughput-"))
+    loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, cfg.batch_size, seed=0),
+                        collate_fn=collate_batch)
+    ours = list(loader)
+    model = LSTMClassifier(processor.vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
+    trainer = create_trainer(model, loader, loader, device="cpu", progress=False,
+                             checkpoint_dir=tempfile.mkdtemp(prefix="throughput-"))
     model.train()
+    reference = TutorialLSTM(processor.vocab_size, cfg).train()
+    ref_optimizer = torch.optim.Adam(reference.parameters(), lr=cfg.learning_rate)
+    criterion = nn.BCEWithLogitsLoss()
 
-    def pipeline_step(batch):
-        trainer.train_step(*batch)
-        return int(batch[1].sum())
+    def reference_step(batch):
+        batch_ids, lengths, labels = batch
+        ref_optimizer.zero_grad()
+        criterion(reference(batch_ids, lengths), labels).backward()
+        nn.utils.clip_grad_norm_(reference.parameters(), cfg.gradient_clip)
+        ref_optimizer.step()
 
-    reference = TutorialLSTM(processor.vocab_size).train()
-    ref_optimizer = torch.optim.Adam(reference.parameters(), lr=0.001)
-    ref_step = lambda batch: reference_step(reference, ref_optimizer, nn.BCEWithLogitsLoss(), batch)  # noqa: E731
-
-    ours_batches, ref_batches = iter(loader), reference_batches(dataset, seed=0)
-    timed_tokens(pipeline_step, ours_batches, 2)  # warm-up
-    timed_tokens(ref_step, ref_batches, 1)
-    ours_tokens = ours_seconds = ref_tokens = ref_seconds = 0.0
+    theirs = reference_batches(dataset, cfg.batch_size, seed=0)
+    tokens_per_second(lambda batch: trainer.train_step(*batch), ours[:2])  # warm-up
+    tokens_per_second(reference_step, theirs[:1])
+    our_rates, their_rates = [], []
     for _ in range(args.rounds):
-        tokens, seconds = timed_tokens(pipeline_step, ours_batches, max(1, args.steps // args.rounds))
-        ours_tokens, ours_seconds = ours_tokens + tokens, ours_seconds + seconds
-        tokens, seconds = timed_tokens(ref_step, ref_batches, max(1, args.steps // (4 * args.rounds)))
-        ref_tokens, ref_seconds = ref_tokens + tokens, ref_seconds + seconds
-    result = {"pipeline_tokens_per_s": round(ours_tokens / ours_seconds),
-              "reference_tokens_per_s": round(ref_tokens / ref_seconds),
-              "speedup": round((ours_tokens / ours_seconds) / (ref_tokens / ref_seconds), 2),
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
-    print(json.dumps(result))
+        our_rates.append(tokens_per_second(lambda batch: trainer.train_step(*batch), ours))
+        their_rates.append(tokens_per_second(reference_step, theirs))
+    report(cfg, our_rates, their_rates, len(ours), len(dataset))
+
+
+def report(cfg: TrainConfig, our_rates: List[float], their_rates: List[float], batches: int, reviews: int) -> None:
+    """One JSON line: both loops' tokens/s, their ratio, and the step against the matmul limit."""
+    hidden4 = 4 * cfg.hidden_dim
+    rows = cfg.batch_size * 256  # the input projection of a batch of 256-token reviews
+    gemm = {"float32": matmul_gflops(rows, cfg.embedding_dim, hidden4, torch.float32),
+            "bfloat16": matmul_gflops(rows, cfg.embedding_dim, hidden4, torch.bfloat16),
+            "recurrent_float32": matmul_gflops(cfg.batch_size, cfg.hidden_dim, hidden4, torch.float32)}
+    flops = training_flops_per_token(cfg)
+    ours = statistics.median(our_rates)
+    print(json.dumps({
+        "pipeline_tokens_per_s": summary(our_rates), "reference_tokens_per_s": summary(their_rates),
+        "speedup": round(ours / statistics.median(their_rates), 2),
+        "precision": "float32", "training_mflop_per_token": round(flops / 1e6, 2),
+        "matmul_gflop_per_s": {k: round(v, 1) for k, v in gemm.items()},
+        "fraction_of_matmul_limit": round(ours * flops / (gemm["float32"] * 1e9), 3),
+        "batches_per_round": batches, "reviews": reviews, "rounds": len(our_rates), **cpu_facts()}))
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ class TrainConfig:
     learning_rate: float = setting(0.001, "peak learning rate of the optimizer", "training", above=0)
     weight_decay: float = setting(1e-5, "L2 penalty of the optimizer", "training", minimum=0)
     optimizer: str = setting("adam", "optimizer", "training", choices=OPTIMIZER_TYPES)
-    scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after 2 epochs in a row "
-                             "without improvement", "training", choices=SCHEDULER_TYPES)
+    scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after 3 epochs in a row "
+                             "without a new best", "training", choices=SCHEDULER_TYPES)
     gradient_clip: float = setting(1.0, "largest gradient norm; 0 turns clipping off", "training", minimum=0)
     accumulation_steps: int = setting(1, "batches per optimizer step", "training", minimum=1)
     early_stopping_patience: Optional[int] = setting(5, "stop after this many epochs without improvement",
@@ -132,21 +132,27 @@ class TrainConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
+    def check_names(cls, names, where: str = "") -> None:
+        """Refuse names that are not settings; ``where`` says where they came from."""
+        unknown = sorted(set(names) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"{where + ' has ' if where else ''}unknown settings: {', '.join(unknown)}")
+
+    @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "TrainConfig":
         """A checked config from raw values (strings from the command line, values from a file).
 
-        GloVe decides the embedding size unless ``embedding_dim`` is given."""
+        GloVe decides the embedding size unless ``embedding_dim`` is given. The names
+        given are kept in ``given``: a resumed run takes the checkpoint's value of the others."""
         values = dict(settings)
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(f"unknown settings: {', '.join(unknown)}")
+        cls.check_names(values)
         if values.get("scheduler", "") is None:
             values["scheduler"] = "none"  # YAML's null, as in the spec's scheduler_type=None
-        coerced = {name: check_setting(name, value) for name, value in values.items()}
-        if coerced.get("use_glove") and "embedding_dim" not in coerced:
-            glove_dim = coerced.get("glove_dim", cls.glove_dim)
-            coerced["embedding_dim"] = parse_glove_dim(glove_dim)
-        return cls(**coerced).validate()
+        if "embedding_dim" not in values and check_setting("use_glove", values.get("use_glove", cls.use_glove)):
+            values["embedding_dim"] = parse_glove_dim(check_setting("glove_dim", values.get("glove_dim", cls.glove_dim)))
+        config = cls(**values).validate()
+        config.given = frozenset(settings)
+        return config
 
     def validate(self) -> "TrainConfig":
         """Check every setting and the rules between them; ValueError names the first bad one."""
@@ -160,14 +166,28 @@ class TrainConfig:
                                  f"use --embedding-dim {size} (or leave it out)")
         return self
 
-    def resume_changes(self, saved: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
-        """``{flag: (saved value, this value)}`` for each setting a resumed run may not change."""
-        changed = {}
+    def settle_resume(self, saved: Mapping[str, Any]) -> Tuple[Dict[str, Tuple[Any, Any]], Dict[str, Any]]:
+        """Match this config to the settings of the run it resumes (``saved``).
+
+        Every setting a resumed run may not change and that this config was not given
+        explicitly takes the saved value. Returns ``({flag: (saved, given)}`` of the
+        ones given differently, which a resume must refuse, ``{flag: saved}`` of those
+        taken over). A config built directly, not by ``from_settings``, counts as given
+        in full."""
+        given = getattr(self, "given", None)
+        changed, adopted = {}, {}
         for item in fields(self):
-            if item.metadata["resume"] == REFUSE and item.name in saved:
-                if saved[item.name] != getattr(self, item.name):
-                    changed[flag_name(item.name)] = (saved[item.name], getattr(self, item.name))
-        return changed
+            if item.metadata["resume"] != REFUSE or item.name not in saved:
+                continue
+            old, new = saved[item.name], getattr(self, item.name)
+            if old == new:
+                continue
+            if given is not None and item.name not in given:
+                setattr(self, item.name, old)
+                adopted[flag_name(item.name)] = old
+            else:
+                changed[flag_name(item.name)] = (old, new)
+        return changed, adopted
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -240,9 +260,11 @@ def _convert(value: Any, kind: type, label: str) -> Any:
     if kind is int:
         if isinstance(value, int):
             return value
-        text = value.strip() if isinstance(value, str) else None
-        if text is not None and text.lstrip("+-").isdigit():
-            return int(text)
+        try:
+            if isinstance(value, str):
+                return int(value)
+        except ValueError:
+            pass
         raise ValueError(f"{label} must be a whole number, got {value!r}")
     try:
         number = float(value)

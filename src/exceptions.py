@@ -25,6 +25,10 @@ class CheckpointError(PipelineError):
     """A checkpoint or model directory is missing, damaged or from another format version."""
 
 
+class FormatVersionError(CheckpointError):
+    """A checkpoint or model file of a format version this release does not read."""
+
+
 class TrainingError(PipelineError):
     """Training cannot go on (for example, the loss became NaN)."""
 

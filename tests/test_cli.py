@@ -239,3 +239,7 @@ def test_resume_refuses_changed_settings_and_data_but_not_epochs(tmp_path, csv_r
     allowed = ["--epochs", "2", "--early-stopping-patience", "3", "--min-delta", "0.01", "--resume", "auto"]
     assert main(args + allowed) == 0
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["history"]["epochs_completed"] == 2
+    bare = args[:6] + ["--epochs", "3", "--resume", "auto", "--quiet", "--no-tensorboard"]  # no model flags
+    assert main(bare) == 0
+    assert json.loads((tmp_path / "model" / "vocab.json").read_text())["max_length"] == 60  # the checkpoint's
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden_dim"] == 8

@@ -1,6 +1,7 @@
 """Two-process training with torchrun (gloo on CPU) on real reviews, and resuming it with one process."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -29,14 +30,22 @@ def train(data, root, processes, *extra):
     return json.loads((root / "model" / "metrics.json").read_text()), result
 
 
-def test_two_processes_match_one(reviews, tmp_path):
+@pytest.fixture(scope="module")
+def two_process_run(reviews, tmp_path_factory):
+    """Three epochs on 2 processes of 16 reviews a batch: (folder, metrics, completed process)."""
+    root = tmp_path_factory.mktemp("two")
+    metrics, result = train(reviews, root, 2, "--batch-size", "16")
+    return root, metrics, result
+
+
+def test_two_processes_match_one(reviews, two_process_run, tmp_path):
     # the same effective batch: 2 processes x 16 reviews against 1 process x 32
-    two, result = train(reviews, tmp_path / "two", 2, "--batch-size", "16")
+    root, two, result = two_process_run
     one, _ = train(reviews, tmp_path / "one", 1, "--batch-size", "32")
     assert abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= ACCURACY_TOLERANCE
     assert two["test"]["accuracy"] > 0.55 and two["test"]["n_examples"] == 400
     assert result.stdout.count("test accuracy") == 1  # rank 0 reports, once
-    run = tmp_path / "two" / "run"
+    run = root / "run"
     assert sorted(p.name for p in run.glob("checkpoint_epoch_*.pt")) == [
         "checkpoint_epoch_001.pt", "checkpoint_epoch_002.pt", "checkpoint_epoch_003.pt"]
     log = (run / "train.log").read_text()
@@ -45,7 +54,9 @@ def test_two_processes_match_one(reviews, tmp_path):
     assert [line["epoch"] for line in lines] == [1, 2, 3]
 
 
-def test_two_process_run_resumed_with_one_process(reviews, tmp_path):
-    train(reviews, tmp_path, 2, "--batch-size", "16", "--epochs", "1")
-    metrics, _ = train(reviews, tmp_path, 1, "--batch-size", "16", "--epochs", "2", "--resume", "auto")
-    assert metrics["history"]["epochs_completed"] == 2 and len(metrics["history"]["val_losses"]) == 2
+def test_two_process_run_resumed_with_one_process(reviews, two_process_run, tmp_path):
+    run = tmp_path / "resumed"
+    shutil.copytree(two_process_run[0], run)
+    metrics, _ = train(reviews, run, 1, "--batch-size", "16", "--epochs", "4", "--resume", "auto")
+    assert metrics["history"]["epochs_completed"] == 4 and len(metrics["history"]["val_losses"]) == 4
+    assert metrics["history"]["val_losses"][:3] == two_process_run[1]["history"]["val_losses"]

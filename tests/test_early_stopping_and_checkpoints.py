@@ -28,7 +28,7 @@ def test_improvement_rule():
     assert is_improvement(0.5, 0.6, "min", 0.05)
     assert not is_improvement(0.56, 0.6, "min", 0.05)
     assert is_improvement(0.9, 0.8, "max", 0.05) and not is_improvement(0.84, 0.8, "max", 0.05)
-    assert not is_improvement(float("nan"), 0.6, "min")
+    assert not is_improvement(float("nan"), 0.6, "min", 0.0)
 
 
 @pytest.mark.parametrize("values, kwargs, expected", [
@@ -70,7 +70,7 @@ def test_plateau_scheduler_follows_the_tracker():
     tracker = BestTracker("val_loss", min_delta=0.01)
     scheduler = create_scheduler(optimizer, "plateau", plateau_patience=1)
     for loss in [1.0, 0.995, 0.992]:  # improvements smaller than min_delta do not count
-        step_scheduler(scheduler, tracker.update(loss), loss)
+        step_scheduler(scheduler, tracker.update(loss), {"loss": loss, "accuracy": 0.5})
     assert optimizer.param_groups[0]["lr"] == 0.5
     restored = create_scheduler(optimizer, "plateau")
     restored.load_state_dict(scheduler.state_dict())
@@ -90,6 +90,7 @@ def test_one_best_epoch_for_early_stopping_the_checkpoint_and_the_schedule(tmp_p
     assert history["epochs_completed"] == 7 and history["stopped_early"]
     assert history["best_epoch"] == trainer.early_stopping.best_epoch == trainer.best.best_epoch == 3
     assert trainer.checkpoint_manager.best_path == "checkpoint_epoch_003.pt"
+    assert trainer.checkpoint_manager.load_best_checkpoint("loss").name == "checkpoint_epoch_003.pt"
     lrs = history["learning_rates"]
     assert lrs[:6] == [0.001] * 6 and lrs[6] == 0.0005  # three epochs without a gain, then halved
     best_weights = load_state(tmp_path / "best_model.pt")["model_state"]

@@ -1,23 +1,24 @@
-"""The example scripts run on a tiny subset of the real data, one after another."""
+"""The example scripts run on a tiny subset of the real data, one after another, as ``__main__``
+in this process (so the test does not pay for a new interpreter and torch import each time)."""
 
-import subprocess
+import runpy
 import sys
 
 import pytest
 
 from tests.helpers import REPO_ROOT
 
-pytestmark = pytest.mark.slow  # subprocesses
+
+@pytest.fixture
+def run(monkeypatch, capsys):
+    def run_script(script, *args):
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        runpy.run_path(str(REPO_ROOT / "examples" / script), run_name="__main__")
+        return capsys.readouterr().out
+    return run_script
 
 
-def run(script, *args):
-    result = subprocess.run([sys.executable, f"examples/{script}", *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_quick_train_resume_and_predict(tmp_path, imdb_tree):
+def test_quick_train_resume_and_predict(run, tmp_path, imdb_tree):
     model_dir, checkpoints = str(tmp_path / "model"), str(tmp_path / "checkpoints")
     out = run("quick_train.py", "--data-dir", str(imdb_tree), "--max-train-samples", "300",
               "--max-test-samples", "100", "--epochs", "1", "--output-dir", model_dir, "--checkpoint-dir", checkpoints)
@@ -34,7 +35,7 @@ def test_quick_train_resume_and_predict(tmp_path, imdb_tree):
     assert "ROC-AUC" in out and (evaluation / "evaluation.json").is_file() and (evaluation / "roc_curve.png").is_file()
 
 
-def test_train_with_glove(tmp_path, imdb_tree, real_data):
+def test_train_with_glove(run, tmp_path, imdb_tree, real_data):
     cache = tmp_path / "glove"
     cache.mkdir()
     (cache / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")

@@ -97,6 +97,5 @@ def test_sequence_path_is_a_runtime_setting():
     model = tiny()
     assert model.sequence_path == "padded" and list(model.state_dict()) == list(tiny().state_dict())
     assert not any("fused" in name for name, _ in model.named_parameters())
-    model.sequence_path = "cudnn"
     with pytest.raises(ValueError, match="sequence_path must be one of padded, packed"):
-        model(torch.tensor([[1, 2]]))
+        model.sequence_path = "cudnn"

@@ -15,6 +15,7 @@ from src.inference.metrics import binary_metrics
 from src.models import model_dir
 from src.models.model_dir import load_model_directory, save_model_directory
 from src.training import create_trainer
+from src.training.pipeline import find_resume_checkpoint
 from src.training.train_model import main
 from src.utils import io as io_module
 from src.utils.checkpoint_io import content_digest
@@ -79,11 +80,12 @@ def test_the_directory_is_replaced_as_a_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left
 
 
-def test_a_directory_with_another_runs_vocabulary_is_refused(tmp_path):
-    for name, seed, words in (("a", 1, WORDS), ("b", 2, OTHER_WORDS)):
-        save_model_directory(tmp_path / name, *model_and_vocabulary(seed, words))
-    (tmp_path / "a" / "vocab.json").write_bytes((tmp_path / "b" / "vocab.json").read_bytes())
-    with pytest.raises(CheckpointError, match="mixes files of two training runs"):
+@pytest.mark.parametrize("name", ["vocab.json", "config.json", "metrics.json"])
+def test_a_directory_with_another_runs_file_is_refused(tmp_path, name):
+    for run, seed, words in (("a", 1, WORDS), ("b", 2, OTHER_WORDS)):
+        save_model_directory(tmp_path / run, *model_and_vocabulary(seed, words), {"run": run}, {"run": run})
+    (tmp_path / "a" / name).write_bytes((tmp_path / "b" / name).read_bytes())
+    with pytest.raises(CheckpointError, match=f"mixes files of two training runs \\({name} not the one"):
         load_model_directory(tmp_path / "a")
 
 
@@ -135,6 +137,10 @@ def test_training_checkpoints_of_format_version_1_give_weights_but_no_resume(tmp
     with pytest.raises(CheckpointError, match="format version 1, this version of lstm-sentiment reads version 2"):
         trainer.load_checkpoint(tmp_path / "old.pt")
     assert trainer.load_checkpoint(tmp_path / "old.pt", load_optimizer=False)["epoch"] == 3
+    (tmp_path / "old-run").mkdir()
+    (tmp_path / "old.pt").rename(tmp_path / "old-run" / "checkpoint_epoch_003.pt")
+    with pytest.raises(CheckpointError, match="format version 1"):  # --resume auto must not start over it
+        find_resume_checkpoint(tmp_path / "old-run")
 
 
 def test_a_model_saved_from_the_python_api_predicts_as_training_evaluated(tmp_path, csv_reviews):

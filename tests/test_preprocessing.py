@@ -28,10 +28,18 @@ def test_encode_decode_and_unknown_words():
     ids = processor.encode("A great, unseen film")
     assert ids == [processor.stoi["a"], processor.stoi["great"], 1, processor.stoi["film"]]
     assert processor.decode(ids + [0, 0]) == "a great <unk> film"
-    assert processor.encode("a great film", max_length=2) == ids[:2]
     batch = processor.encode_batch(["a great film", ""])
     assert batch[0].dtype == np.int32 and batch[0].tolist() == processor.encode("a great film")
     assert batch[1].tolist() == []
+
+
+@pytest.mark.parametrize("truncation, kept", [("head", "w0 w1 w2 w3"), ("head_tail", "w0 w5 w6 w7")])
+def test_the_preprocessor_cuts_reviews_for_the_model(truncation, kept):
+    words = " ".join(f"w{i}" for i in range(8))
+    processor = TextPreprocessor(max_length=4, truncation=truncation).build_vocab([words])
+    [ids] = processor.encode_for_model([words])
+    assert processor.decode(ids) == kept
+    assert processor.encode_for_model([""])[0].tolist() == [processor.unk_idx]  # never empty
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -40,6 +48,7 @@ def test_save_and_load_round_trip(tmp_path):
     processor.save(path)
     loaded = TextPreprocessor.load(path)
     assert loaded.itos == processor.itos and loaded.max_vocab_size == 100
+    assert (loaded.max_length, loaded.truncation) == (processor.max_length, processor.truncation)
     assert loaded.encode("three two zero") == processor.encode("three two zero")
     assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]  # no temporary files left
 

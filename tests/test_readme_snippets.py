@@ -4,7 +4,6 @@ The snippets are written for the full data set and 20 epochs; here the loaders a
 capped at a few hundred short reviews and each ``train`` call at two epochs.
 """
 
-import functools
 import re
 
 import pytest
@@ -29,8 +28,12 @@ def small_budget(monkeypatch, tmp_path, real_data, imdb_tree):
     (tmp_path / "data" / "glove").mkdir()
     (tmp_path / "data" / "glove" / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
     monkeypatch.chdir(tmp_path)
-    small = functools.partial(src.data.create_data_loaders, max_train_samples=300, max_test_samples=100,
-                              max_length=48)
+    real_loaders = src.data.create_data_loaders
+
+    def small(*args, **kwargs):  # short reviews, whatever max_length the snippet asks for
+        cap = {} if kwargs.get("preprocessor") is not None else {"max_length": 48}
+        return real_loaders(*args, **{**kwargs, "max_train_samples": 300, "max_test_samples": 100, **cap})
+
     monkeypatch.setattr(src.data, "create_data_loaders", small)
     real_train = Trainer.train
     monkeypatch.setattr(Trainer, "train", lambda self, epochs, *a, **k: real_train(self, min(epochs, 2), *a, **k))

@@ -142,7 +142,7 @@ class TestTrainingIntegration:
     def test_amp_on_cpu_warns_and_trains_in_float32(self, tmp_path):
         with pytest.warns(RuntimeWarning, match="mixed precision needs a CUDA device"):
             trainer = make_trainer(tmp_path, use_amp=True, device="cpu")
-        assert trainer.amp_dtype is None and trainer.train(epochs=1)["epochs_completed"] == 1
+        assert trainer.precision.dtype is None and trainer.train(epochs=1)["epochs_completed"] == 1
 
     def test_checkpoint_of_another_model_shape_is_refused(self, tmp_path):
         trainer = make_trainer(tmp_path / "a")

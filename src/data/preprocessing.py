@@ -120,11 +120,10 @@ class TextPreprocessor:
         self.itos = itos
         self.stoi = {word: index for index, word in enumerate(itos)}
 
-    def encode(self, text: str, max_length: Optional[int] = None) -> List[int]:
-        """Token ids of ``text`` (unknown words map to ``<unk>``), cut to ``max_length``."""
+    def encode(self, text: str) -> List[int]:
+        """Token ids of all of ``text`` (unknown words map to ``<unk>``); ``encode_for_model`` cuts them."""
         get = self.stoi.get
-        ids = [get(token, UNK_IDX) for token in self.tokenize(text)]
-        return ids[:max_length] if max_length is not None else ids
+        return [get(token, UNK_IDX) for token in self.tokenize(text)]
 
     def encode_batch(self, texts: Iterable[str]) -> List[np.ndarray]:
         """Encode many texts to int32 arrays (compact: 4 bytes a token)."""

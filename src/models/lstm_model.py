@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import nn
 
-from src.config import POOLING_MODES, SEQUENCE_PATHS, check_setting, default_of
+from src.config import check_setting, default_of
 
 MODEL_SETTINGS = ("embedding_dim", "hidden_dim", "n_layers", "dropout", "embedding_dropout", "bidirectional",
                   "pooling")  # the TrainConfig settings that shape the model
@@ -51,10 +51,7 @@ class LSTMConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in MODEL_SETTINGS:
-            value = getattr(self, name)
-            if isinstance(value, str) and name != "pooling":
-                raise ValueError(f"{name} must not be text, got {value!r}")
-            check_setting(name, value, name)
+            setattr(self, name, check_setting(name, getattr(self, name), name))
         if not isinstance(self.pad_idx, int) or not 0 <= self.pad_idx < self.vocab_size:
             raise ValueError(f"pad_idx must be a valid token id below vocab_size={self.vocab_size}, got {self.pad_idx}")
 
@@ -89,24 +86,24 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         cfg = LSTMConfig(vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, dropout,
                          bidirectional, pad_idx, pooling, embedding_dropout)
-        self._config = cfg
-        directions = 2 if bidirectional else 1
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_idx)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self._config = cfg  # checked values: build from these, not from the arguments
+        directions = 2 if cfg.bidirectional else 1
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_idx)
+        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
         self.layers = nn.ModuleList()
-        for layer in range(n_layers):
-            input_size = embedding_dim if layer == 0 else hidden_dim * directions
+        for layer in range(cfg.n_layers):
+            input_size = cfg.embedding_dim if layer == 0 else cfg.hidden_dim * directions
             self.layers.append(nn.ModuleList(
-                nn.LSTM(input_size, hidden_dim, batch_first=True) for _ in range(directions)))
-        self.dropout = nn.Dropout(dropout)
+                nn.LSTM(input_size, cfg.hidden_dim, batch_first=True) for _ in range(directions)))
+        self.dropout = nn.Dropout(cfg.dropout)
         self.sequence_path = "padded"
         # Parameter-free template for the packed path: it is not a submodule, so it
         # adds nothing to state_dict(); functional_call gives it ``self.layers``' weights.
-        self.__dict__["_fused_lstm"] = nn.LSTM(embedding_dim, hidden_dim, num_layers=n_layers,
-                                               bidirectional=bidirectional, batch_first=True,
-                                               dropout=dropout if n_layers > 1 else 0.0)
-        pooled = hidden_dim * directions * (2 if pooling == "max_mean" else 1)
-        self.fc = nn.Linear(pooled, output_dim)
+        self.__dict__["_fused_lstm"] = nn.LSTM(cfg.embedding_dim, cfg.hidden_dim, num_layers=cfg.n_layers,
+                                               bidirectional=cfg.bidirectional, batch_first=True,
+                                               dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+        pooled = cfg.hidden_dim * directions * (2 if cfg.pooling == "max_mean" else 1)
+        self.fc = nn.Linear(pooled, cfg.output_dim)
 
     @property
     def config(self) -> LSTMConfig:
@@ -118,10 +115,14 @@ class LSTMClassifier(nn.Module):
             config = LSTMConfig.from_dict(config)
         return cls(**asdict(config))
 
-    def _use_packed(self) -> bool:
-        if self.sequence_path not in SEQUENCE_PATHS:
-            raise ValueError(f"sequence_path must be one of {', '.join(SEQUENCE_PATHS)}, got {self.sequence_path!r}")
-        return self.sequence_path == "packed"
+    @property
+    def sequence_path(self) -> str:
+        """"padded" (per-direction LSTMs on the padded batch) or "packed" (one packed cuDNN call)."""
+        return self._sequence_path
+
+    @sequence_path.setter
+    def sequence_path(self, value: str) -> None:
+        self._sequence_path = check_setting("sequence_path", value, "sequence_path")
 
     def _fused_weights(self) -> Dict[str, torch.Tensor]:
         """``self.layers``' parameters under the names of one multi-layer bidirectional ``nn.LSTM``."""
@@ -146,7 +147,7 @@ class LSTMClassifier(nn.Module):
 
     def _encode(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Run the LSTM stack: [B, T, E] -> [B, T, H * directions]."""
-        if self._use_packed():
+        if self._sequence_path == "packed":
             return self._encode_packed(embedded, lengths)
         x = embedded
         for index, directions in enumerate(self.layers):

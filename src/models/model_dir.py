@@ -1,7 +1,7 @@
 """A trained model as a self-contained directory that loads without any training state.
 
 Layout: ``model.pt`` (format version, model config, weights, and the SHA-256 of the
-directory's other files; loaded with ``weights_only=True``), ``vocab.json`` (the
+directory's other files of the run; loaded with ``weights_only=True``), ``vocab.json`` (the
 preprocessor: vocabulary, ``max_length``, ``truncation``), ``config.json`` (the
 resolved training configuration), ``metrics.json`` (history and test metrics) and,
 for a model trained with ``--ngram-blend``, ``ngram_model.pt``.
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "config.json", "metrics.json"
 EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png")
-PREDICTION_FILES = (VOCAB_FILE, NGRAM_FILE)  # besides model.pt, what a prediction reads
+RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE)  # besides model.pt, the files of one run
 MODEL_DIR_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE, NGRAM_FILE) + EVALUATION_FILES
 
 
@@ -60,6 +60,8 @@ def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, pre
     directory = Path(directory).resolve()
     check_output_directory(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.*.tmp"):  # staged by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
         preprocessor.save(staging / VOCAB_FILE)
@@ -78,17 +80,19 @@ def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, pre
 
 
 def _manifest(directory: Path) -> Dict[str, Optional[str]]:
-    """SHA-256 of each file a prediction reads (None: the file must be absent)."""
-    return {name: sha256_of(directory / name) if (directory / name).is_file() else None for name in PREDICTION_FILES}
+    """SHA-256 of each file of the run (None: the file must be absent)."""
+    return {name: sha256_of(directory / name) if (directory / name).is_file() else None for name in RUN_FILES}
 
 
 def _check_manifest(directory: Path, manifest: Any) -> None:
     """Refuse a directory whose files are not the ones its model.pt was saved with."""
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{directory / MODEL_FILE} has no valid list of its directory's files")
-    if _manifest(directory) != {name: manifest.get(name) for name in PREDICTION_FILES}:
-        raise CheckpointError(f"{directory} mixes files of two training runs (vocab.json or ngram_model.pt is not "
-                              f"the one {MODEL_FILE} was saved with); copy the whole directory of one run again")
+    found = _manifest(directory)
+    mixed = [name for name in RUN_FILES if found[name] != manifest.get(name)]
+    if mixed:
+        raise CheckpointError(f"{directory} mixes files of two training runs ({', '.join(mixed)} not the one "
+                              f"{MODEL_FILE} was saved with); copy the whole directory of one run again")
 
 
 def load_model_directory(directory: Union[str, Path], device: Union[str, torch.device] = "cpu"

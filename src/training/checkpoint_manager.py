@@ -1,11 +1,12 @@
 """Checkpoint retention and early stopping.
 
 ``CheckpointManager`` writes one checkpoint per saved epoch, keeps the most recent
-``max_checkpoints`` plus the best ``save_best_n`` by validation loss and by
-validation accuracy, mirrors the best one as ``best_model.pt``, and records all of
-it in ``checkpoint_registry.json``. ``EarlyStopping`` decides when to stop. Both use
-``is_improvement`` from ``monitor.py`` and both have ``state_dict()`` /
-``load_state_dict()`` so a resumed run continues with the same bookkeeping.
+``max_checkpoints`` plus the ``save_best_n`` with the lowest validation loss and the
+highest validation accuracy, mirrors the best epoch (as the run's ``BestTracker``
+judges it) as ``best_model.pt``, and records all of it in
+``checkpoint_registry.json``. ``EarlyStopping`` decides when to stop, reading the
+same tracker. Both have ``state_dict()`` / ``load_state_dict()`` so a resumed run
+continues with the same bookkeeping.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class CheckpointManager:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.max_checkpoints = check_setting("max_checkpoints", max_checkpoints, "max_checkpoints")
         self.save_best_n = check_setting("save_best_n", save_best_n, "save_best_n")
+        self.monitor = default_of("monitor")  # the metric whose best epoch best_path names; the Trainer sets it
         self.entries: List[Dict[str, Any]] = []
         self.best_path: Optional[str] = None
         self._read_registry()
@@ -81,7 +83,7 @@ class CheckpointManager:
         ranked: List[Dict[str, Any]] = []
         for entry in sorted(self.entries, key=lambda e: e["epoch"]):
             position = len(ranked)
-            while position > 0 and is_improvement(entry[key], ranked[position - 1][key], mode):
+            while position > 0 and is_improvement(entry[key], ranked[position - 1][key], mode, min_delta=0.0):
                 position -= 1
             ranked.insert(position, entry)
         return ranked
@@ -105,23 +107,28 @@ class CheckpointManager:
                  "created": time.time(), **{k: float(v) for k, v in extra_metrics.items()}}
         self.entries = [e for e in self.entries if e["file"] != name] + [entry]
         if is_best:
-            self.best_path = name  # named in the registry state that goes into the file
+            self.best_path = name
         payload = dict(state) if state is not None else _minimal_state(model, optimizer)
         payload.update(epoch=int(epoch), metrics=dict(entry), checkpoint_manager=self.state_dict())
-        path = self.write(name, payload, is_best)
-        if not is_best:  # write() has recorded a best one
-            self._write_registry()
+        path = self._save(name, payload, is_best)
+        self._write_registry()
         self._prune()
         return path
 
     def write(self, name: str, state: Dict[str, Any], is_best: bool = False) -> Path:
-        """Write ``state`` as ``name`` in the checkpoint folder; a best one is also mirrored as
-        ``best_model.pt`` and recorded in the registry."""
-        path = save_state(self.checkpoint_dir / name, state)
+        """Write ``state`` as ``name`` in the checkpoint folder (not an epoch checkpoint: it is not
+        ranked or pruned); a best one is mirrored as ``best_model.pt`` and named in the registry."""
         if is_best:
             self.best_path = name
-            link_or_copy(path, self.checkpoint_dir / BEST_NAME)
+        path = self._save(name, state, is_best)
+        if is_best:
             self._write_registry()
+        return path
+
+    def _save(self, name: str, state: Dict[str, Any], is_best: bool) -> Path:
+        path = save_state(self.checkpoint_dir / name, state)
+        if is_best:
+            link_or_copy(path, self.checkpoint_dir / BEST_NAME)
         return path
 
     def checkpoint_path(self, epoch: int) -> Path:
@@ -143,7 +150,12 @@ class CheckpointManager:
 
     # -- finding --------------------------------------------------------------
     def load_best_checkpoint(self, metric: str = "loss") -> Optional[Path]:
-        """Path of the best checkpoint by ``"loss"`` or ``"accuracy"`` (None if there is none)."""
+        """Path of the best checkpoint by ``"loss"`` or ``"accuracy"`` (None if there is none).
+
+        For the metric the run monitors, that is the best epoch the run recorded (``best_model.pt``'s),
+        whose gain had to exceed ``min_delta``; for the other, the lowest loss or highest accuracy."""
+        if self.best_path is not None and RANKINGS.get(metric, ("",))[0] == self.monitor:
+            return self.checkpoint_dir / self.best_path
         ranked = self._ranked(metric)
         return self.checkpoint_dir / ranked[0]["file"] if ranked else None
 
@@ -196,6 +208,8 @@ class EarlyStopping:
     def __init__(self, patience: int = default_of("early_stopping_patience"), min_delta: float = DEFAULT_MIN_DELTA,
                  monitor: str = "val_loss", mode: Optional[str] = None, restore_best_weights: bool = True,
                  tracker: Optional[BestTracker] = None):
+        if patience is None:
+            raise ValueError("patience must be at least 1, got None")
         self.patience = check_setting("early_stopping_patience", patience, "patience")
         self.tracker = tracker if tracker is not None else BestTracker(monitor, mode, min_delta)
         self._owns_tracker = tracker is None

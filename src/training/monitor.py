@@ -28,7 +28,7 @@ def initial_best(mode: str) -> float:
     return math.inf if mode == "min" else -math.inf
 
 
-def is_improvement(value: float, best: float, mode: str, min_delta: float = 0.0) -> bool:
+def is_improvement(value: float, best: float, mode: str, min_delta: float) -> bool:
     """True when ``value`` beats ``best`` by more than ``min_delta``; NaN never improves."""
     if value is None or math.isnan(value):
         return False

@@ -23,7 +23,7 @@ from src.data.datasets import ReviewDataset
 from src.data.imdb import load_unlabeled_reviews
 from src.data.loaders import create_data_loaders
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError, DataError, ResumeRefused
+from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused
 from src.inference.metrics import binary_metrics, logistic
 from src.inference.predictor import SentimentPredictor
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier
@@ -68,9 +68,14 @@ def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> 
 
 
 def _resume_position(path: Path) -> Optional[Tuple[int, int]]:
-    """(completed epochs, batches done in the next one) of a loadable checkpoint, else None."""
+    """(completed epochs, batches done in the next one) of a loadable checkpoint, else None.
+
+    A checkpoint of another format version stops the search: starting afresh would
+    overwrite that run's files."""
     try:
         state = load_state(path)
+    except FormatVersionError:
+        raise
     except CheckpointError as err:
         logger.warning("skipping %s", err)
         return None
@@ -119,11 +124,13 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     state = load_state(path)
     if state.get("preprocessor") is None or state.get("model_config") is None:
         raise CheckpointError(f"{path} lacks the vocabulary or model config needed to resume the run")
-    changes = cfg.resume_changes(state.get("run_config") or {})
+    changes, adopted = cfg.settle_resume(state.get("run_config") or {})
     if changes:
         listed = ", ".join(f"{flag} (checkpoint {old!r}, now {new!r})" for flag, (old, new) in changes.items())
-        raise ResumeRefused(f"cannot resume from {path}: this run changes {listed}; resume with the checkpoint's "
-                            "settings, or start a new run in another --checkpoint-dir")
+        raise ResumeRefused(f"cannot resume from {path}: this run changes {listed}; leave them out or give the "
+                            "checkpoint's values, or start a new run in another --checkpoint-dir")
+    if adopted:
+        logger.info("resuming with the checkpoint's %s", ", ".join(f"{flag} {value!r}" for flag, value in adopted.items()))
     state["path"] = path
     return state
 
@@ -133,7 +140,11 @@ def _data_fingerprint(train_loader, val_loader) -> Dict[str, str]:
 
 
 def _check_resumed_data(resume: Dict[str, Any], fingerprint: Dict[str, str]) -> None:
-    if resume["run_config"].get("data_fingerprint") != fingerprint:
+    saved = (resume.get("run_config") or {}).get("data_fingerprint")
+    if saved is None:  # written through the Python API: nothing to compare with
+        logger.warning("%s records no fingerprint of its data; cannot check that the data are the same",
+                       resume["path"])
+    elif saved != fingerprint:
         raise ResumeRefused(f"cannot resume from {resume['path']}: the training data changed since it was written "
                             "(other reviews or labels in the training or validation split); start a new run in "
                             "another --checkpoint-dir")
@@ -274,7 +285,7 @@ def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]])
     if resume is None:
         return trainer.train(cfg.epochs, early_stopping_patience=cfg.early_stopping_patience,
                              save_every=cfg.save_every)
-    trainer.load_checkpoint(resume["path"])
+    trainer.load_state_dict(resume)
     remaining = cfg.epochs - trainer.epoch
     logger.info("resuming from %s after epoch %d; %d epoch(s) to go", resume["path"], trainer.epoch, max(remaining, 0))
     if remaining < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -68,7 +69,10 @@ class RunLock:
 def remove_stale_temporaries(directory: Path) -> None:
     """Delete temporary files that a killed run left behind (only call while holding the lock)."""
     for leftover in Path(directory).glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)  # a model directory staged there by a killed run
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def ensure_writable(directory: Path) -> None:

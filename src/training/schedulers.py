@@ -61,15 +61,16 @@ def create_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: Optional[
     return None
 
 
-def step_scheduler(scheduler, improved: bool, monitored_value: float) -> None:
-    """Advance ``scheduler`` by one epoch. Ours is told whether the epoch was a new best;
-    a ``ReduceLROnPlateau`` passed in by a user gets the monitored value."""
+def step_scheduler(scheduler, improved: bool, val_metrics: Dict[str, float]) -> None:
+    """Advance ``scheduler`` by one epoch. Ours is told whether the epoch was a new best; a
+    ``ReduceLROnPlateau`` passed in by a user gets the validation loss, or the accuracy if its
+    mode is "max"."""
     if scheduler is None:
         return
     if isinstance(scheduler, PlateauScheduler):
         scheduler.step(improved)
     elif isinstance(scheduler, ReduceLROnPlateau):
-        scheduler.step(monitored_value)
+        scheduler.step(val_metrics["accuracy"] if scheduler.mode == "max" else val_metrics["loss"])
     else:
         scheduler.step()
 

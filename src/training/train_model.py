@@ -68,9 +68,7 @@ def read_config_file(path: str) -> Dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of settings")
     settings = {str(k).replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(settings) - set(TrainConfig.field_names()))
-    if unknown:
-        raise ValueError(f"config file {path} has unknown settings: {', '.join(unknown)}")
+    TrainConfig.check_names(settings, f"config file {path}")
     return settings
 
 

@@ -9,7 +9,6 @@ import logging
 import math
 import signal
 import time
-import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -25,6 +24,7 @@ from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
 from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker
+from src.training.precision import MixedPrecision
 from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
 from src.training.state import EpochProgress, TrainingHistory, load_rng_state_dict, rng_state_dict
@@ -62,7 +62,8 @@ class Trainer:
                  tensorboard_dir: Optional[Union[str, Path]] = None):
         self.accumulation_steps = check_setting("accumulation_steps", accumulation_steps, "accumulation_steps")
         self.save_every_steps = check_setting("save_every_steps", save_every_steps, "save_every_steps")
-        self.gradient_clip = check_setting("gradient_clip", gradient_clip, "gradient_clip") or None
+        clip = check_setting("gradient_clip", gradient_clip, "gradient_clip") if gradient_clip is not None else None
+        self.gradient_clip = clip or None  # 0 and None turn clipping off
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.is_main = is_main_process()
@@ -71,7 +72,7 @@ class Trainer:
         self.optimizer, self.criterion, self.scheduler = optimizer, criterion, scheduler
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_manager = CheckpointManager(checkpoint_dir, max_checkpoints, save_best_n)
-        self.monitor = check_setting("monitor", monitor, "monitor")
+        self.monitor = self.checkpoint_manager.monitor = check_setting("monitor", monitor, "monitor")
         self.best = BestTracker(self.monitor, min_delta=min_delta)
         self.preprocessor, self.progress, self.run_config = preprocessor, progress, run_config or {}
         self.early_stopping: Optional[EarlyStopping] = None
@@ -83,7 +84,7 @@ class Trainer:
         self._pending_rng: Optional[Dict[str, Any]] = None
         self._signals: Optional[StopSignals] = None
         self.epoch_log = EpochLog(self.checkpoint_dir, Path(tensorboard_dir) if tensorboard_dir is not None else None)
-        self._setup_amp(use_amp)
+        self.precision = MixedPrecision(self.device, use_amp)
 
     # -- set-up -----------------------------------------------------------------
     def _wrap_distributed(self, model: nn.Module) -> nn.Module:
@@ -94,23 +95,6 @@ class Trainer:
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
-
-    def _setup_amp(self, use_amp: bool) -> None:
-        self.amp_dtype: Optional[torch.dtype] = None
-        self.scaler = None
-        if not use_amp:
-            return
-        if self.device.type != "cuda":
-            message = "mixed precision needs a CUDA device; training in float32 on the CPU"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-            logger.warning(message)
-            return
-        self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if self.amp_dtype == torch.float16:
-            self.scaler = torch.amp.GradScaler("cuda")
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     # -- one epoch ----------------------------------------------------------------
     def _loss_and_correct(self, logits: torch.Tensor, labels: torch.Tensor):
@@ -130,17 +114,12 @@ class Trainer:
                 labels.to(self.device, non_blocking=blocking))
 
     def _optimizer_step(self) -> Optional[float]:
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
+        self.precision.unscale(self.optimizer)
         norm = None
         if self.gradient_clip is not None:
             params = [p for p in self.model.parameters() if p.grad is not None]
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.gradient_clip))
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
         return norm
@@ -237,14 +216,13 @@ class Trainer:
 
         Returns ``(loss, correct predictions, gradient norm or None)``.
         """
-        with self._autocast():
+        with self.precision.autocast():
             logits = self._forward(ids, lengths)
         loss, batch_correct = self._loss_and_correct(logits, labels)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             self._fail_non_finite(step, loss_value)
-        scaled = loss / (group_size or self.accumulation_steps)
-        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        self.precision.backward(loss / (group_size or self.accumulation_steps))
         norm = self._optimizer_step() if optimizer_step else None
         return loss_value, batch_correct, norm
 
@@ -263,7 +241,7 @@ class Trainer:
         loss_sum = correct = seen = 0.0
         for batch in data_loader:
             ids, lengths, labels = self._batch_to_device(batch)
-            with self._autocast():
+            with self.precision.autocast():
                 logits = self.model(ids, lengths)
             loss, batch_correct = self._loss_and_correct(logits, labels)
             loss_sum += float(loss) * labels.numel()
@@ -355,7 +333,7 @@ class Trainer:
         val_metrics = self.evaluate_model(self.val_loader)
         monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
         improved = self.best.update(monitored, epoch)
-        step_scheduler(self.scheduler, improved, monitored)
+        step_scheduler(self.scheduler, improved, val_metrics)
         self.epoch = epoch
         self.history.record(epoch, lr, train_metrics, val_metrics, self.best.best_epoch)
         stop = self.early_stopping is not None and self.early_stopping.after_epoch(improved, self.model, epoch)
@@ -392,7 +370,7 @@ class Trainer:
     def _stateful_parts(self) -> Dict[str, Any]:
         """The helpers whose ``state_dict()`` goes into a checkpoint, by name (None: absent)."""
         sampler = getattr(self.train_loader, "batch_sampler", None)
-        return {"optimizer_state": self.optimizer, "scheduler_state": self.scheduler, "scaler_state": self.scaler,
+        return {"optimizer_state": self.optimizer, "scheduler_state": self.scheduler, "scaler_state": self.precision,
                 "best_tracker": self.best, "early_stopping": self.early_stopping,
                 "checkpoint_manager": self.checkpoint_manager, "history": self.history,
                 "sampler": sampler if hasattr(sampler, "state_dict") else None}
@@ -419,28 +397,36 @@ class Trainer:
         The weights alone load from checkpoints of earlier format versions too."""
         versions = (CHECKPOINT_FORMAT_VERSION,) if load_optimizer else WEIGHTS_FORMAT_VERSIONS
         state = load_state(path, map_location=self.device, versions=versions)
-        self._check_model_config(state.get("model_config"), path)
-        try:
-            self.model.load_state_dict(state["model_state"])
-            if load_optimizer:
-                self.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            reason = str(err).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint {path} does not fit this trainer ({reason})") from None
+        self._restore(state, path, everything=load_optimizer)
         logger.info("loaded checkpoint %s (epoch %s)", path, state.get("epoch"))
         return {"epoch": state.get("epoch"), "metrics": state.get("metrics", {}), "history": state.get("history")}
 
-    def _check_model_config(self, saved: Optional[Dict[str, Any]], path) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore the whole training state, model included, from ``state_dict()``'s output
+        (a loaded checkpoint)."""
+        self._restore(state, state.get("path", "state"), everything=True)
+
+    def _restore(self, state: Dict[str, Any], where: Any, everything: bool) -> None:
+        self._check_model_config(state.get("model_config"), where)
+        try:
+            self.model.load_state_dict(state["model_state"])
+            if everything:
+                self._restore_training(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint {where} does not fit this trainer ({reason})") from None
+
+    def _check_model_config(self, saved: Optional[Dict[str, Any]], where: Any) -> None:
         current = self._model_config()
         if saved is None or current is None or saved == current:
             return
         different = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in different)
-        raise CheckpointError(f"checkpoint {path} was saved from a different model ({details}); "
+        raise CheckpointError(f"checkpoint {where} was saved from a different model ({details}); "
                               "rebuild it with LSTMClassifier.from_config(checkpoint['model_config'])")
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore everything but the model weights from a checkpoint's state."""
+    def _restore_training(self, state: Dict[str, Any]) -> None:
+        """Everything but the weights: the parts' states, counters, epoch progress and random state."""
         if state.get("early_stopping") is not None and self.early_stopping is None:
             self.early_stopping = EarlyStopping(patience=state["early_stopping"]["patience"], tracker=self.best)
         for name, part in self._stateful_parts().items():
@@ -493,7 +479,7 @@ class Trainer:
                 "total_parameters": sum(p.numel() for p in self.model.parameters()),
                 "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                 "model_config": self._model_config(), "device": str(self.device),
-                "mixed_precision": str(self.amp_dtype) if self.amp_dtype is not None else None,
+                "mixed_precision": str(self.precision.dtype) if self.precision.dtype is not None else None,
             },
         }
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, Sequence, Union
 
 import torch
 
-from src.exceptions import CheckpointError
+from src.exceptions import CheckpointError, FormatVersionError
 from src.utils.io import atomic_write
 
 # 2: training state as the state_dicts of its parts, data fingerprint, model-directory manifest.
@@ -96,7 +96,7 @@ def check_format(state: Any, path: PathLike, versions: Sequence[int] = (CHECKPOI
     version = state["format_version"]
     if version not in versions:
         readable = " or ".join(str(v) for v in versions)
-        raise CheckpointError(
+        raise FormatVersionError(
             f"checkpoint {path} has format version {version}, this version of lstm-sentiment reads "
             f"version {readable} here; use the matching release or train again"
         )
