@@ -89,7 +89,7 @@ def _check_manifest(directory: Path, manifest: Any) -> None:
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{directory / MODEL_FILE} has no valid list of its directory's files")
     found = _manifest(directory)
-    mixed = [name for name in RUN_FILES if found[name] != manifest.get(name)]
+    mixed = [name for name in RUN_FILES if name in manifest and found[name] != manifest[name]]
     if mixed:
         raise CheckpointError(f"{directory} mixes files of two training runs ({', '.join(mixed)} not the one "
                               f"{MODEL_FILE} was saved with); copy the whole directory of one run again")
