@@ -81,6 +81,36 @@ def test_saved_blend_loads_identical_and_damage_is_refused(tmp_path):
         NgramBlend.load(tmp_path)
 
 
+def test_scores_equal_the_sparse_definition_on_real_reviews(csv_reviews):
+    """Packed keys give what a bag-of-n-grams matrix times the weights gives, also for odd texts."""
+    from src.data import load_imdb
+    from src.models.ngram_model import _vectorizer
+
+    train, test = load_imdb(csv_reviews, "train"), load_imdb(csv_reviews, "test")
+    model = NgramModel.fit(train.texts, train.labels)
+    texts = test.texts + ["", "!!! ???", "unseenword another unseenword", "good good good"]
+    matrix = _vectorizer(model.max_n, vocabulary=model.ngrams).transform(texts)
+    expected = matrix @ model.weights.astype(np.float64) + model.bias
+    assert model.log_odds(texts) == pytest.approx(expected, abs=1e-9)
+    assert model.log_odds([]).shape == (0,)
+
+
+def test_files_of_the_first_layout_still_load(tmp_path):
+    """Before packed keys, ngram_model.pt held the n-grams as text."""
+    import torch
+
+    from src.utils.checkpoint_io import save_state
+
+    blend = fitted_blend()
+    ngram_bytes = bytearray("\n".join(blend.model.ngrams).encode("utf-8"))
+    save_state(tmp_path / NGRAM_FILE, {"ngrams_utf8": torch.frombuffer(ngram_bytes, dtype=torch.uint8),
+                                       "weights": torch.from_numpy(blend.model.weights), "bias": blend.model.bias,
+                                       "max_n": blend.model.max_n, "blend": {"lstm_weight": 0.4,
+                                                                             "ngram_weight": 0.7, "bias": -0.1}})
+    texts, _ = pair_reviews(50, seed=3)
+    assert np.array_equal(NgramBlend.load(tmp_path).model.log_odds(texts), blend.model.log_odds(texts))
+
+
 def test_too_little_text_is_a_clear_error():
     with pytest.raises(DataError, match="too little text"):
         NgramModel.fit(["one two", "three four"], [0, 1])

@@ -7,16 +7,19 @@ either alone. The two weights are fitted on the validation split, which neither
 model trained on. Fitting the n-gram model on 20,000 reviews takes about 25 s
 on two CPU cores; the README's performance section gives the accuracy.
 
-Saved as ``ngram_model.pt`` in the model directory (loaded with
-``weights_only=True``): the n-grams as UTF-8 bytes, their weights, the bias and
-the blend weights.
+For prediction an n-gram is one integer: the ids of its words, 21 bits each, so a
+review is scored with a few array operations and a saved model loads without
+rebuilding a vectoriser (scikit-learn is needed only to fit). Saved as
+``ngram_model.pt`` in the model directory (loaded with ``weights_only=True``): the
+words, the sorted n-gram keys, their weights, the bias and the blend weights.
+Files of the first layout (the n-grams as text) still load.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -50,17 +53,49 @@ def _log_count_ratio(present, labels: np.ndarray) -> np.ndarray:
     return np.log(positive / positive.sum()) - np.log(negative / negative.sum())
 
 
-class NgramModel:
-    """Log-odds of "positive" for a review: the bias plus the weights of the n-grams it contains."""
+WORD_BITS = 21  # bits of a word id in an n-gram key: 3 words fit in an int64
+MAX_WORDS = (1 << WORD_BITS) - 1
 
-    def __init__(self, ngrams: Sequence[str], weights: np.ndarray, bias: float, max_n: int):
+
+def _pack(ngrams: Sequence[str], max_n: int) -> Tuple[List[str], np.ndarray]:
+    """The words of ``ngrams`` and each n-gram's key (word ids from 1, ``WORD_BITS`` apart)."""
+    words = sorted({word for ngram in ngrams for word in ngram.split(" ")})
+    if len(words) > MAX_WORDS or max_n * WORD_BITS > 63:
+        raise DataError(f"the n-gram model holds {len(words)} words in up to {max_n}-grams; at most "
+                        f"{MAX_WORDS} words in up to 3-grams fit its keys: raise its min_reviews")
+    index = {word: number for number, word in enumerate(words, start=1)}
+    keys = [sum(index[word] << (WORD_BITS * place) for place, word in enumerate(ngram.split(" ")))
+            for ngram in ngrams]
+    return words, np.array(keys, dtype=np.int64)
+
+
+class NgramModel:
+    """Log-odds of "positive" for a review: the bias plus the weights of the n-grams it contains
+    (each counted once)."""
+
+    def __init__(self, words: Sequence[str], keys: np.ndarray, weights: np.ndarray, bias: float, max_n: int):
+        keys, weights = np.asarray(keys, dtype=np.int64), np.asarray(weights, dtype=np.float32)
+        if keys.shape != weights.shape or keys.ndim != 1:
+            raise ValueError(f"{keys.shape} n-gram keys but {weights.shape} weights")
+        order = np.argsort(keys, kind="stable")
+        self.words, self.max_n, self.bias = list(words), int(max_n), float(bias)
+        self.keys, self.weights = keys[order], weights[order]  # sorted for searchsorted
+        self._ids = {word: number for number, word in enumerate(self.words, start=1)}
+
+    @classmethod
+    def from_ngrams(cls, ngrams: Sequence[str], weights: np.ndarray, bias: float, max_n: int) -> "NgramModel":
         if len(ngrams) != len(weights):
             raise ValueError(f"{len(ngrams)} n-grams but {len(weights)} weights")
-        self.ngrams = list(ngrams)
-        self.weights = np.asarray(weights, dtype=np.float32)
-        self.bias = float(bias)
-        self.max_n = max_n
-        self._vectorizer = _vectorizer(max_n, vocabulary=self.ngrams)
+        words, keys = _pack(ngrams, max_n)
+        return cls(words, keys, weights, bias, max_n)
+
+    @property
+    def ngrams(self) -> List[str]:
+        """The n-grams as text, in key order."""
+        mask = (1 << WORD_BITS) - 1
+        return [" ".join(self.words[(key >> (WORD_BITS * place) & mask) - 1]
+                         for place in range(self.max_n) if key >> (WORD_BITS * place) & mask)
+                for key in self.keys.tolist()]
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[int], config: Optional[NgramConfig] = None) -> "NgramModel":
@@ -79,11 +114,42 @@ class NgramModel:
         ratio = _log_count_ratio(present, labels)
         regression = LogisticRegression(C=config.inverse_l2, solver="liblinear", dual=True, max_iter=3000)
         regression.fit(present @ diags(ratio), labels)
-        return cls(vectorizer.get_feature_names_out().tolist(), regression.coef_.ravel() * ratio,
-                   regression.intercept_[0], config.max_n)
+        return cls.from_ngrams(vectorizer.get_feature_names_out().tolist(), regression.coef_.ravel() * ratio,
+                               regression.intercept_[0], config.max_n)
+
+    def row_keys(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(rows, keys)``: each distinct n-gram of each text whose words all are the model's,
+        as the text's index and the n-gram's key (int64 [K] both)."""
+        get = self._ids.get
+        reviews = [np.fromiter((get(word, 0) for word in tokenize(text)), dtype=np.int64) for text in texts]
+        ids = np.concatenate([np.append(review, 0) for review in reviews]) if reviews else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(len(reviews)), [len(review) + 1 for review in reviews])  # a 0 ends each review
+        found_rows, found_keys = [rows[ids > 0]], [ids[ids > 0]]
+        for n in range(2, self.max_n + 1):
+            windows = len(ids) - n + 1
+            if windows < 1:
+                break
+            key, known = ids[:windows].copy(), ids[:windows] > 0
+            for place in range(1, n):  # a window that reaches the 0 after a review is not an n-gram
+                part = ids[place: place + windows]
+                key |= part << (WORD_BITS * place)
+                known &= part > 0
+            found_rows.append(rows[:windows][known])
+            found_keys.append(key[known])
+        rows, keys = np.concatenate(found_rows), np.concatenate(found_keys)
+        order = np.lexsort((keys, rows))
+        rows, keys = rows[order], keys[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = (keys[1:] != keys[:-1]) | (rows[1:] != rows[:-1])
+        return rows[first], keys[first]
 
     def log_odds(self, texts: Sequence[str]) -> np.ndarray:
-        return self._vectorizer.transform(texts) @ self.weights.astype(np.float64) + self.bias
+        """log(P(positive) / P(negative)) of each text: float64 [len(texts)]."""
+        rows, keys = self.row_keys(texts)
+        places = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        hit = self.keys[places] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        weights = self.weights[places[hit]].astype(np.float64)
+        return np.bincount(rows[hit], weights=weights, minlength=len(texts)) + self.bias
 
 
 @dataclass
@@ -118,9 +184,9 @@ class NgramBlend:
         return self.blend.apply(lstm_log_odds, self.model.log_odds(texts))
 
     def save(self, directory: Union[str, Path]) -> Path:
-        ngram_bytes = bytearray("\n".join(self.model.ngrams).encode("utf-8"))
+        word_bytes = bytearray("\n".join(self.model.words).encode("utf-8"))
         return save_state(Path(directory) / NGRAM_FILE, {
-            "ngrams_utf8": torch.frombuffer(ngram_bytes, dtype=torch.uint8),
+            "words_utf8": torch.frombuffer(word_bytes, dtype=torch.uint8), "keys": torch.from_numpy(self.model.keys),
             "weights": torch.from_numpy(self.model.weights), "bias": self.model.bias, "max_n": self.model.max_n,
             "blend": asdict(self.blend)})
 
@@ -132,8 +198,15 @@ class NgramBlend:
             return None
         state = load_state(path, versions=WEIGHTS_FORMAT_VERSIONS)
         try:
-            ngrams = bytes(state["ngrams_utf8"].numpy()).decode("utf-8").split("\n")
-            model = NgramModel(ngrams, state["weights"].numpy(), state["bias"], int(state["max_n"]))
-            return cls(model, Blend(**state["blend"]))
+            return cls(_model_from_state(state), Blend(**state["blend"]))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"{path} does not hold a usable n-gram model ({err})") from None
+
+
+def _model_from_state(state: Dict[str, Any]) -> NgramModel:
+    weights, bias, max_n = state["weights"].numpy(), state["bias"], int(state["max_n"])
+    if "ngrams_utf8" in state:  # the first layout: the n-grams as text
+        ngrams = bytes(state["ngrams_utf8"].numpy()).decode("utf-8").split("\n")
+        return NgramModel.from_ngrams(ngrams, weights, bias, max_n)
+    words = bytes(state["words_utf8"].numpy()).decode("utf-8").split("\n")
+    return NgramModel(words, state["keys"].numpy(), weights, bias, max_n)

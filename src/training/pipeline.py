@@ -336,9 +336,9 @@ def _fit_ngram_blend(model: LSTMClassifier, preprocessor: TextPreprocessor, trai
     ngram_accuracy = float(np.mean((test_ngram >= 0) == test_labels))
     seconds = time.perf_counter() - started
     logger.info("n-gram blend: %d n-grams, weights %.2f (LSTM) and %.2f (n-grams); test accuracy %.2f%% "
-                "(n-grams alone %.2f%%), %.0f s", len(ngram_model.ngrams), blend.lstm_weight, blend.ngram_weight,
+                "(n-grams alone %.2f%%), %.0f s", len(ngram_model.keys), blend.lstm_weight, blend.ngram_weight,
                 100 * test_metrics["accuracy"], 100 * ngram_accuracy, seconds)
-    stats = {"ngrams": len(ngram_model.ngrams), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
+    stats = {"ngrams": len(ngram_model.keys), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
              "seconds": seconds}
     return {"ngram_blend": NgramBlend(ngram_model, blend), "test": test_metrics,
             "lstm_test": binary_metrics(test_labels, logistic(test_lstm)), "stats": stats}
