@@ -5,8 +5,9 @@ hidden 128, 2 layers) and the "fast" preset of ``bench/accuracy.py`` (embedding 
 hidden 64, 1 layer), both bidirectional, with a vocabulary built on the IMDB
 training reviews. The weights are untrained, which does not change the speed;
 ``--model-dir`` measures a trained model directory instead, and for a model with
-an n-gram blend also the same directory without it (the LSTM alone). Last line:
-one JSON object.
+an n-gram blend also the same directory without it (the LSTM alone). Each
+directory is measured with PyTorch and with ONNX Runtime (``model.onnx`` is
+exported first if absent). Last line: one JSON object.
 
     .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models]
 """
@@ -20,24 +21,26 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
+from src.inference.onnx_model import export_onnx  # noqa: E402
+from machine import cpu_facts  # noqa: E402  (bench/machine.py)
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
-from src.models.ngram_model import NGRAM_FILE  # noqa: E402
+from src.models.ngram_model import NGRAM_FILE, NgramBlend, _vectorizer  # noqa: E402
 
 SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
          "fast": {"embedding_dim": 50, "hidden_dim": 64, "n_layers": 1}}
 
 
-def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: int) -> Dict[str, float]:
+def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: int,
+            runtime: str) -> Dict[str, float]:
     """Load time, batch reviews/s and single-review latency percentiles of one model directory."""
     started = time.perf_counter()
-    predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu")
+    predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime)
     load_s = time.perf_counter() - started
     predictor.predict_batch(texts[:64])  # warm-up
     started = time.perf_counter()
@@ -53,6 +56,45 @@ def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: in
             "single_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1)}
 
 
+def measure_runtimes(model_dir: str, texts: List[str], singles: List[str], batch_size: int) -> Dict[str, object]:
+    """PyTorch and ONNX Runtime on the same directory, alternating, and the ratio of their speeds."""
+    if not (Path(model_dir) / "model.onnx").is_file():
+        export_onnx(model_dir)
+    result = {runtime: measure(model_dir, texts, singles, batch_size, runtime) for runtime in ("torch", "onnxruntime")}
+    torch_side, onnx_side = result["torch"], result["onnxruntime"]
+    result["onnxruntime_vs_torch"] = {
+        "batch": round(onnx_side["batch_reviews_per_s"] / torch_side["batch_reviews_per_s"], 2),
+        "single_p50": round(torch_side["single_p50_ms"] / onnx_side["single_p50_ms"], 2)}
+    return result
+
+
+def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str, float]:
+    """The n-gram part of a blended model against the sparse matrix product it replaced (scikit-learn's
+    CountVectorizer over the same n-grams): set-up time, reviews/s, and the largest difference."""
+    blend = NgramBlend.load(model_dir)
+    started = time.perf_counter()
+    vectorizer = _vectorizer(blend.model.max_n, vocabulary=blend.model.ngrams)
+    reference_setup = time.perf_counter() - started
+    started = time.perf_counter()
+    reference = vectorizer.transform(texts) @ blend.model.weights.astype(np.float64) + blend.model.bias
+    reference_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ours = blend.model.log_odds(texts)
+    ours_s = time.perf_counter() - started
+    return {"reference_setup_s": round(reference_setup, 2), "reference_reviews_per_s": round(len(texts) / reference_s),
+            "packed_reviews_per_s": round(len(texts) / ours_s), "speedup": round(reference_s / ours_s, 2),
+            "max_abs_difference": float(np.abs(ours - reference).max())}
+
+
+def parity(model_dir: str, texts: List[str], labels: List[int], batch_size: int) -> Dict[str, float]:
+    """Labels and accuracy of both runtimes on the same reviews."""
+    predicted = {runtime: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime)
+                 .probabilities(texts, batch_size) >= 0.5 for runtime in ("torch", "onnxruntime")}
+    truth = np.asarray(labels) == 1
+    return {"same_label": float(np.mean(predicted["torch"] == predicted["onnxruntime"])),
+            **{f"{runtime}_accuracy": float(np.mean(values == truth)) for runtime, values in predicted.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
@@ -60,6 +102,8 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=5000, help="test reviews for the batch measurement")
     parser.add_argument("--single", type=int, default=200, help="reviews classified one at a time")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--parity", action="store_true",
+                        help="with --model-dir: also compare both runtimes' labels on the whole test split")
     args = parser.parse_args()
 
     splits = load_imdb_splits(args.data_dir)
@@ -73,14 +117,12 @@ def main() -> None:
         for name, size in SIZES.items():
             model_dirs[name] = tempfile.mkdtemp(prefix=f"predict-bench-{name}-")
             save_model_directory(model_dirs[name], LSTMClassifier(processor.vocab_size, **size), processor)
-    result = {name: measure(path, texts, singles, args.batch_size) for name, path in model_dirs.items()}
-    if "fast" in result:
-        result["fast_vs_default_batch_speed"] = round(
-            result["fast"]["batch_reviews_per_s"] / result["default"]["batch_reviews_per_s"], 1)
-    if "lstm_only" in result:
-        result["blend_vs_lstm_only_batch_speed"] = round(
-            result["model_dir"]["batch_reviews_per_s"] / result["lstm_only"]["batch_reviews_per_s"], 2)
-    result.update(batch_size=args.batch_size, threads=torch.get_num_threads())
+    result = {name: measure_runtimes(path, texts, singles, args.batch_size) for name, path in model_dirs.items()}
+    if "lstm_only" in model_dirs:
+        result["ngram_part"] = ngram_against_sparse_reference(args.model_dir, texts)
+    if args.model_dir and args.parity:
+        result["parity"] = parity(args.model_dir, splits["test"].texts, splits["test"].labels, args.batch_size)
+    result.update(batch_size=args.batch_size, **cpu_facts())
     print(json.dumps(result))
 
 

@@ -22,7 +22,6 @@ token. Name the CPU with every number you quote: the JSON line carries it.
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from src.config import TrainConfig  # noqa: E402
 from src.data import BucketBatchSampler, ReviewDataset, TextPreprocessor, collate_batch, load_imdb  # noqa: E402
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
 from src.training import create_trainer  # noqa: E402
+from machine import cpu_facts  # noqa: E402  (bench/machine.py)
 
 
 class TutorialLSTM(nn.Module):
@@ -59,21 +59,6 @@ class TutorialLSTM(nn.Module):
         packed = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
         _, (hidden, _) = self.lstm(packed)
         return self.fc(self.dropout(torch.cat([hidden[-2], hidden[-1]], dim=1))).squeeze(1)
-
-
-def cpu_facts() -> Dict[str, object]:
-    """The CPU's name, whether it has native bfloat16 arithmetic, and torch's thread count."""
-    flags, name = set(), platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"cpu": name, "native_bf16": bool({"avx512_bf16", "amx_bf16"} & flags),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def matmul_gflops(rows: int, inner: int, cols: int, dtype: torch.dtype, seconds: float = 1.0) -> float:

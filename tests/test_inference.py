@@ -1,6 +1,7 @@
 """Predict and evaluate (API and command line), TensorBoard scalars and plots, on a small trained model."""
 
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from sklearn import metrics as sk
 from src.data import load_imdb
 from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
+from src.inference.export import main as export_main
 from src.inference.metrics import binary_metrics
 from src.inference.predict import main as predict_main
 from src.config import TrainConfig
@@ -196,3 +198,37 @@ def test_tensorboard_scalars_and_training_curves(trained):
     assert logged == pytest.approx(history["val_losses"])
     width, height = png_size(run / "training_curves.png")
     assert width > 600 and height > 250
+
+
+def test_onnx_runtime_predicts_as_pytorch_does(trained, imdb_tree):
+    """Training exported model.onnx; ONNX Runtime and PyTorch give the same log-odds on real reviews."""
+    texts = load_imdb(imdb_tree, "test").texts[:300] + REVIEWS
+    fast = SentimentPredictor.from_pretrained(trained[0])
+    reference = SentimentPredictor.from_pretrained(trained[0], runtime="torch")
+    assert (fast.runtime, reference.runtime) == ("onnxruntime", "torch")
+    assert np.abs(fast.lstm_log_odds(texts, batch_size=7) - reference.lstm_log_odds(texts)).max() < 1e-4
+
+
+def test_an_export_of_other_weights_is_not_used(trained, short_reader, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(short_reader, other)  # the trained model, saved again: another model.pt
+    assert SentimentPredictor.from_pretrained(other).runtime == "torch"  # nothing exported
+    (other / "model.onnx").write_bytes((trained[0] / "model.onnx").read_bytes())
+    assert SentimentPredictor.from_pretrained(other).runtime == "torch"
+    assert predict_main(["--model-dir", str(other), "--runtime", "onnxruntime", "Fine."]) == 1
+    err = capsys.readouterr().err
+    assert "exported from other weights" in err and "src.inference.export" in err and err.count("\n") == 1
+    assert export_main(["--model-dir", str(other)]) == 0
+    assert SentimentPredictor.from_pretrained(other).runtime == "onnxruntime"
+    assert export_main(["--model-dir", str(tmp_path / "nothing")]) == 1
+    assert "not a model directory" in capsys.readouterr().err
+
+
+def test_predict_runtimes_give_the_same_labels(trained, capsys):
+    outputs = {}
+    for runtime in ("torch", "onnxruntime"):
+        assert predict_main(["--model-dir", str(trained[0]), "--runtime", runtime, *REVIEWS]) == 0
+        outputs[runtime] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["label"] for o in outputs["torch"]] == [o["label"] for o in outputs["onnxruntime"]]
+    assert [o["probability"] for o in outputs["torch"]] == pytest.approx(
+        [o["probability"] for o in outputs["onnxruntime"]], abs=1e-5)

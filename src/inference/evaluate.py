@@ -24,7 +24,7 @@ from src.data.loaders import stratified_sample
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.inference.metrics import accuracy_by_bucket, binary_metrics, length_buckets, roc_curve
-from src.inference.predictor import DEFAULT_BATCH_SIZE, Predictor, load_predictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, Predictor, load_predictor
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curve
 
@@ -61,19 +61,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--max-samples", type=int, help="evaluate a stratified sample of N reviews")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                        help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx, else PyTorch")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_samples is not None and args.max_samples < 2):
         parser.error("--batch-size must be at least 1 and --max-samples at least 2")
     if len(args.model_dir) > 1 and not args.output_dir:
         parser.error("several --model-dir need --output-dir for the ensemble's evaluation.json and plots")
     try:
-        predictor = load_predictor(args.model_dir, device=args.device)
+        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
         reviews = load_imdb(args.data_dir, args.split)
         if args.max_samples is not None and args.max_samples < len(reviews.texts):
             reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))
         output_dir = Path(args.output_dir or args.model_dir[0])
         metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size)
-    except PipelineError as err:
+    except (PipelineError, ValueError) as err:
         return fail(str(err))
     summary = {k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "loss", "n_examples")}
     print(json.dumps(summary, indent=2))

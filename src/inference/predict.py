@@ -21,7 +21,7 @@ from typing import List, Optional
 
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
-from src.inference.predictor import DEFAULT_BATCH_SIZE, load_predictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, load_predictor
 from src.utils.io import atomic_write_text
 
 
@@ -36,6 +36,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"reviews per batch; larger is faster on a GPU (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                        help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
+                             "(python -m src.inference.export), else PyTorch (default: auto)")
     return parser
 
 
@@ -94,9 +97,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         reviews = read_reviews(args.input, args.encoding) if args.input else args.reviews
         if not reviews:
             return fail(f"{args.input} holds no reviews to classify")
-        predictor = load_predictor(args.model_dir, device=args.device)
+        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
         results = predictor.predict_batch(reviews, batch_size=args.batch_size)
-    except PipelineError as err:
+    except (PipelineError, ValueError) as err:
         return fail(str(err))
     lines = "".join(json_line({"text": text, **result}) for text, result in zip(reviews, results))
     if args.output:

@@ -11,6 +11,7 @@ import torch
 from src.data.datasets import collate_batch
 from src.data.preprocessing import TextPreprocessor
 from src.inference.metrics import logistic
+from src.inference.onnx_model import OnnxLSTM
 from src.models.lstm_model import LSTMClassifier
 from src.models.model_dir import load_model_directory
 from src.models.ngram_model import NgramBlend
@@ -19,6 +20,9 @@ from src.utils.device import resolve_device
 # Measured with bench/predict.py on a 2-core CPU: batches of 64 ran 9% faster than 256
 # for the default model; on a GPU larger batches are faster.
 DEFAULT_BATCH_SIZE = 64
+# "auto": ONNX Runtime on a CPU when the model directory holds a current model.onnx (measured faster
+# there with bench/predict.py), else PyTorch
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 class _Classifier:
@@ -45,22 +49,34 @@ class SentimentPredictor(_Classifier):
     """
 
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
-                 device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None):
+                 device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None,
+                 onnx: Optional[OnnxLSTM] = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
         self.ngram_blend = ngram_blend
+        self.onnx = onnx if self.device.type == "cpu" else None  # the same LSTM, run by ONNX Runtime
+
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime" if self.onnx is not None else "torch"
 
     @property
     def max_length(self) -> int:
         return self.preprocessor.max_length
 
     @classmethod
-    def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None
-                        ) -> "SentimentPredictor":
-        """Load a model directory written by training (``--output-dir``)."""
+    def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
+                        runtime: str = "auto") -> "SentimentPredictor":
+        """Load a model directory written by training (``--output-dir``); ``runtime`` is one of ``RUNTIMES``."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        on_cpu = resolve_device(device).type == "cpu"
+        if runtime == "onnxruntime" and not on_cpu:
+            raise ValueError("the onnxruntime runtime predicts on the CPU; use --device cpu or --runtime torch")
         model, preprocessor = load_model_directory(model_dir)
-        return cls(model, preprocessor, device=device, ngram_blend=NgramBlend.load(model_dir))
+        onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if runtime != "torch" and on_cpu else None
+        return cls(model, preprocessor, device=device, ngram_blend=NgramBlend.load(model_dir), onnx=onnx)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         for index, text in enumerate(texts):
@@ -86,10 +102,15 @@ class SentimentPredictor(_Classifier):
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
             ids, lengths, _ = collate_batch([(encoded[i], 0) for i in chunk])
-            logits = self.model(ids.to(self.device), lengths.to(self.device)).float()  # [B] or [B, 2]
-            log_odds = logits if logits.dim() == 1 else logits[:, 1] - logits[:, 0]
-            result[chunk] = log_odds.cpu().numpy()
+            logits = self._logits(ids, lengths)  # [B] or [B, 2]
+            result[chunk] = logits if logits.ndim == 1 else logits[:, 1] - logits[:, 0]
         return result
+
+
+    def _logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+        if self.onnx is not None:
+            return self.onnx(ids.numpy(), lengths.numpy())
+        return self.model(ids.to(self.device), lengths.to(self.device)).float().cpu().numpy()
 
 
 class EnsemblePredictor(_Classifier):
@@ -114,9 +135,9 @@ class EnsemblePredictor(_Classifier):
         return self.members[0].max_length
 
     @classmethod
-    def from_pretrained(cls, model_dirs: Sequence[Union[str, Path]],
-                        device: Optional[Union[str, torch.device]] = None) -> "EnsemblePredictor":
-        return cls([SentimentPredictor.from_pretrained(path, device=device) for path in model_dirs])
+    def from_pretrained(cls, model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None,
+                        runtime: str = "auto") -> "EnsemblePredictor":
+        return cls([SentimentPredictor.from_pretrained(path, device=device, runtime=runtime) for path in model_dirs])
 
     def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return np.mean([member.probabilities(texts, batch_size) for member in self.members], axis=0)
@@ -125,12 +146,12 @@ class EnsemblePredictor(_Classifier):
 Predictor = Union[SentimentPredictor, EnsemblePredictor]
 
 
-def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None
-                   ) -> Predictor:
+def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None,
+                   runtime: str = "auto") -> Predictor:
     """One model directory gives a ``SentimentPredictor``, several an ``EnsemblePredictor``."""
     if len(model_dirs) == 1:
-        return SentimentPredictor.from_pretrained(model_dirs[0], device=device)
-    return EnsemblePredictor.from_pretrained(model_dirs, device=device)
+        return SentimentPredictor.from_pretrained(model_dirs[0], device=device, runtime=runtime)
+    return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime)
 
 
 def _label(probability: float) -> Dict[str, object]:

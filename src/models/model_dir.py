@@ -3,8 +3,9 @@
 Layout: ``model.pt`` (format version, model config, weights, and the SHA-256 of the
 directory's other files of the run; loaded with ``weights_only=True``), ``vocab.json`` (the
 preprocessor: vocabulary, ``max_length``, ``truncation``), ``config.json`` (the
-resolved training configuration), ``metrics.json`` (history and test metrics) and,
-for a model trained with ``--ngram-blend``, ``ngram_model.pt``.
+resolved training configuration), ``metrics.json`` (history and test metrics),
+for a model trained with ``--ngram-blend``, ``ngram_model.pt``, and, once exported,
+``model.onnx``.
 
 The directory is written as a whole: into a temporary sibling, then swapped into
 place, so a reader sees the old model or the new one. ``model.pt`` names the exact
@@ -34,9 +35,10 @@ from src.utils.io import atomic_write_json, replace_directory
 logger = logging.getLogger(__name__)
 
 MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "config.json", "metrics.json"
+ONNX_FILE = "model.onnx"  # written by src.inference.export; it names the model.pt it came from
 EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png")
 RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE)  # besides model.pt, the files of one run
-MODEL_DIR_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE, NGRAM_FILE) + EVALUATION_FILES
+MODEL_DIR_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE, NGRAM_FILE, ONNX_FILE) + EVALUATION_FILES
 
 
 def check_output_directory(directory: Union[str, Path]) -> None:

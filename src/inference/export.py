@@ -1,0 +1,36 @@
+"""Export a trained model's LSTM to ONNX.
+
+    python -m src.inference.export --model-dir models
+
+Writes ``models/model.onnx`` (dynamic batch and length axes; see
+``src/inference/onnx_model.py`` for its inputs and outputs). ``predict``,
+``evaluate`` and ``SentimentPredictor`` then run the LSTM with ONNX Runtime on a
+CPU. A training run exports it by itself when the ``onnx`` package is installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+from src.exceptions import PipelineError
+from src.inference.onnx_model import export_onnx
+from src.utils.cli import OneLineParser, fail
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = OneLineParser(prog="python -m src.inference.export", description="Export a model's LSTM to ONNX.")
+    parser.add_argument("--model-dir", required=True, help="model directory written by training (--output-dir)")
+    args = parser.parse_args(argv)
+    try:
+        path = export_onnx(args.model_dir)
+    except ImportError:
+        return fail("exporting needs the onnx package: pip install onnx onnxruntime")
+    except (PipelineError, OSError) as err:
+        return fail(str(err))
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
