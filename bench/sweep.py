@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import load_imdb_splits, stratified_split  # noqa: E402
 
+SHORT_REVIEW_WORDS = 30  # the robustness proxy of the accuracy issue: reviews cut to their first 30 words
+
 
 def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, Any]:
     """Train one variant and return its summary and probabilities (runs in a worker process)."""
@@ -48,14 +50,28 @@ def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, 
     _, val_idx = stratified_split(splits["train"].labels, cfg.validation_split, cfg.seed)
     predictor = SentimentPredictor.from_pretrained(work / "model", device=cfg.device)
     history = metrics["history"]
+    blend = metrics.get("ngram_blend", {})
     return {
         "name": name, "overrides": overrides, "test_accuracy": round(metrics["test"]["accuracy"], 4),
         "lstm_test_accuracy": round(metrics.get("test_lstm_only", metrics["test"])["accuracy"], 4),
+        "ngram_test_accuracy": blend.get("ngram_only_test_accuracy"),
+        "short_reviews": short_review_accuracy(predictor, splits["test"].texts, splits["test"].labels),
         "best_val_accuracy": round(max(history["val_accuracies"]), 4), "best_epoch": history["best_epoch"],
         "epochs": history["epochs_completed"], "seconds": round(seconds, 1),
         "val": predictor.probabilities(splits["train"].select(val_idx).texts).astype(np.float32),
         "test": predictor.probabilities(splits["test"].texts).astype(np.float32),
     }
+
+
+def short_review_accuracy(predictor, texts, labels, words: int = SHORT_REVIEW_WORDS) -> Dict[str, float]:
+    """Test accuracy on the reviews cut to their first ``words`` words: a proxy for short text from
+    elsewhere (the model and, for a blended model, the LSTM alone)."""
+    short = [" ".join(text.split()[:words]) for text in texts]
+    truth = np.asarray(labels) == 1
+    result = {"model": float(np.mean((predictor.probabilities(short) >= 0.5) == truth))}
+    if predictor.ngram_blend is not None:
+        result["lstm_alone"] = float(np.mean((predictor.lstm_log_odds(short) >= 0) == truth))
+    return {key: round(value, 4) for key, value in result.items()}
 
 
 def score_ensembles(probabilities: Dict[str, np.ndarray], test_labels: np.ndarray) -> None:

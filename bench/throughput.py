@@ -10,8 +10,10 @@ same real IMDB training reviews, in this one process:
   ``pack_padded_sequence`` through one ``nn.LSTM``, and a classifier on the final
   hidden state ``h_n``, as in the common tutorials.
 
-Each round trains every batch of the pool once with each loop (alternating, so
-both see the same machine load), and the JSON line gives the median and the
+Where the CPU has bfloat16 instructions, the pipeline's step is also timed under
+bfloat16 autocast (``--precision bfloat16``, what ``auto`` picks there). Each round
+trains every batch of the pool once with each loop (alternating, so all see the
+same machine load), and the JSON line gives the median and the
 range of the rounds' real (non-pad) tokens per second. It also measures the
 machine's matrix-multiply rate on the LSTM's shapes, in float32 and bfloat16, and
 states what fraction of it the step reaches, given the model's FLOPs per real
@@ -41,6 +43,8 @@ from src.config import TrainConfig  # noqa: E402
 from src.data import BucketBatchSampler, ReviewDataset, TextPreprocessor, collate_batch, load_imdb  # noqa: E402
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
 from src.training import create_trainer  # noqa: E402
+from src.training.precision import cpu_training_dtype  # noqa: E402
+from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
 from machine import cpu_facts  # noqa: E402  (bench/machine.py)
 
 
@@ -109,6 +113,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/imdb")
     parser.add_argument("--batches", type=int, default=32, help="batches in the pool, trained once per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--adversarial-eps", type=float, default=0.0,
+                        help="also time the float32 step with adversarial training at this eps")
     args = parser.parse_args()
     cfg = TrainConfig()
     torch.manual_seed(0)
@@ -123,10 +129,11 @@ def main() -> None:
     loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, cfg.batch_size, seed=0),
                         collate_fn=collate_batch)
     ours = list(loader)
-    model = LSTMClassifier(processor.vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
-    trainer = create_trainer(model, loader, loader, device="cpu", progress=False,
-                             checkpoint_dir=tempfile.mkdtemp(prefix="throughput-"))
-    model.train()
+    precisions = ["float32", "bfloat16"] if cpu_has_native_bfloat16() else ["float32"]
+    steps = {precision: pipeline_step(processor.vocab_size, cfg, loader, precision) for precision in precisions}
+    if args.adversarial_eps:
+        steps["float32_adversarial"] = pipeline_step(processor.vocab_size, cfg, loader, "float32",
+                                                     args.adversarial_eps)
     reference = TutorialLSTM(processor.vocab_size, cfg).train()
     ref_optimizer = torch.optim.Adam(reference.parameters(), lr=cfg.learning_rate)
     criterion = nn.BCEWithLogitsLoss()
@@ -139,31 +146,49 @@ def main() -> None:
         ref_optimizer.step()
 
     theirs = reference_batches(dataset, cfg.batch_size, seed=0)
-    tokens_per_second(lambda batch: trainer.train_step(*batch), ours[:2])  # warm-up
+    for step in steps.values():
+        tokens_per_second(step, ours[:2])  # warm-up
     tokens_per_second(reference_step, theirs[:1])
-    our_rates, their_rates = [], []
+    our_rates, their_rates = {precision: [] for precision in steps}, []
     for _ in range(args.rounds):
-        our_rates.append(tokens_per_second(lambda batch: trainer.train_step(*batch), ours))
+        for precision, step in steps.items():
+            our_rates[precision].append(tokens_per_second(step, ours))
         their_rates.append(tokens_per_second(reference_step, theirs))
     report(cfg, our_rates, their_rates, len(ours), len(dataset))
 
 
-def report(cfg: TrainConfig, our_rates: List[float], their_rates: List[float], batches: int, reviews: int) -> None:
-    """One JSON line: both loops' tokens/s, their ratio, and the step against the matmul limit."""
+def pipeline_step(vocab_size: int, cfg: TrainConfig, loader: DataLoader, precision: str,
+                  adversarial_eps: float = 0.0) -> Callable[[tuple], None]:
+    """The Trainer's step on a fresh default model (seed 0) computing in ``precision``."""
+    torch.manual_seed(0)
+    model = LSTMClassifier(vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS}).train()
+    trainer = create_trainer(model, loader, loader, device="cpu", progress=False, precision=precision,
+                             adversarial_eps=adversarial_eps,
+                             checkpoint_dir=tempfile.mkdtemp(prefix="throughput-"))
+    return lambda batch: trainer.train_step(*batch)
+
+
+def report(cfg: TrainConfig, our_rates: Dict[str, List[float]], their_rates: List[float], batches: int,
+           reviews: int) -> None:
+    """One JSON line: each precision's and the reference's tokens/s, the ratios, and each step against the
+    matmul limit of its precision; ``precision`` names the one ``--precision auto`` trains in here."""
     hidden4 = 4 * cfg.hidden_dim
     rows = cfg.batch_size * 256  # the input projection of a batch of 256-token reviews
     gemm = {"float32": matmul_gflops(rows, cfg.embedding_dim, hidden4, torch.float32),
             "bfloat16": matmul_gflops(rows, cfg.embedding_dim, hidden4, torch.bfloat16),
             "recurrent_float32": matmul_gflops(cfg.batch_size, cfg.hidden_dim, hidden4, torch.float32)}
     flops = training_flops_per_token(cfg)
-    ours = statistics.median(our_rates)
+    reference = statistics.median(their_rates)
     print(json.dumps({
-        "pipeline_tokens_per_s": summary(our_rates), "reference_tokens_per_s": summary(their_rates),
-        "speedup": round(ours / statistics.median(their_rates), 2),
-        "precision": "float32", "training_mflop_per_token": round(flops / 1e6, 2),
+        "pipeline_tokens_per_s": {precision: summary(rates) for precision, rates in our_rates.items()},
+        "reference_tokens_per_s": summary(their_rates),
+        "speedup": {precision: round(statistics.median(rates) / reference, 2) for precision, rates in our_rates.items()},
+        "fraction_of_matmul_limit": {precision: round(statistics.median(rates) * flops / (gemm[precision] * 1e9), 3)
+                                     for precision, rates in our_rates.items() if precision in gemm},
+        "precision": "bfloat16" if cpu_training_dtype("auto") is not None else "float32",
+        "training_mflop_per_token": round(flops / 1e6, 2),
         "matmul_gflop_per_s": {k: round(v, 1) for k, v in gemm.items()},
-        "fraction_of_matmul_limit": round(ours * flops / (gemm["float32"] * 1e9), 3),
-        "batches_per_round": batches, "reviews": reviews, "rounds": len(our_rates), **cpu_facts()}))
+        "batches_per_round": batches, "reviews": reviews, "rounds": len(their_rates), **cpu_facts()}))
 
 
 if __name__ == "__main__":

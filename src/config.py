@@ -20,6 +20,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 TRUNCATION_STRATEGIES = ("head", "head_tail")
 POOLING_MODES = ("max_mean", "max", "mean", "last")
 SEQUENCE_PATHS = ("padded", "packed")
+PRECISIONS = ("auto", "float32", "bfloat16")
 SCHEDULER_TYPES = ("plateau", "step", "cosine", "none")
 OPTIMIZER_TYPES = ("adam", "adamw")
 MONITORS = ("val_loss", "val_accuracy")
@@ -105,6 +106,13 @@ class TrainConfig:
                                "metric); used by early stopping, the best checkpoint and the plateau schedule",
                                "training", minimum=0, resume=ALLOW)
     monitor: str = setting("val_loss", "metric that picks the best epoch", "training", choices=MONITORS)
+    adversarial_eps: float = setting(0.0, "adversarial training on the word vectors (Miyato et al.): also train "
+                                     "on each batch moved this far up the loss gradient, in word-vector norms "
+                                     "per review; a step then costs about twice as much; 0 turns it off", "training",
+                                     minimum=0)
+    precision: str = setting("auto", "arithmetic of training on a CPU: bfloat16 (autocast) or float32; auto picks "
+                             "bfloat16 where the CPU has it in hardware (AVX512-BF16 or AMX), else float32. On "
+                             "CUDA, --amp decides", "training", choices=PRECISIONS, resume=ALLOW)
     amp: bool = setting(False, "mixed precision on CUDA (ignored with a warning on the CPU)", "training",
                         resume=ALLOW)
     detect_anomaly: bool = setting(False, "find the operation that produced NaN (slow)", "training", resume=ALLOW)

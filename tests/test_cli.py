@@ -160,7 +160,7 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
 @pytest.mark.parametrize("name, expected", [
     ("recommended", {"use_glove": True, "glove_dim": "50d", "embedding_dim": 50, "truncation": "head_tail",
                      "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 2,
-                     "pretrain_lm_epochs": 1, "ngram_blend": True}),
+                     "pretrain_lm_epochs": 1, "adversarial_eps": 1.0, "ngram_blend": True}),
     ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1, "pretrain_lm_epochs": 0,
               "ngram_blend": False}),
 ])

@@ -139,9 +139,9 @@ class TestTrainingIntegration:
             trainer.train(epochs=1)
         assert (tmp_path / "best_model.pt").read_bytes() == best_before
 
-    def test_amp_on_cpu_warns_and_trains_in_float32(self, tmp_path):
-        with pytest.warns(RuntimeWarning, match="mixed precision needs a CUDA device"):
-            trainer = make_trainer(tmp_path, use_amp=True, device="cpu")
+    def test_amp_on_cpu_warns_and_leaves_the_arithmetic_to_precision(self, tmp_path):
+        with pytest.warns(RuntimeWarning, match="--amp is for CUDA devices"):
+            trainer = make_trainer(tmp_path, use_amp=True, device="cpu", precision="float32")
         assert trainer.precision.dtype is None and trainer.train(epochs=1)["epochs_completed"] == 1
 
     def test_checkpoint_of_another_model_shape_is_refused(self, tmp_path):

@@ -178,10 +178,16 @@ class LSTMClassifier(nn.Module):
             pooled.append(total / lengths.to(states.device).unsqueeze(1).to(states.dtype))
         return torch.cat(pooled, dim=-1)
 
-    def forward(self, token_ids: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, token_ids: torch.Tensor, lengths: Optional[torch.Tensor] = None,
+                embedding_shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits [B] (one output) or [B, C]; ``embedding_shift`` [B, T, E] is added to the embedded words
+        (adversarial training)."""
         if lengths is None:
             lengths = (token_ids != self._config.pad_idx).sum(dim=1).clamp(min=1)
-        embedded = self.embedding_dropout(self.embedding(token_ids))  # [B, T, E]
+        embedded = self.embedding(token_ids)  # [B, T, E]
+        if embedding_shift is not None:
+            embedded = embedded + embedding_shift.to(embedded.dtype)
+        embedded = self.embedding_dropout(embedded)
         states = self._encode(embedded, lengths)  # [B, T, H * directions]
         logits = self.fc(self.dropout(self._pool(states, lengths)))  # [B, C]
         return logits.squeeze(-1) if self._config.output_dim == 1 else logits

@@ -34,6 +34,7 @@ from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
+from src.training.precision import cpu_training_dtype
 from src.training.run_control import RunLock, ensure_writable
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer
 from src.utils.checkpoint_io import load_state
@@ -180,6 +181,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     configure_logging(run_dir, cfg.quiet, main_process)
     if main_process:
         check_output_directory(cfg.output_dir)
+    if resolve_device(context.device if context else cfg.device).type == "cpu":
+        cpu_training_dtype(cfg.precision)  # refused here, before the data are read, where the CPU lacks it
     set_seed(cfg.seed)
     resume = _resume_source(cfg)
     train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume)
@@ -196,7 +199,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         accumulation_steps=cfg.accumulation_steps, use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints,
         save_best_n=cfg.save_best_n, monitor=cfg.monitor, min_delta=cfg.min_delta, preprocessor=preprocessor,
         progress=not cfg.quiet, run_config={**asdict(cfg), "data_fingerprint": fingerprint},
-        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly,
+        save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly, adversarial_eps=cfg.adversarial_eps,
+        precision=cfg.precision,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     if not main_process:

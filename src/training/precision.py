@@ -8,27 +8,41 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from src.config import check_setting, default_of
+from src.utils.device import cpu_has_native_bfloat16
+
 logger = logging.getLogger(__name__)
 
 
 class MixedPrecision:
-    """bfloat16 autocast on CUDA cards that support it, else float16 with a gradient scaler;
-    float32 (a no-op) when off or on a CPU. ``state_dict()`` holds the scaler's state."""
+    """The arithmetic of training steps and evaluation, and ``state_dict()`` of its gradient scaler.
 
-    def __init__(self, device: torch.device, enabled: bool):
+    On CUDA with ``enabled`` (``--amp``): bfloat16 autocast on cards that support it,
+    else float16 with a gradient scaler. On a CPU, ``cpu_precision`` decides:
+    bfloat16 autocast, float32, or "auto" (bfloat16 where the CPU has it in hardware).
+    """
+
+    def __init__(self, device: torch.device, enabled: bool, cpu_precision: str = default_of("precision")):
         self.device_type = device.type
         self.dtype: Optional[torch.dtype] = None
         self.scaler: Optional[torch.amp.GradScaler] = None
+        if device.type == "cpu":
+            self.dtype = cpu_training_dtype(cpu_precision)
         if not enabled:
             return
         if device.type != "cuda":
-            message = "mixed precision needs a CUDA device; training in float32 on the CPU"
+            message = "--amp is for CUDA devices; on the CPU, --precision chooses the arithmetic"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             logger.warning(message)
             return
         self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if self.dtype == torch.float16:
             self.scaler = torch.amp.GradScaler("cuda")
+
+    @property
+    def name(self) -> str:
+        """float32, bfloat16 or float16: what the steps compute in."""
+        return str(self.dtype or torch.float32).replace("torch.", "")
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
@@ -54,3 +68,15 @@ class MixedPrecision:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
+
+
+def cpu_training_dtype(precision: str) -> Optional[torch.dtype]:
+    """bfloat16 or None (float32) for training on this CPU, "auto" resolved from its features; a ValueError
+    for bfloat16 where the CPU lacks it."""
+    precision = check_setting("precision", precision, "precision")
+    native = cpu_has_native_bfloat16()
+    if precision == "bfloat16" and not native:
+        raise ValueError("--precision bfloat16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); "
+                         "this one has none, and its LSTM kernels fail without them: use --precision float32 "
+                         "or auto")
+    return torch.bfloat16 if precision == "bfloat16" or (precision == "auto" and native) else None

@@ -24,6 +24,7 @@ from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
 from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker
+from src.training.adversarial import adversarial_perturbation, word_vector_rms
 from src.training.precision import MixedPrecision
 from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
@@ -59,7 +60,12 @@ class Trainer:
                  monitor: str = default_of("monitor"), min_delta: float = DEFAULT_MIN_DELTA,
                  preprocessor: Any = None, progress: bool = True, run_config: Optional[Dict[str, Any]] = None,
                  save_every_steps: Optional[int] = None, detect_anomaly: bool = False,
-                 tensorboard_dir: Optional[Union[str, Path]] = None):
+                 tensorboard_dir: Optional[Union[str, Path]] = None,
+                 adversarial_eps: float = default_of("adversarial_eps"), precision: str = default_of("precision")):
+        self.adversarial_eps = check_setting("adversarial_eps", adversarial_eps, "adversarial_eps")
+        if self.adversarial_eps and not isinstance(getattr(model, "embedding", None), nn.Embedding):
+            raise ValueError("adversarial_eps needs a model with an `embedding` (nn.Embedding) whose forward "
+                             "takes embedding_shift, such as LSTMClassifier")
         self.accumulation_steps = check_setting("accumulation_steps", accumulation_steps, "accumulation_steps")
         self.save_every_steps = check_setting("save_every_steps", save_every_steps, "save_every_steps")
         clip = check_setting("gradient_clip", gradient_clip, "gradient_clip") if gradient_clip is not None else None
@@ -84,7 +90,7 @@ class Trainer:
         self._pending_rng: Optional[Dict[str, Any]] = None
         self._signals: Optional[StopSignals] = None
         self.epoch_log = EpochLog(self.checkpoint_dir, Path(tensorboard_dir) if tensorboard_dir is not None else None)
-        self.precision = MixedPrecision(self.device, use_amp)
+        self.precision = MixedPrecision(self.device, use_amp, precision)
 
     # -- set-up -----------------------------------------------------------------
     def _wrap_distributed(self, model: nn.Module) -> nn.Module:
@@ -216,15 +222,34 @@ class Trainer:
 
         Returns ``(loss, correct predictions, gradient norm or None)``.
         """
+        divisor = group_size or self.accumulation_steps
+        shift = None
+        if self.adversarial_eps:  # a zero shift of the embedded words, to read the loss gradient w.r.t. them
+            shift = torch.zeros(*ids.shape, self.model.embedding.embedding_dim, device=ids.device,
+                                requires_grad=True)  # [B, T, E]
+        loss, batch_correct = self._loss_on(ids, lengths, labels, step, shift)
+        self.precision.backward(loss / divisor)
+        if shift is not None:
+            perturbation = adversarial_perturbation(  # [B, T, E], along the gradient the backward pass left
+                shift.grad, self.adversarial_eps * word_vector_rms(self.model.embedding))
+            adversarial_loss, _ = self._loss_on(ids, lengths, labels, step, perturbation)
+            self.precision.backward(adversarial_loss / divisor)
+        norm = self._optimizer_step() if optimizer_step else None
+        return float(loss.detach()), batch_correct, norm
+
+    def _loss_on(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, step: int,
+                 embedding_shift: Optional[torch.Tensor] = None):
+        """Forward pass and loss, stopping on a non-finite loss; the shift goes to the embedded words."""
         with self.precision.autocast():
-            logits = self._forward(ids, lengths)
+            if embedding_shift is None:
+                logits = self._forward(ids, lengths)
+            else:
+                logits = self._forward(ids, lengths, embedding_shift=embedding_shift)
         loss, batch_correct = self._loss_and_correct(logits, labels)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             self._fail_non_finite(step, loss_value)
-        self.precision.backward(loss / (group_size or self.accumulation_steps))
-        norm = self._optimizer_step() if optimizer_step else None
-        return loss_value, batch_correct, norm
+        return loss, batch_correct
 
     def _fail_non_finite(self, step: int, value: float) -> None:
         latest = self.checkpoint_manager.latest_checkpoint()
@@ -294,8 +319,8 @@ class Trainer:
         if self.is_main:
             self.epoch_log.keep_until(self.epoch)
         last_epoch = self.epoch + epochs
-        logger.info("training epochs %d to %d: %d batches per epoch on %s", self.epoch + 1, last_epoch,
-                    len(self.train_loader), self.device)
+        logger.info("training epochs %d to %d: %d batches per epoch on %s in %s", self.epoch + 1, last_epoch,
+                    len(self.train_loader), self.device, self.precision.name)
         self.history["stopped_early"] = False
         while self.epoch < last_epoch:
             if self._run_epoch(last_epoch, save_best, save_every):

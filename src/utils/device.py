@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
-from typing import Optional, Union
+from pathlib import Path
+from typing import FrozenSet, Optional, Union
 
 import torch
 
@@ -26,3 +28,21 @@ def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.d
         logger.warning(message)
         return torch.device("cpu")
     return chosen
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and ":" in line:
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated
+    and slower than float32."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())

@@ -1,0 +1,86 @@
+"""Adversarial training on the word vectors (--adversarial-eps): the perturbation and the step."""
+
+import pytest
+import torch
+from torch import nn
+
+from src.config import TrainConfig
+from src.training.adversarial import adversarial_perturbation, word_vector_rms
+from tests.helpers import make_trainer, synthetic_loaders, tiny_model
+
+
+def _batch():
+    ids, lengths, labels = next(iter(synthetic_loaders(seed=3)[0]))
+    return ids, lengths, labels
+
+
+def _loss(model, ids, lengths, labels, shift):
+    return nn.functional.binary_cross_entropy_with_logits(model(ids, lengths, embedding_shift=shift), labels)
+
+
+def test_perturbation_has_the_asked_norm_and_points_up_the_loss():
+    torch.manual_seed(0)
+    model = tiny_model(dropout=0.0, embedding_dropout=0.0).eval()
+    ids, lengths, labels = _batch()
+    shift = torch.zeros(*ids.shape, 8, requires_grad=True)
+    _loss(model, ids, lengths, labels, shift).backward()
+    perturbation = adversarial_perturbation(shift.grad, 0.05)
+    assert perturbation.flatten(1).norm(dim=1) == pytest.approx([0.05] * len(ids), rel=1e-5)
+    cosine = nn.functional.cosine_similarity(perturbation.flatten(1), shift.grad.flatten(1), dim=1)
+    assert cosine == pytest.approx([1.0] * len(ids), abs=1e-5)
+    padding = torch.arange(ids.size(1)).unsqueeze(0) >= lengths.unsqueeze(1)  # [B, T]
+    assert perturbation[padding].abs().max() < 1e-6  # only real words move
+    with torch.no_grad():
+        clean = _loss(model, ids, lengths, labels, None)
+        adversarial = _loss(model, ids, lengths, labels, perturbation)
+        noise = torch.randn_like(perturbation) * ~padding.unsqueeze(-1)
+        noise = noise * (0.05 / noise.flatten(1).norm(dim=1)).view(-1, 1, 1)
+        random = _loss(model, ids, lengths, labels, noise)
+    assert adversarial > clean and adversarial - clean > 5 * abs(random - clean)
+
+
+def test_a_zero_gradient_gives_no_perturbation_and_the_unit_is_the_rms_word_norm():
+    assert adversarial_perturbation(torch.zeros(2, 3, 4), 1.0).abs().max() == 0
+    embedding = nn.Embedding(2, 2)
+    with torch.no_grad():
+        embedding.weight.copy_(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))  # norms 5 and 0
+    assert float(word_vector_rms(embedding)) == pytest.approx((25 / 2) ** 0.5)
+
+
+def test_adversarial_step_trains_on_the_clean_plus_the_perturbed_loss(tmp_path):
+    """The trainer's gradients equal those of loss(x) + loss(x + eps * rms * g/||g||) computed by hand."""
+    eps = 0.5
+    trainer = make_trainer(tmp_path / "run", gradient_clip=0, model={"dropout": 0.0, "embedding_dropout": 0.0},
+                           adversarial_eps=eps)
+    model, ids, (lengths, labels) = trainer.model, *(lambda b: (b[0], b[1:]))(_batch())
+    shift = torch.zeros(*ids.shape, 8, requires_grad=True)
+    clean = _loss(model, ids, lengths, labels, shift)
+    clean.backward()
+    perturbation = adversarial_perturbation(shift.grad, eps * word_vector_rms(model.embedding))
+    _loss(model, ids, lengths, labels, perturbation).backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    loss, _, _ = trainer.train_step(ids, lengths, labels, optimizer_step=False)
+    assert loss == pytest.approx(float(clean.detach()))  # the reported loss is the clean one
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected[name], msg=name)
+
+
+def test_adversarial_training_learns_and_resumes_exactly(tmp_path):
+    straight = make_trainer(tmp_path / "straight", seed=1, adversarial_eps=1.0)
+    history = straight.train(epochs=3)
+    assert history["val_accuracies"][-1] > 0.9
+    interrupted = make_trainer(tmp_path / "parts", seed=1, adversarial_eps=1.0)
+    interrupted.train(epochs=1)
+    resumed = make_trainer(tmp_path / "parts", seed=1, adversarial_eps=1.0)
+    resumed.resume_training(tmp_path / "parts" / "checkpoint_epoch_001.pt", additional_epochs=2)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_adversarial_eps_is_checked_and_a_resume_may_not_change_it():
+    with pytest.raises(ValueError, match="--adversarial-eps"):
+        TrainConfig.from_settings({"adversarial_eps": "-1"})
+    config = TrainConfig.from_settings({"adversarial_eps": "0.5"})
+    changed, _ = config.settle_resume({**vars(TrainConfig()), "adversarial_eps": 1.0})
+    assert changed == {"--adversarial-eps": (1.0, 0.5)}

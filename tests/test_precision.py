@@ -1,0 +1,54 @@
+"""--precision: which arithmetic a CPU training step uses, and that bfloat16 steps train."""
+
+import pytest
+import torch
+
+from src.training import precision as precision_module
+from src.training.precision import MixedPrecision
+from tests.helpers import make_trainer
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("native, asked, expected", [
+    (True, "auto", "bfloat16"), (False, "auto", "float32"), (True, "bfloat16", "bfloat16"),
+    (True, "float32", "float32"), (False, "float32", "float32")])
+def test_auto_picks_bfloat16_only_where_the_cpu_has_it(monkeypatch, native, asked, expected):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: native)
+    assert MixedPrecision(CPU, enabled=False, cpu_precision=asked).name == expected
+
+
+def test_an_unknown_precision_or_bfloat16_without_the_instructions_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+        MixedPrecision(CPU, enabled=False, cpu_precision="fp8")
+    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="AVX512-BF16 or AMX.*--precision float32"):
+        MixedPrecision(CPU, enabled=False, cpu_precision="bfloat16")
+
+
+def test_the_command_refuses_bfloat16_before_reading_data(tmp_path, monkeypatch, capsys):
+    from src.training.train_model import main
+
+    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: False)
+    code = main(["--data-dir", str(tmp_path / "nothing-here"), "--precision", "bfloat16", "--device", "cpu",
+                 "--checkpoint-dir", str(tmp_path / "run"), "--output-dir", str(tmp_path / "model")])
+    err = capsys.readouterr().err
+    assert code == 1 and "--precision bfloat16 needs a CPU with bfloat16" in err and "Traceback" not in err
+    assert not (tmp_path / "nothing-here").exists()
+
+
+@pytest.mark.skipif(not precision_module.cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
+def test_bfloat16_steps_compute_in_bfloat16_and_learn(tmp_path):
+    trainer = make_trainer(tmp_path, precision="bfloat16")
+    seen = []
+    handle = trainer.model.fc.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    history = trainer.train(epochs=3)
+    handle.remove()
+    assert torch.bfloat16 in seen
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay float32
+    assert history["val_accuracies"][-1] > 0.9
+    float32 = make_trainer(tmp_path / "f32", precision="float32")
+    seen.clear()
+    float32.model.fc.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    float32.train_step(*next(iter(float32.train_loader)))
+    assert seen == [torch.float32]
