@@ -20,6 +20,14 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def float32_on_every_cpu(request, monkeypatch):
+    """In-process training computes in float32 on every CPU, so the numbers the tests compare are the same
+    on a CI machine with bfloat16 instructions; tests marked ``native_precision`` see the CPU as it is."""
+    if request.node.get_closest_marker("native_precision") is None:
+        monkeypatch.setattr("src.training.precision.cpu_has_native_bfloat16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def real_data():
     return SHARED_DATA

@@ -51,7 +51,7 @@ def test_adversarial_step_trains_on_the_clean_plus_the_perturbed_loss(tmp_path):
     """The trainer's gradients equal those of loss(x) + loss(x + eps * rms * g/||g||) computed by hand."""
     eps = 0.5
     trainer = make_trainer(tmp_path / "run", gradient_clip=0, model={"dropout": 0.0, "embedding_dropout": 0.0},
-                           adversarial_eps=eps)
+                           adversarial_eps=eps, device="cpu", precision="float32")
     model, ids, (lengths, labels) = trainer.model, *(lambda b: (b[0], b[1:]))(_batch())
     shift = torch.zeros(*ids.shape, 8, requires_grad=True)
     clean = _loss(model, ids, lengths, labels, shift)

@@ -175,3 +175,71 @@ def test_too_little_text_skips_pretraining_with_a_warning(tmp_path, caplog):
         batch_size=4, embedding_dim=8, hidden_dim=8, quiet=True, tensorboard=False))  # pretraining is on by default
     assert "lm_pretraining" not in metrics and metrics["test"]["n_examples"] == 10
     assert "skipping language-model pretraining" in caplog.text
+
+
+def test_interrupted_pretraining_continues_to_the_same_weights():
+    """Stopped mid-pass (and in the second pass) and continued from the saved state: the weights, the
+    losses and the step count equal those of a run that was never stopped."""
+    config = PretrainConfig(**{**SETTINGS, "epochs": 1.2, "batch_size": 4, "dropout": 0.2, "checkpoint_every": 5})
+    straight = tiny_model()
+    expected = pretrain_language_model(straight, cyclic_reviews(), config)
+    for stop_after in (7, 50):  # 47 steps per pass: inside the first pass and inside the second
+        model, saves, calls = tiny_model(), [], iter(range(1, 1000))
+        stats = pretrain_language_model(model, cyclic_reviews(), config, save=saves.append,
+                                        should_stop=lambda: next(calls) == stop_after)
+        assert stats["stopped"] and stats["steps"] == stop_after and saves[-1]["step"] == stop_after
+        assert [save["step"] for save in saves] == [*range(5, stop_after, 5), stop_after]
+        weights = {name: value.clone() for name, value in model.state_dict().items()}
+        torch.manual_seed(123)  # the saved random state, not this one, must decide what follows
+        resumed = tiny_model()
+        resumed.load_state_dict(weights)
+        finished = pretrain_language_model(resumed, cyclic_reviews(), config, state=saves[-1])
+        assert finished["steps"] == expected["steps"] and not finished["stopped"]
+        assert finished["last_loss"] == expected["last_loss"]
+        for name, value in straight.state_dict().items():
+            assert torch.equal(value, resumed.state_dict()[name]), (stop_after, name)
+
+
+def test_saved_pretraining_of_another_corpus_is_refused():
+    config = PretrainConfig(**{**SETTINGS, "epochs": 1, "batch_size": 4})
+    saves = []
+    pretrain_language_model(tiny_model(), cyclic_reviews(), config, save=saves.append)
+    with pytest.raises(ValueError, match="the corpus or the settings differ"):
+        pretrain_language_model(tiny_model(), cyclic_reviews(count=200), config, state=saves[-1])
+
+
+def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_path, monkeypatch):
+    """The command line's path: SIGTERM in pretraining -> TrainingInterrupted naming the checkpoint;
+    --resume auto continues pretraining and then trains, ending as a run that was never stopped."""
+    import signal
+
+    from src.exceptions import TrainingInterrupted
+    from src.training import lm_pretraining
+
+    tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
+                                               "test": synthetic_reviews(10, seed=1)})
+    settings = dict(data_dir=str(tree), epochs=1, batch_size=16, embedding_dim=8, hidden_dim=8,
+                    max_vocab_size=100, pretrain_lm_epochs=40.0, quiet=True, tensorboard=False)
+
+    def run(name, **extra):
+        return run_training(TrainConfig(output_dir=str(tmp_path / name / "model"),
+                                        checkpoint_dir=str(tmp_path / name / "run"), **settings, **extra))
+
+    straight = run("straight")
+    step_loss, calls = lm_pretraining._step_loss, []
+
+    def signalled_at_third_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return step_loss(*args)
+
+    monkeypatch.setattr(lm_pretraining, "_step_loss", signalled_at_third_step)
+    with pytest.raises(TrainingInterrupted, match="during language-model pretraining.*checkpoint_pretraining.pt"):
+        run("parts")
+    assert not list((tmp_path / "parts" / "run").glob("checkpoint_epoch_*.pt"))
+    monkeypatch.setattr(lm_pretraining, "_step_loss", step_loss)
+    resumed = run("parts", resume="auto")
+    assert resumed["lm_pretraining"]["steps"] == straight["lm_pretraining"]["steps"] > 3
+    assert resumed["history"]["val_losses"] == straight["history"]["val_losses"]
+    assert resumed["test"] == straight["test"]

@@ -37,17 +37,21 @@ def test_the_command_refuses_bfloat16_before_reading_data(tmp_path, monkeypatch,
     assert not (tmp_path / "nothing-here").exists()
 
 
+@pytest.mark.native_precision
 @pytest.mark.skipif(not precision_module.cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
 def test_bfloat16_steps_compute_in_bfloat16_and_learn(tmp_path):
-    trainer = make_trainer(tmp_path, precision="bfloat16")
+    trainer = make_trainer(tmp_path, precision="bfloat16", device="cpu")
     seen = []
     handle = trainer.model.fc.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     history = trainer.train(epochs=3)
-    handle.remove()
     assert torch.bfloat16 in seen
+    seen.clear()
+    trainer.evaluate_model(trainer.val_loader)  # evaluation in float32, as predict computes
+    handle.remove()
+    assert seen and set(seen) == {torch.float32}
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay float32
     assert history["val_accuracies"][-1] > 0.9
-    float32 = make_trainer(tmp_path / "f32", precision="float32")
+    float32 = make_trainer(tmp_path / "f32", precision="float32", device="cpu")
     seen.clear()
     float32.model.fc.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     float32.train_step(*next(iter(float32.train_loader)))

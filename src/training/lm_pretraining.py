@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from src.models.lstm_model import LSTMClassifier
+from src.training.state import load_rng_state_dict, rng_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,12 @@ class PretrainConfig:
     dropout: float = 0.1
     gradient_clip: float = 1.0
     seed: int = 42
+    checkpoint_every: int = 200  # steps between the saves that let an interrupted run continue
 
     def __post_init__(self) -> None:
         if not self.epochs > 0:
             raise ValueError(f"pretraining epochs must be positive, got {self.epochs}")
-        for name in ("window", "batch_size", "negatives"):
+        for name in ("window", "batch_size", "negatives", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"pretraining {name} must be at least 1, got {getattr(self, name)}")
 
@@ -94,63 +96,122 @@ class _LanguageModelHeads(nn.Module):
 
 
 def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarray], config: PretrainConfig,
-                            device: torch.device = torch.device("cpu")) -> Dict[str, object]:
+                            device: torch.device = torch.device("cpu"), state: Optional[Dict[str, Any]] = None,
+                            save: Optional[Callable[[Dict[str, Any]], None]] = None,
+                            should_stop: Optional[Callable[[], bool]] = None) -> Dict[str, object]:
     """Train ``model.embedding`` and ``model.layers[0]`` as forward (and backward) language models.
 
     ``token_ids``: one int array per review. The rest of the model is untouched.
-    Returns statistics: words, steps, seconds and the losses of the first and last
-    100 steps (summed over the directions).
+    ``save(state)`` is called every ``config.checkpoint_every`` steps, at the end, and
+    when ``should_stop()`` turns true (then the run returns early with ``stopped``);
+    passing such a ``state`` back continues the run exactly where it was (the model's
+    own weights are the caller's to save and restore). Returns statistics: words,
+    steps, seconds and the losses of the first and last 100 steps (summed over the
+    directions).
     """
-    pad_idx = model.config.pad_idx
-    distribution = sampling_distribution(token_ids, model.config.vocab_size, pad_idx)  # [V], on the CPU for sampling
-    log_expected = torch.log(config.negatives * distribution.clamp_min(1e-12)).to(device)  # [V]
-    heads = _LanguageModelHeads(len(model.layers[0]), model.config.hidden_dim, model.config.embedding_dim,
-                                config.dropout).to(device)
-    parameters = [p for module in (model.embedding, model.layers[0], heads) for p in module.parameters()
-                  if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    words = sum(len(ids) for ids in token_ids)
-    total_steps = max(1, int(config.epochs * (words // config.window) // config.batch_size))
+    run = _PretrainingRun(model, token_ids, config, device)
+    if state is not None:
+        run.load_state_dict(state)
     was_training = model.training
     model.train()
-    losses: List[float] = []
     started = time.perf_counter()
-    step = 0
-    while step < total_steps:
-        for batch in _windows(token_stream(token_ids, rng, pad_idx), config, generator):
-            if step == total_steps:
-                break
-            _set_learning_rate(optimizer, config.learning_rate, step, total_steps)
-            batch = batch.to(device)
-            loss = _step_loss(model, heads, batch, distribution, log_expected, config.negatives, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(parameters, config.gradient_clip)
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            if step % 100 == 0:
-                logger.info("language-model pretraining: step %d/%d, loss %.3f", step, total_steps,
-                            float(np.mean(losses[-100:])))
+    stopped = run.train(save or (lambda _: None), should_stop or (lambda: False))
     model.train(was_training)
     seconds = time.perf_counter() - started
-    return {"words": words, "steps": step, "seconds": seconds, "words_per_second": step * config.batch_size
-            * config.window / seconds, "first_loss": float(np.mean(losses[:100])),
-            "last_loss": float(np.mean(losses[-100:])), "config": asdict(config)}
+    return {"words": run.words, "steps": run.step, "seconds": seconds,
+            "words_per_second": run.steps_done_here * config.batch_size * config.window / max(seconds, 1e-9),
+            "first_loss": float(np.mean(run.losses[:100])), "last_loss": float(np.mean(run.losses[-100:])),
+            "stopped": stopped, "config": asdict(config)}
 
 
-def _windows(stream: np.ndarray, config: PretrainConfig, generator: torch.Generator):
-    """Batches of consecutive ``window + 1`` words (one word of overlap), in random order: [B, W + 1]."""
-    count = (len(stream) - 1) // config.window
-    if count == 0:
-        raise ValueError(f"the pretraining corpus has fewer than {config.window + 1} words; lower the window")
-    stream_tensor = torch.from_numpy(stream[: count * config.window + 1])
-    starts = torch.randperm(count, generator=generator) * config.window
-    offsets = torch.arange(config.window + 1)
-    for first in range(0, count, config.batch_size):
-        yield stream_tensor[starts[first:first + config.batch_size].unsqueeze(1) + offsets]
+class _PretrainingRun:
+    """The state of one pretraining run: heads, optimizer, random streams, step, position in the pass."""
+
+    def __init__(self, model: LSTMClassifier, token_ids: Sequence[np.ndarray], config: PretrainConfig,
+                 device: torch.device):
+        self.model, self.token_ids, self.config, self.device = model, token_ids, config, device
+        self.distribution = sampling_distribution(token_ids, model.config.vocab_size, model.config.pad_idx)  # [V]
+        self.log_expected = torch.log(config.negatives * self.distribution.clamp_min(1e-12)).to(device)  # [V]
+        self.heads = _LanguageModelHeads(len(model.layers[0]), model.config.hidden_dim, model.config.embedding_dim,
+                                         config.dropout).to(device)
+        self.parameters = [p for module in (model.embedding, model.layers[0], self.heads)
+                           for p in module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=config.learning_rate)
+        self.rng = np.random.default_rng(config.seed)  # the order of the reviews in each pass
+        self.generator = torch.Generator().manual_seed(config.seed)  # windows' order, sampled words
+        self.words = sum(len(ids) for ids in token_ids)
+        self.total_steps = max(1, int(config.epochs * (self.words // config.window) // config.batch_size))
+        self.step, self.position, self.losses, self.steps_done_here = 0, 0, [], 0
+        self._pass_start: Optional[Dict[str, Any]] = None  # the random streams as the current pass began
+        self._resumed_streams: Optional[Dict[str, Any]] = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"step": self.step, "position": self.position, "losses": list(self.losses),
+                "total_steps": self.total_steps, "heads": self.heads.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "pass_start": self._pass_start,
+                "streams": {"generator": self.generator.get_state(), **rng_state_dict()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state["total_steps"] != self.total_steps:
+            raise ValueError(f"the saved pretraining ran {state['total_steps']} steps, this one would run "
+                             f"{self.total_steps}: the corpus or the settings differ")
+        self.step, self.position, self.losses = state["step"], state["position"], list(state["losses"])
+        self.heads.load_state_dict(state["heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._pass_start, self._resumed_streams = state["pass_start"], state["streams"]
+
+    def train(self, save: Callable[[Dict[str, Any]], None], should_stop: Callable[[], bool]) -> bool:
+        """Run to ``total_steps``; True if ``should_stop`` ended it first (after a ``save``)."""
+        while self.step < self.total_steps:
+            starts, stream = self._begin_pass()
+            for first in range(self.position * self.config.batch_size, len(starts), self.config.batch_size):
+                if self.step == self.total_steps:
+                    break
+                self._train_step(stream[starts[first:first + self.config.batch_size].unsqueeze(1)
+                                        + torch.arange(self.config.window + 1)])  # [B, W + 1]
+                self.position += 1
+                if should_stop():
+                    save(self.state_dict())
+                    return True
+                if self.step % self.config.checkpoint_every == 0:
+                    save(self.state_dict())
+            self.position, self._pass_start = 0, None
+        save(self.state_dict())
+        return False
+
+    def _begin_pass(self):
+        """The pass's window starts and word stream; a resumed pass is rebuilt from the streams it began with."""
+        if self._pass_start is None:
+            self._pass_start = {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
+        else:
+            self.rng.bit_generator.state = self._pass_start["rng"]
+            self.generator.set_state(self._pass_start["generator"])
+        stream = token_stream(self.token_ids, self.rng, self.model.config.pad_idx)
+        count = (len(stream) - 1) // self.config.window
+        if count == 0:
+            raise ValueError(f"the pretraining corpus has fewer than {self.config.window + 1} words; "
+                             "lower the window")
+        starts = torch.randperm(count, generator=self.generator) * self.config.window  # [count]
+        if self._resumed_streams is not None:  # back to where the saved run was inside this pass
+            self.generator.set_state(self._resumed_streams["generator"])
+            load_rng_state_dict(self._resumed_streams)
+            self._resumed_streams = None
+        return starts, torch.from_numpy(stream[: count * self.config.window + 1])
+
+    def _train_step(self, batch: torch.Tensor) -> None:
+        _set_learning_rate(self.optimizer, self.config.learning_rate, self.step, self.total_steps)
+        loss = _step_loss(self.model, self.heads, batch.to(self.device), self.distribution, self.log_expected,
+                          self.config.negatives, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.parameters, self.config.gradient_clip)
+        self.optimizer.step()
+        self.losses.append(loss.item())
+        self.step += 1
+        self.steps_done_here += 1
+        if self.step % 100 == 0:
+            logger.info("language-model pretraining: step %d/%d, loss %.3f", self.step, self.total_steps,
+                        float(np.mean(self.losses[-100:])))
 
 
 def _step_loss(model: LSTMClassifier, heads: _LanguageModelHeads, batch: torch.Tensor, distribution: torch.Tensor,

@@ -23,7 +23,7 @@ from src.data.datasets import ReviewDataset
 from src.data.imdb import load_unlabeled_reviews
 from src.data.loaders import create_data_loaders
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused
+from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
 from src.inference.metrics import binary_metrics, logistic
 from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor
@@ -35,15 +35,17 @@ from src.training.distributed import DistributedContext, barrier, init_distribut
 from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.precision import cpu_training_dtype
-from src.training.run_control import RunLock, ensure_writable
-from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer
-from src.utils.checkpoint_io import load_state
+from src.training.run_control import RunLock, StopSignals, ensure_writable
+from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
+from src.utils.checkpoint_io import load_state, save_state
 from src.utils.device import resolve_device
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
 
 logger = logging.getLogger(__name__)
+
+PRETRAINING_CHECKPOINT = "checkpoint_pretraining.pt"  # language-model pretraining in progress or done
 
 
 def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> None:
@@ -120,6 +122,9 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     if not cfg.resume:
         return None
     path = find_resume_checkpoint(Path(cfg.checkpoint_dir)) if cfg.resume == "auto" else Path(cfg.resume)
+    pretraining = Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT
+    if path is None and pretraining.is_file():  # stopped before the first epoch's checkpoint
+        path = pretraining
     if path is None:
         logger.warning("--resume auto: no loadable checkpoint in %s; starting a new run", cfg.checkpoint_dir)
         return None
@@ -189,7 +194,10 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     fingerprint = _data_fingerprint(train_loader, val_loader)
     if resume is not None:
         _check_resumed_data(resume, fingerprint)
-    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process)
+    run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
+    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config)
+    if resume is not None and "pretraining" in resume:
+        resume = None  # pretraining is done; training starts from its first epoch
     if main_process:
         atomic_write_json(run_dir / "config.json", asdict(cfg))
     trainer = create_trainer(
@@ -198,7 +206,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         optimizer_type=cfg.optimizer, epochs=cfg.epochs, device=context.device if context else cfg.device,
         accumulation_steps=cfg.accumulation_steps, use_amp=cfg.amp, max_checkpoints=cfg.max_checkpoints,
         save_best_n=cfg.save_best_n, monitor=cfg.monitor, min_delta=cfg.min_delta, preprocessor=preprocessor,
-        progress=not cfg.quiet, run_config={**asdict(cfg), "data_fingerprint": fingerprint},
+        progress=not cfg.quiet, run_config=run_config,
         save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly, adversarial_eps=cfg.adversarial_eps,
         precision=cfg.precision,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
@@ -221,23 +229,51 @@ def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: 
 
 
 def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
-                   preprocessor: TextPreprocessor, train_loader, main_process: bool
+                   preprocessor: TextPreprocessor, train_loader, main_process: bool, run_config: Dict[str, Any]
                    ) -> Tuple[LSTMClassifier, Dict[str, Any]]:
-    """The model to train: new (with GloVe and language-model pretraining as asked) or as the checkpoint
-    describes it (its weights are loaded by the trainer). Returns it and the statistics of its set-up."""
+    """The model to train: new (with GloVe and language-model pretraining as asked), one whose
+    pretraining was interrupted (continued), or as an epoch checkpoint describes it (its weights are
+    loaded by the trainer). Returns it and the statistics of its set-up."""
     model = (LSTMClassifier.from_config(resume["model_config"]) if resume
              else _build_model(cfg, preprocessor.vocab_size))
     model.sequence_path = cfg.sequence_path
-    extra: Dict[str, Any] = {}
+    pretraining = resume.get("pretraining") if resume else None
+    extra: Dict[str, Any] = dict(resume.get("setup") or {}) if pretraining else {}
     if cfg.use_glove and resume is None:
         extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
+    if pretraining is not None:
+        model.load_state_dict(resume["model"])
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)  # also on resume: the same optimiser
-    if cfg.pretrain_lm_epochs and resume is None:
+    if cfg.pretrain_lm_epochs and (resume is None or pretraining is not None):
+        checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
+                                            run_config, extra, main_process)
         stats = _pretrain_language_model(cfg, model, preprocessor, train_loader.dataset.token_ids,
-                                         context.device if context else resolve_device(cfg.device))
+                                         context.device if context else resolve_device(cfg.device), checkpoint,
+                                         pretraining)
         if stats is not None:
             extra["lm_pretraining"] = stats
     return model, extra
+
+
+class _PretrainingCheckpoint:
+    """Writes ``checkpoint_pretraining.pt`` (rank 0): what a resumed run needs to continue pretraining."""
+
+    def __init__(self, path: Path, model: LSTMClassifier, preprocessor: TextPreprocessor,
+                 run_config: Dict[str, Any], setup: Dict[str, Any], main_process: bool):
+        self.path, self.model, self.preprocessor = path, model, preprocessor
+        self.run_config, self.setup, self.main_process = run_config, setup, main_process
+
+    def __call__(self, pretraining: Dict[str, Any]) -> None:
+        if not self.main_process:
+            return
+        state = {"epoch": 0, "model_config": asdict(self.model.config), "model": self.model.state_dict(),
+                 "preprocessor": self.preprocessor.to_dict(), "run_config": self.run_config,
+                 "setup": self.setup, "pretraining": pretraining}
+        try:
+            save_state(self.path, state)
+        except (OSError, RuntimeError) as err:  # torch reports a short write as RuntimeError
+            raise TrainingError(f"could not write {self.path} ({err}); free some space or choose another "
+                                "--checkpoint-dir") from None
 
 
 def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
@@ -254,8 +290,10 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
 
 
 def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
-                             train_ids: List[np.ndarray], device: torch.device) -> Optional[Dict[str, Any]]:
-    """Pretrain on ``train/unsup`` plus the training reviews; None when they are too short to.
+                             train_ids: List[np.ndarray], device: torch.device, checkpoint: _PretrainingCheckpoint,
+                             saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    """Pretrain on ``train/unsup`` plus the training reviews (continuing ``saved``); None when they are too
+    short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training.
 
     Under torchrun every process does the same; DistributedDataParallel then starts
     all of them from rank 0's weights."""
@@ -271,9 +309,15 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocess
         logger.warning("only %d words to pretrain on, fewer than one window of %d; skipping language-model "
                        "pretraining (--pretrain-lm-epochs 0 silences this)", words, settings.window + 1)
         return None
-    logger.info("language-model pretraining: %d reviews, %.1f pass(es)", len(corpus), cfg.pretrain_lm_epochs)
+    logger.info("language-model pretraining: %d reviews, %.1f pass(es)%s", len(corpus), cfg.pretrain_lm_epochs,
+                f", continuing after step {saved['step']}" if saved else "")
     model.to(device)
-    stats = pretrain_language_model(model, corpus, settings, device)
+    with StopSignals() as signals:
+        stats = pretrain_language_model(model, corpus, settings, device, state=saved, save=checkpoint,
+                                        should_stop=lambda: signals.requested is not None)
+    if stats["stopped"]:
+        raise interrupted(signals.requested, f"during language-model pretraining (step {stats['steps']})",
+                          checkpoint.path)
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
     return {**stats, "unlabeled_reviews": len(unlabeled), "training_reviews": len(train_ids)}

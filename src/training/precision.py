@@ -45,7 +45,14 @@ class MixedPrecision:
         return str(self.dtype or torch.float32).replace("torch.", "")
 
     def autocast(self):
+        """The training step's autocast."""
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def evaluation_autocast(self):
+        """Evaluation's: float32 on a CPU, so the accuracy a run reports is the one ``predict`` (float32)
+        gives; on CUDA the same as training's."""
+        enabled = self.dtype is not None and self.device_type == "cuda"
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=enabled)
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

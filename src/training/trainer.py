@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 MID_EPOCH_NAME = "checkpoint_mid_epoch.pt"
 
 
-def _interrupted(signum: int, where: str, path: Path) -> TrainingInterrupted:
+def interrupted(signum: int, where: str, path: Path) -> TrainingInterrupted:
+    """The exception for a stop on a signal, its message naming the checkpoint that continues the run."""
     return TrainingInterrupted(f"stopped by {signal.Signals(signum).name} {where}; saved {path}; continue with "
                                f"--resume auto (or --resume {path})", signum, str(path))
 
@@ -194,7 +195,7 @@ class Trainer:
             self._progress = None
         if stop is not None:
             where = f"in epoch {progress.epoch} after {progress.batches_done} of {len(self.train_loader)} batches"
-            raise _interrupted(stop, where, self.checkpoint_dir / MID_EPOCH_NAME)
+            raise interrupted(stop, where, self.checkpoint_dir / MID_EPOCH_NAME)
 
     def _agreed_signal(self) -> Optional[int]:
         """The stop signal any rank received (one rank's Ctrl-C stops all of them together)."""
@@ -266,7 +267,7 @@ class Trainer:
         loss_sum = correct = seen = 0.0
         for batch in data_loader:
             ids, lengths, labels = self._batch_to_device(batch)
-            with self.precision.autocast():
+            with self.precision.evaluation_autocast():
                 logits = self.model(ids, lengths)
             loss, batch_correct = self._loss_and_correct(logits, labels)
             loss_sum += float(loss) * labels.numel()
@@ -373,7 +374,7 @@ class Trainer:
             if self.is_main:
                 (self.checkpoint_dir / MID_EPOCH_NAME).unlink(missing_ok=True)  # superseded
             if signalled is not None and epoch < last_epoch and not stop:
-                raise _interrupted(signalled, f"after epoch {epoch}", self.checkpoint_manager.checkpoint_path(epoch))
+                raise interrupted(signalled, f"after epoch {epoch}", self.checkpoint_manager.checkpoint_path(epoch))
         return stop
 
     def _log_epoch(self, epoch, last_epoch, lr, train_metrics, val_metrics, improved) -> None:
