@@ -21,6 +21,7 @@ TRUNCATION_STRATEGIES = ("head", "head_tail")
 POOLING_MODES = ("max_mean", "max", "mean", "last")
 SEQUENCE_PATHS = ("padded", "packed")
 PRECISIONS = ("auto", "float32", "bfloat16")
+MAX_TOKENS_PER_REVIEW = 100_000  # a bound on --max-length, so a model file cannot make one review cost gigabytes
 SCHEDULER_TYPES = ("plateau", "step", "cosine", "none")
 OPTIMIZER_TYPES = ("adam", "adamw")
 MONITORS = ("val_loss", "val_accuracy")
@@ -37,14 +38,14 @@ ALLOW, REFUSE = "allow", "refuse"
 
 
 def setting(default: Any, help: str, group: str, *, minimum: Optional[float] = None,
-            above: Optional[float] = None, below: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None,
-            resume: str = REFUSE, takes_value: bool = False) -> Any:
+            above: Optional[float] = None, below: Optional[float] = None, maximum: Optional[float] = None,
+            choices: Optional[Tuple[str, ...]] = None, resume: str = REFUSE, takes_value: bool = False) -> Any:
     """A ``TrainConfig`` field with its rule in the metadata.
 
-    ``minimum`` is inclusive, ``above``/``below`` exclusive. A boolean becomes a pair
+    ``minimum``/``maximum`` are inclusive, ``above``/``below`` exclusive. A boolean becomes a pair
     of flags (``--x`` / ``--no-x``) unless ``takes_value`` (``--x true``)."""
-    rule = dict(help=help, group=group, minimum=minimum, above=above, below=below, choices=choices, resume=resume,
-                takes_value=takes_value)
+    rule = dict(help=help, group=group, minimum=minimum, above=above, below=below, maximum=maximum, choices=choices,
+                resume=resume, takes_value=takes_value)
     return field(default=default, metadata=rule)
 
 
@@ -57,7 +58,7 @@ class TrainConfig:
                             "downloaded there if the folder is missing or empty", "data", resume=ALLOW)
     max_vocab_size: int = setting(25000, "vocabulary size, <pad> and <unk> included", "data", minimum=3)
     min_freq: int = setting(1, "leave out words seen fewer times in the training reviews", "data", minimum=1)
-    max_length: int = setting(400, "tokens kept per review", "data", minimum=1)
+    max_length: int = setting(400, "tokens kept per review", "data", minimum=1, maximum=MAX_TOKENS_PER_REVIEW)
     truncation: str = setting("head_tail", "keep the start (head), or the first quarter and the end (head_tail), "
                               "of a review longer than --max-length", "data", choices=TRUNCATION_STRATEGIES)
     validation_split: float = setting(0.2, "share of the training reviews held out for validation", "data",
@@ -295,6 +296,8 @@ def _check_range(value: Any, rule: Mapping[str, Any], label: str) -> None:
     if above is not None and value <= above:
         raise ValueError(f"{label} must be positive, got {value}" if above == 0
                          else f"{label} must be above {above:g}, got {value}")
+    if rule["maximum"] is not None and value > rule["maximum"]:
+        raise ValueError(f"{label} must be at most {rule['maximum']:g}, got {value}")
 
 
 def check_glove_variant(corpus: str, dimension: str) -> None:

@@ -201,4 +201,7 @@ class TextPreprocessor:
             raise DataError(f"vocabulary file {path} is damaged ({err}); rebuild it by training again") from None
         if not isinstance(state, dict):
             raise DataError(f"vocabulary file {path} does not hold a vocabulary")
-        return cls.from_dict(state, legacy_encoding)
+        try:
+            return cls.from_dict(state, legacy_encoding)
+        except DataError as err:
+            raise DataError(f"vocabulary file {path}: {err}") from None

@@ -25,6 +25,7 @@ from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.inference.metrics import accuracy_by_bucket, binary_metrics, length_buckets, roc_curve
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, Predictor, load_predictor
+from src.training.run_control import ensure_writable
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curve
 
@@ -68,15 +69,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--batch-size must be at least 1 and --max-samples at least 2")
     if len(args.model_dir) > 1 and not args.output_dir:
         parser.error("several --model-dir need --output-dir for the ensemble's evaluation.json and plots")
+    output_dir = Path(args.output_dir or args.model_dir[0])
     try:
+        ensure_writable(output_dir, "evaluation.json and plots", "--output-dir")
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
         reviews = load_imdb(args.data_dir, args.split)
         if args.max_samples is not None and args.max_samples < len(reviews.texts):
             reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))
-        output_dir = Path(args.output_dir or args.model_dir[0])
         metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size)
     except (PipelineError, ValueError) as err:
         return fail(str(err))
+    except OSError as err:
+        return fail(f"could not write the evaluation to {output_dir} ({err.strerror or err}); files that were there "
+                    "are unchanged: free some space or choose another --output-dir")
     summary = {k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "loss", "n_examples")}
     print(json.dumps(summary, indent=2))
     print(f"evaluation.json and plots written to {output_dir}", file=sys.stderr)

@@ -103,7 +103,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return fail(str(err))
     lines = "".join(json_line({"text": text, **result}) for text, result in zip(reviews, results))
     if args.output:
-        atomic_write_text(args.output, lines)
+        try:
+            atomic_write_text(args.output, lines)
+        except OSError as err:
+            return fail(f"could not write the predictions to {args.output} ({err.strerror or err}); a file that "
+                        "was there is unchanged: free some space or choose another --output")
         print(f"{len(results)} predictions written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(lines)

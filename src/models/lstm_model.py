@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -54,6 +54,43 @@ class LSTMConfig:
             setattr(self, name, check_setting(name, getattr(self, name), name))
         if not isinstance(self.pad_idx, int) or not 0 <= self.pad_idx < self.vocab_size:
             raise ValueError(f"pad_idx must be a valid token id below vocab_size={self.vocab_size}, got {self.pad_idx}")
+
+    @property
+    def pooled_dim(self) -> int:
+        """Size of the pooled vector the classifier reads."""
+        directions = 2 if self.bidirectional else 1
+        return self.hidden_dim * directions * (2 if self.pooling == "max_mean" else 1)
+
+    def weight_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """The shape of every tensor of ``LSTMClassifier.from_config(self).state_dict()``, without building it."""
+        directions, gates = (2 if self.bidirectional else 1), 4 * self.hidden_dim
+        shapes: Dict[str, Tuple[int, ...]] = {"embedding.weight": (self.vocab_size, self.embedding_dim)}
+        for layer in range(self.n_layers):
+            inputs = self.embedding_dim if layer == 0 else self.hidden_dim * directions
+            for direction in range(directions):
+                prefix = f"layers.{layer}.{direction}."
+                shapes.update({prefix + "weight_ih_l0": (gates, inputs), prefix + "weight_hh_l0": (gates, self.hidden_dim),
+                               prefix + "bias_ih_l0": (gates,), prefix + "bias_hh_l0": (gates,)})
+        shapes.update({"fc.weight": (self.output_dim, self.pooled_dim), "fc.bias": (self.output_dim,)})
+        return shapes
+
+    def check_weights(self, weights: Mapping[str, Any]) -> None:
+        """Refuse (ValueError naming the field) weights of another shape than this config describes, before
+        anything of that size is allocated: a model file may come from anyone."""
+        if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise ValueError("the weights are not a mapping of names to tensors")
+        layers = {key.split(".")[1] for key in weights if key.startswith("layers.")}
+        if len(layers) != self.n_layers:
+            raise ValueError(f"n_layers is {self.n_layers} but the weights hold {len(layers)} layers")
+        expected = self.weight_shapes()
+        if set(expected) != set(weights):
+            odd = sorted(set(expected) ^ set(weights))[:3]
+            raise ValueError(f"the weights' names do not match the settings (for example {', '.join(odd)})")
+        for name, shape in expected.items():
+            if tuple(weights[name].shape) != shape:
+                raise ValueError(f"{name} is {tuple(weights[name].shape)} in the weights but the settings "
+                                 f"(vocab_size {self.vocab_size}, embedding_dim {self.embedding_dim}, hidden_dim "
+                                 f"{self.hidden_dim}, ...) make it {shape}")
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "LSTMConfig":
@@ -102,8 +139,7 @@ class LSTMClassifier(nn.Module):
         self.__dict__["_fused_lstm"] = nn.LSTM(cfg.embedding_dim, cfg.hidden_dim, num_layers=cfg.n_layers,
                                                bidirectional=cfg.bidirectional, batch_first=True,
                                                dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
-        pooled = cfg.hidden_dim * directions * (2 if cfg.pooling == "max_mean" else 1)
-        self.fc = nn.Linear(pooled, cfg.output_dim)
+        self.fc = nn.Linear(cfg.pooled_dim, cfg.output_dim)
 
     @property
     def config(self) -> LSTMConfig:
@@ -114,6 +150,18 @@ class LSTMClassifier(nn.Module):
         if isinstance(config, dict):
             config = LSTMConfig.from_dict(config)
         return cls(**asdict(config))
+
+    @classmethod
+    def from_weights(cls, config: Union[LSTMConfig, Dict[str, Any]], weights: Mapping[str, Any]) -> "LSTMClassifier":
+        """The model a file describes: its config checked against its weights' shapes first (ValueError),
+        so a hostile or damaged file cannot make it allocate more than the weights it holds."""
+        if not isinstance(config, (LSTMConfig, dict)):
+            raise ValueError("the model settings are not a mapping")
+        config = LSTMConfig.from_dict(config) if isinstance(config, dict) else config
+        config.check_weights(weights)
+        model = cls.from_config(config)
+        model.load_state_dict(weights)
+        return model
 
     @property
     def sequence_path(self) -> str:

@@ -108,8 +108,7 @@ def load_model_directory(directory: Union[str, Path], device: Union[str, torch.d
     if state["format_version"] > 1:  # version 1 directories were written file by file, without a manifest
         _check_manifest(directory, state.get("manifest"))
     try:
-        model = LSTMClassifier.from_config(state["model_config"])
-        model.load_state_dict(state["model_state"])
+        model = LSTMClassifier.from_weights(state["model_config"], state["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{directory / MODEL_FILE} does not hold a usable model ({reason})") from None

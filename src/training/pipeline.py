@@ -27,7 +27,7 @@ from src.exceptions import CheckpointError, DataError, FormatVersionError, Resum
 from src.inference.metrics import binary_metrics, logistic
 from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor
-from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier
+from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
 from src.models.model_dir import check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
 from src.training.checkpoint_manager import CheckpointManager
@@ -35,7 +35,7 @@ from src.training.distributed import DistributedContext, barrier, init_distribut
 from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.precision import cpu_training_dtype
-from src.training.run_control import RunLock, StopSignals, ensure_writable
+from src.training.run_control import RunLock, StopSignals, check_room, ensure_writable, signals_raise
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
 from src.utils.checkpoint_io import load_state, save_state
 from src.utils.device import resolve_device
@@ -46,6 +46,7 @@ from src.utils.seed import set_seed
 logger = logging.getLogger(__name__)
 
 PRETRAINING_CHECKPOINT = "checkpoint_pretraining.pt"  # language-model pretraining in progress or done
+NGRAM_FILE_BYTES = 20_000_000  # room kept for ngram_model.pt (13 MB for the full IMDB training split)
 
 
 def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> None:
@@ -131,6 +132,10 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     state = load_state(path)
     if state.get("preprocessor") is None or state.get("model_config") is None:
         raise CheckpointError(f"{path} lacks the vocabulary or model config needed to resume the run")
+    try:  # before a model of the config's size is built
+        LSTMConfig.from_dict(state["model_config"]).check_weights(state.get("model_state"))
+    except (AttributeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} does not hold a usable model ({err})") from None
     changes, adopted = cfg.settle_resume(state.get("run_config") or {})
     if changes:
         listed = ", ".join(f"{flag} (checkpoint {old!r}, now {new!r})" for flag, (old, new) in changes.items())
@@ -195,6 +200,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     if resume is not None:
         _check_resumed_data(resume, fingerprint)
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
+    if main_process:
+        _check_room_for_outputs(cfg, preprocessor.vocab_size, run_dir)
     model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config)
     if resume is not None and "pretraining" in resume:
         resume = None  # pretraining is done; training starts from its first epoch
@@ -213,7 +220,26 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     history = _train(trainer, cfg, resume)
     if not main_process:
         return {}
-    return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history, extra)
+    with signals_raise(lambda signum: interrupted(signum, "after training, while finishing the run (n-gram fit, "
+                                                  "test evaluation, model directory)", _latest(trainer))):
+        return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history, extra)
+
+
+def _latest(trainer: Trainer) -> Path:
+    """The checkpoint a resume after training starts from (it then only finishes the run)."""
+    return Path(trainer.checkpoint_manager.latest_checkpoint() or trainer.checkpoint_dir)
+
+
+def _check_room_for_outputs(cfg: TrainConfig, vocab_size: int, run_dir: Path) -> None:
+    """Before any work: both output folders writable, with room for what they will hold (estimated
+    from the model's size: a checkpoint holds the weights, two Adam moments and the best weights)."""
+    settings = LSTMConfig(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
+    weight_bytes = 4 * sum(int(np.prod(shape)) for shape in settings.weight_shapes().values())
+    check_room(run_dir, 4 * weight_bytes, "a checkpoint", "--checkpoint-dir")
+    output_parent = Path(cfg.output_dir).resolve().parent
+    ensure_writable(output_parent, "the model directory", "--output-dir")
+    check_room(output_parent, weight_bytes + (NGRAM_FILE_BYTES if cfg.ngram_blend else 0), "the model directory",
+               "--output-dir")
 
 
 def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]]):
@@ -242,7 +268,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
     if cfg.use_glove and resume is None:
         extra["glove"] = _initialize_glove(cfg, model, preprocessor, main_process)
     if pretraining is not None:
-        model.load_state_dict(resume["model"])
+        model.load_state_dict(resume["model_state"])
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)  # also on resume: the same optimiser
     if cfg.pretrain_lm_epochs and (resume is None or pretraining is not None):
         checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
@@ -266,7 +292,7 @@ class _PretrainingCheckpoint:
     def __call__(self, pretraining: Dict[str, Any]) -> None:
         if not self.main_process:
             return
-        state = {"epoch": 0, "model_config": asdict(self.model.config), "model": self.model.state_dict(),
+        state = {"epoch": 0, "model_config": asdict(self.model.config), "model_state": self.model.state_dict(),
                  "preprocessor": self.preprocessor.to_dict(), "run_config": self.run_config,
                  "setup": self.setup, "pretraining": pretraining}
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -9,7 +10,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 from src.exceptions import TrainingError
 
@@ -75,15 +76,27 @@ def remove_stale_temporaries(directory: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def ensure_writable(directory: Path) -> None:
-    """Fail at the start, not after the first epoch, if checkpoints cannot be written."""
+def ensure_writable(directory: Path, what: str = "checkpoints", flag: str = "--checkpoint-dir") -> None:
+    """Fail at the start, not after the work, if ``what`` cannot be written to ``directory``."""
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check.", suffix=".tmp"):
             pass
     except OSError as err:
-        raise TrainingError(f"cannot write checkpoints to {directory} ({err.strerror or err}); "
-                            "choose another --checkpoint-dir") from None
+        raise TrainingError(f"cannot write {what} to {directory} ({err.strerror or err}); "
+                            f"choose another {flag}") from None
+
+
+def check_room(directory: Path, needed_bytes: int, what: str, flag: str) -> None:
+    """Fail at the start if the disk of ``directory`` (or of its nearest existing parent) has less free
+    space than ``needed_bytes``."""
+    existing = Path(directory).resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise TrainingError(f"{directory} has {free / 1e6:.0f} MB free but {what} needs about "
+                            f"{needed_bytes / 1e6:.0f} MB; free some space or choose another {flag}")
 
 
 class StopSignals:
@@ -115,3 +128,22 @@ class StopSignals:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous = {}
+
+
+@contextlib.contextmanager
+def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``make_error(signum)`` at once: for work that has no
+    step boundary to stop at (fitting the n-gram model, the test evaluation, writing the model)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise make_error(signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in StopSignals.SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

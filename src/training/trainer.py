@@ -209,9 +209,10 @@ class Trainer:
             return None
         try:
             return save()
-        except OSError as err:
+        except (OSError, RuntimeError) as err:  # torch reports a short write as RuntimeError
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
             raise TrainingError(f"could not write the checkpoint of {what} to {self.checkpoint_dir} "
-                                f"({err.strerror or err}); the earlier checkpoints are kept. Free some space or "
+                                f"({reason}); the earlier checkpoints are kept. Free some space or "
                                 "choose another --checkpoint-dir, then continue with --resume auto") from None
 
     def train_step(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, step: int = 1,

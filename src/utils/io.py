@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import ctypes
 import json
 import os
@@ -43,8 +44,16 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success fsync it and rename it over ``path``.
 
     If the body raises, the temporary file is removed and ``path`` keeps its old content.
+    A ``path`` that is a link, a device or a FIFO (``/dev/stdout``, ``/dev/null``, a pipe)
+    is written in place instead: replacing it would put a regular file where it was.
     """
     target = Path(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(target))
+        with open(target, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

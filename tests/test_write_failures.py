@@ -1,0 +1,116 @@
+"""Full disks, unwritable folders, outputs that are not regular files, and stops after training:
+one clear line, nothing half-written, nothing good replaced (issue: reliability)."""
+
+import os
+import resource
+import signal
+import threading
+
+import pytest
+
+from src.exceptions import TrainingError
+from src.inference.evaluate import main as evaluate_main
+from src.inference.predict import main as predict_main
+from src.models.ngram_model import NgramModel
+from src.training import run_control
+from src.training.train_model import main as train_main
+from tests.helpers import make_trainer
+
+SMALL = ["--embedding-dim", "16", "--hidden-dim", "8", "--max-length", "80", "--batch-size", "32", "--epochs", "1",
+         "--pretrain-lm-epochs", "0", "--quiet", "--no-tensorboard"]
+
+
+def train_args(data, root, *extra):
+    return ["--data-dir", str(data), "--output-dir", str(root / "model"), "--checkpoint-dir", str(root / "run"),
+            *SMALL, *extra]
+
+
+def test_a_real_file_size_limit_gives_one_line_and_keeps_the_earlier_checkpoints(tmp_path):
+    """torch reports a short write as RuntimeError (not OSError); the trainer turns it into one line."""
+    trainer = make_trainer(tmp_path)
+    trainer.train(epochs=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
+    try:
+        with pytest.raises(TrainingError, match="could not write the checkpoint of epoch 2 .*earlier checkpoints "
+                                                "are kept.*--resume auto"):
+            trainer.train(epochs=1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_no_room_for_a_checkpoint_is_refused_before_any_work(csv_reviews, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_control.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    assert train_main(train_args(csv_reviews, tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MB free but a checkpoint needs about" in err and "--checkpoint-dir" in err
+    assert not list((tmp_path / "run").glob("*.pt")) and not (tmp_path / "model").exists()
+
+
+def test_an_unwritable_output_folder_is_refused_at_the_start(csv_reviews, tmp_path, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    args = train_args(csv_reviews, tmp_path)
+    args[args.index("--output-dir") + 1] = str(tmp_path / "file" / "model")
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the model directory to" in err and "--output-dir" in err
+    assert not list((tmp_path / "run").glob("checkpoint_*.pt"))
+
+
+def test_a_stop_while_finishing_prints_the_resume_line_and_resume_finishes(csv_reviews, tmp_path, monkeypatch,
+                                                                           capsys):
+    fit = NgramModel.fit
+
+    def fit_then_sigterm(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(NgramModel, "fit", fit_then_sigterm)
+    assert train_main(train_args(csv_reviews, tmp_path, "--ngram-blend")) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip()
+    assert "stopped by SIGTERM after training" in err and "--resume auto" in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists() and list((tmp_path / "run").glob("checkpoint_epoch_001.pt"))
+    monkeypatch.setattr(NgramModel, "fit", fit)
+    assert train_main(train_args(csv_reviews, tmp_path, "--ngram-blend", "--resume", "auto")) == 0
+    assert (tmp_path / "model" / "ngram_model.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def model_dir(csv_reviews, tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    assert train_main(train_args(csv_reviews, root)) == 0
+    return root / "model"
+
+
+def test_predict_output_through_a_link_to_a_full_device_gives_one_line(model_dir, tmp_path, capsys):
+    link = tmp_path / "out"
+    link.symlink_to("/dev/full")
+    assert predict_main(["--model-dir", str(model_dir), "--output", str(link), "Good film."]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert link.is_symlink() and os.readlink(link) == "/dev/full"  # the link was written through, not replaced
+
+
+def test_predict_output_to_a_fifo_is_written_in_place(model_dir, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    assert predict_main(["--model-dir", str(model_dir), "--output", str(fifo), "Good film.", "Bad film."]) == 0
+    reader.join(timeout=30)
+    assert len(received[0].splitlines()) == 2 and fifo.is_fifo()
+
+
+def test_evaluate_into_an_unwritable_folder_gives_one_line_before_evaluating(model_dir, csv_reviews, tmp_path,
+                                                                             capsys):
+    (tmp_path / "file").write_text("a file")
+    code = evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(csv_reviews),
+                          "--output-dir", str(tmp_path / "file" / "evaluation")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "cannot write evaluation.json and plots" in err
