@@ -167,3 +167,19 @@ def test_a_model_trained_from_the_command_line_predicts_as_training_evaluated(tm
     reported = json.loads((out / "metrics.json").read_text())["test"]
     assert reported["accuracy"] == float(np.mean((probabilities >= 0.5) == np.asarray(test.labels)))
     assert json.loads((out / "vocab.json").read_text())["truncation"] == "head_tail"  # the training default
+
+
+@pytest.mark.parametrize("config_text, message", [
+    ("{not json", "config.json is not a readable settings file"),
+    ('{"max_length": "400x"}', "max_length must be a whole number"),
+    ('{"max_length": 0}', "max_length must be at least 1"),
+])
+def test_a_version_1_directory_with_a_bad_config_json_gives_one_line(tmp_path, capsys, config_text, message):
+    from src.inference.predict import main as predict_main
+
+    model, preprocessor = model_and_vocabulary(1, WORDS)
+    write_version_1_directory(tmp_path / "v1", model, preprocessor, {})
+    (tmp_path / "v1" / "config.json").write_text(config_text)
+    assert predict_main(["--model-dir", str(tmp_path / "v1"), "Fine."]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "vocab.json" in err
