@@ -298,7 +298,8 @@ class _PretrainingCheckpoint:
         try:
             save_state(self.path, state)
         except (OSError, RuntimeError) as err:  # torch reports a short write as RuntimeError
-            raise TrainingError(f"could not write {self.path} ({err}); free some space or choose another "
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrainingError(f"could not write {self.path} ({reason}); free some space or choose another "
                                 "--checkpoint-dir") from None
 
 
