@@ -14,15 +14,15 @@ from src.inference.predict import main as predict_main
 from src.models.ngram_model import NgramModel
 from src.training import run_control
 from src.training.train_model import main as train_main
-from tests.helpers import make_trainer
+from tests.helpers import make_trainer, train_script_arguments
 
 SMALL = ["--embedding-dim", "16", "--hidden-dim", "8", "--max-length", "80", "--batch-size", "32", "--epochs", "1",
          "--pretrain-lm-epochs", "0", "--quiet", "--no-tensorboard"]
 
 
 def train_args(data, root, *extra):
-    return ["--data-dir", str(data), "--output-dir", str(root / "model"), "--checkpoint-dir", str(root / "run"),
-            *SMALL, *extra]
+    """train_model.main's arguments (the script's own path left out)."""
+    return train_script_arguments(data, root / "model", root / "run", *SMALL, *extra)[1:]
 
 
 def test_a_real_file_size_limit_gives_one_line_and_keeps_the_earlier_checkpoints(tmp_path):
@@ -75,6 +75,7 @@ def test_a_stop_while_finishing_prints_the_resume_line_and_resume_finishes(csv_r
     err = capsys.readouterr().err.strip()
     assert "stopped by SIGTERM after training" in err and "--resume auto" in err and "Traceback" not in err
     assert not (tmp_path / "model").exists() and list((tmp_path / "run").glob("checkpoint_epoch_001.pt"))
+    assert "received SIGTERM: stopped by SIGTERM after training" in (tmp_path / "run" / "train.log").read_text()
     monkeypatch.setattr(NgramModel, "fit", fit)
     assert train_main(train_args(csv_reviews, tmp_path, "--ngram-blend", "--resume", "auto")) == 0
     assert (tmp_path / "model" / "ngram_model.pt").is_file()

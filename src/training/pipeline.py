@@ -112,7 +112,11 @@ def find_resume_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
 
 
 def _build_model(cfg: TrainConfig, vocab_size: int) -> LSTMClassifier:
-    return LSTMClassifier(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
+    return LSTMClassifier.from_config(_model_settings(cfg, vocab_size))
+
+
+def _model_settings(cfg: TrainConfig, vocab_size: int) -> LSTMConfig:
+    return LSTMConfig(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
 
 
 def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
@@ -233,8 +237,8 @@ def _latest(trainer: Trainer) -> Path:
 def _check_room_for_outputs(cfg: TrainConfig, vocab_size: int, run_dir: Path) -> None:
     """Before any work: both output folders writable, with room for what they will hold (estimated
     from the model's size: a checkpoint holds the weights, two Adam moments and the best weights)."""
-    settings = LSTMConfig(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
-    weight_bytes = 4 * sum(int(np.prod(shape)) for shape in settings.weight_shapes().values())
+    shapes = _model_settings(cfg, vocab_size).weight_shapes()
+    weight_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     check_room(run_dir, 4 * weight_bytes, "a checkpoint", "--checkpoint-dir")
     output_parent = Path(cfg.output_dir).resolve().parent
     ensure_writable(output_parent, "the model directory", "--output-dir")

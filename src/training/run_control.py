@@ -139,7 +139,9 @@ def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
         return
 
     def handle(signum, frame):
-        raise make_error(signum)
+        error = make_error(signum)
+        logger.warning("received %s: %s", signal.Signals(signum).name, error)  # in train.log too
+        raise error
 
     previous = {sig: signal.signal(sig, handle) for sig in StopSignals.SIGNALS}
     try:

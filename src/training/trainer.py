@@ -229,19 +229,20 @@ class Trainer:
         if self.adversarial_eps:  # a zero shift of the embedded words, to read the loss gradient w.r.t. them
             shift = torch.zeros(*ids.shape, self.model.embedding.embedding_dim, device=ids.device,
                                 requires_grad=True)  # [B, T, E]
-        loss, batch_correct = self._loss_on(ids, lengths, labels, step, shift)
+        loss, loss_value, batch_correct = self._loss_on(ids, lengths, labels, step, shift)
         self.precision.backward(loss / divisor)
         if shift is not None:
             perturbation = adversarial_perturbation(  # [B, T, E], along the gradient the backward pass left
                 shift.grad, self.adversarial_eps * word_vector_rms(self.model.embedding))
-            adversarial_loss, _ = self._loss_on(ids, lengths, labels, step, perturbation)
+            adversarial_loss, _, _ = self._loss_on(ids, lengths, labels, step, perturbation)
             self.precision.backward(adversarial_loss / divisor)
         norm = self._optimizer_step() if optimizer_step else None
-        return float(loss.detach()), batch_correct, norm
+        return loss_value, batch_correct, norm
 
     def _loss_on(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, step: int,
                  embedding_shift: Optional[torch.Tensor] = None):
-        """Forward pass and loss, stopping on a non-finite loss; the shift goes to the embedded words."""
+        """Forward pass: ``(loss, its value, correct predictions)``, stopping on a non-finite loss; the shift
+        goes to the embedded words."""
         with self.precision.autocast():
             if embedding_shift is None:
                 logits = self._forward(ids, lengths)
@@ -251,7 +252,7 @@ class Trainer:
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             self._fail_non_finite(step, loss_value)
-        return loss, batch_correct
+        return loss, loss_value, batch_correct
 
     def _fail_non_finite(self, step: int, value: float) -> None:
         latest = self.checkpoint_manager.latest_checkpoint()
