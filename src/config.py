@@ -19,6 +19,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 TRUNCATION_STRATEGIES = ("head", "head_tail")
 POOLING_MODES = ("max_mean", "max", "mean", "last")
+TOKENIZER_NAMES = ("social", "words")
+CLASS_WEIGHTINGS = ("none", "balanced")
 SEQUENCE_PATHS = ("padded", "packed")
 PRECISIONS = ("auto", "float32", "bfloat16")
 MAX_TOKENS_PER_REVIEW = 100_000  # a bound on --max-length, so a model file cannot make one review cost gigabytes
@@ -54,8 +56,25 @@ class TrainConfig:
     """Every setting of a training run (the command line's flags, with underscores)."""
 
     # data
-    data_dir: str = setting("data/imdb", "folder with aclImdb/, aclImdb_v1.tar.gz or train.csv/test.csv; IMDB is "
-                            "downloaded there if the folder is missing or empty", "data", resume=ALLOW)
+    data_dir: str = setting("data/imdb", "folder with aclImdb/ or aclImdb_v1.tar.gz (downloaded there if the folder is "
+                            "missing or empty), or with your own train and test files (.csv, .tsv, .jsonl or "
+                            ".parquet) and optionally a validation, valid or dev file", "data", resume=ALLOW)
+    train_file: Optional[str] = setting(None, "your own training data (.csv, .tsv, .jsonl or .parquet); overrides "
+                                        "--data-dir's", "data", resume=ALLOW)
+    validation_file: Optional[str] = setting(None, "your own validation data, used instead of holding out "
+                                             "--validation-split of the training data", "data", resume=ALLOW)
+    test_file: Optional[str] = setting(None, "your own test data", "data", resume=ALLOW)
+    text_column: str = setting("text", "column (or JSON field) of the texts in your own files", "data")
+    label_column: str = setting("label", "column (or JSON field) of the labels: names or integers, two or more "
+                                "classes", "data")
+    positive_label: Optional[str] = setting(None, "the positive class of two, when it is not named 1, pos or "
+                                            "positive", "data")
+    unlabeled: Optional[str] = setting(None, "texts without labels for language-model pretraining (one per line, "
+                                       "or a table's --text-column); IMDB's train/unsup is used without it", "data")
+    class_weights: str = setting("none", "balanced weighs each class's loss by the inverse of its share of the "
+                                 "training data (for imbalanced classes)", "data", choices=CLASS_WEIGHTINGS)
+    tokenizer: str = setting("social", "social: words, ! and ?, emoticons, emoji, #hashtags and @mentions; words: "
+                             "words, ! and ? only", "data", choices=TOKENIZER_NAMES)
     max_vocab_size: int = setting(25000, "vocabulary size, <pad> and <unk> included", "data", minimum=3)
     min_freq: int = setting(1, "leave out words seen fewer times in the training reviews", "data", minimum=1)
     max_length: int = setting(400, "tokens kept per review", "data", minimum=1, maximum=MAX_TOKENS_PER_REVIEW)

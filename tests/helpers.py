@@ -171,3 +171,39 @@ def train_script_arguments(data: Path, output_dir: Path, run_dir: Path, *extra: 
     """``train_model.py`` and its data, model-directory and run-directory flags, for a subprocess run."""
     return ["src/training/train_model.py", "--data-dir", str(data), "--output-dir", str(output_dir),
             "--checkpoint-dir", str(run_dir), *extra]
+
+
+
+def write_table(path: Path, texts: List[str], labels: List[object], text_column: str = "text",
+                label_column: str = "label") -> Path:
+    """``texts`` and ``labels`` as a table whose format follows ``path``'s suffix (.csv, .tsv, .jsonl, .parquet)."""
+    import csv
+    import json
+
+    suffix = path.suffix
+    if suffix == ".parquet":
+        import pandas as pd
+
+        pd.DataFrame({text_column: texts, label_column: labels}).to_parquet(path)
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps({text_column: t, label_column: l}) + "\n" for t, l in zip(texts, labels)),
+                        encoding="utf-8")
+    else:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writerow([text_column, label_column])
+            writer.writerows(zip(texts, labels))
+    return path
+
+
+def write_rating_tables(imdb_tree: Path, folder: Path, suffix: str = ".csv") -> Path:
+    """A real four-class task from the reviews' star ratings (as ``bench/accuracy.py --task ratings``): train and
+    test files."""
+    from bench.accuracy import RATING_CLASSES
+    from src.data import load_imdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        reviews = load_imdb(imdb_tree, split)
+        write_table(folder / f"{split}{suffix}", reviews.texts, [RATING_CLASSES[r] for r in reviews.ratings])
+    return folder

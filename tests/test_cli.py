@@ -84,11 +84,12 @@ def test_unknown_setting_in_config_file(tmp_path, capsys):
 
 
 def test_data_errors_are_one_line(tmp_path, capsys):
-    (tmp_path / "train.csv").write_text("review,stars\nnice,5\n")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.csv").write_text("review,stars\nnice,5\n")
     code = main(["--data-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: ") and "'text' and 'label' columns" in err
-    assert "Traceback" not in err
+    assert code == 1 and err.startswith("error: ") and "train.csv has no 'text' column" in err
+    assert "Traceback" not in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

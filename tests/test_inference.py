@@ -58,7 +58,10 @@ def test_predict_api(trained):
 def test_predict_cli_texts_and_files(trained, tmp_path, capsys):
     assert predict_main(["--model-dir", str(trained[0]), *REVIEWS[:2]]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["text"] for line in lines] == REVIEWS[:2] and set(lines[0]) == {"text", "label", "probability"}
+    assert [line["text"] for line in lines] == REVIEWS[:2]
+    assert set(lines[0]) == {"text", "label", "probabilities", "probability"}
+    assert lines[0]["probabilities"] == {"negative": pytest.approx(1 - lines[0]["probability"]),
+                                         "positive": lines[0]["probability"]}
 
     (tmp_path / "reviews.txt").write_text("\n".join(REVIEWS) + "\n", encoding="utf-8")
     assert predict_main(["--model-dir", str(trained[0]), "--input", str(tmp_path / "reviews.txt"),

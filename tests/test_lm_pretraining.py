@@ -132,8 +132,9 @@ def test_unlabeled_reviews_from_a_tree_an_archive_and_csv(tmp_path):
         for folder in sorted((tree / "aclImdb").rglob("*.txt")):
             tar.add(folder, arcname=str(folder.relative_to(tree)))
     assert load_unlabeled_reviews(archive.parent) == texts
-    (tmp_path / "csv" / "train.csv").parent.mkdir()
-    (tmp_path / "csv" / "train.csv").write_text("text,label\ngood,1\n")
+    (tmp_path / "csv").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "csv" / f"{split}.csv").write_text("text,label\ngood,1\nbad,0\n")
     assert load_unlabeled_reviews(tmp_path / "csv") == []
 
 

@@ -89,7 +89,7 @@ def test_scores_equal_the_sparse_definition_on_real_reviews(csv_reviews):
     train, test = load_imdb(csv_reviews, "train"), load_imdb(csv_reviews, "test")
     model = NgramModel.fit(train.texts, train.labels)
     texts = test.texts + ["", "!!! ???", "unseenword another unseenword", "good good good"]
-    matrix = _vectorizer(model.max_n, vocabulary=model.ngrams).transform(texts)
+    matrix = _vectorizer(model.max_n, model.tokenizer, vocabulary=model.ngrams).transform(texts)
     expected = matrix @ model.weights.astype(np.float64) + model.bias
     assert model.log_odds(texts) == pytest.approx(expected, abs=1e-9)
     assert model.log_odds([]).shape == (0,)

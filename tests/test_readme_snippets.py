@@ -12,7 +12,7 @@ import src.data
 from src.data import TextPreprocessor
 from src.models.model_dir import save_model_directory
 from src.training import Trainer
-from tests.helpers import REPO_ROOT, tiny_model
+from tests.helpers import REPO_ROOT, tiny_model, write_rating_tables
 
 READMES = ["src/training/README.md", "README.md"]
 
@@ -27,6 +27,7 @@ def small_budget(monkeypatch, tmp_path, real_data, imdb_tree):
     (tmp_path / "data" / "imdb").symlink_to(imdb_tree)  # 4,000 real reviews: quicker to read than the archive
     (tmp_path / "data" / "glove").mkdir()
     (tmp_path / "data" / "glove" / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
+    write_rating_tables(imdb_tree, tmp_path / "my-data")  # "your own data": four classes
     monkeypatch.chdir(tmp_path)
     real_loaders = src.data.create_data_loaders
 

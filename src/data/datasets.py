@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from src.data.labels import IMDB_CLASS_NAMES
 
 
 Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -18,13 +21,16 @@ class ReviewDataset(Dataset):
     """Encoded reviews and their labels; item ``i`` is ``(token_ids int32 [L], label)``.
 
     ``texts``, when given, are the reviews the ids came from (for models that read words,
-    such as the n-gram model of ``--ngram-blend``, and the data fingerprint)."""
+    such as the n-gram model of ``--ngram-blend``, and the data fingerprint); labels are
+    indices into ``class_names``."""
 
-    def __init__(self, token_ids: Sequence[np.ndarray], labels: Sequence[int], texts: Optional[Sequence[str]] = None):
+    def __init__(self, token_ids: Sequence[np.ndarray], labels: Sequence[int], texts: Optional[Sequence[str]] = None,
+                 class_names: Sequence[str] = IMDB_CLASS_NAMES):
         if len(token_ids) != len(labels) or (texts is not None and len(texts) != len(labels)):
             raise ValueError(f"{len(token_ids)} reviews but {len(labels)} labels"
                              + (f" and {len(texts)} texts" if texts is not None else ""))
         self.texts = list(texts) if texts is not None else None
+        self.class_names = tuple(class_names)
         self.token_ids = list(token_ids)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.lengths = np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
@@ -33,8 +39,11 @@ class ReviewDataset(Dataset):
         return len(self.token_ids)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the reviews (texts, or token ids without them) and labels, in order."""
+        """SHA-256 of the reviews (texts, or token ids without them) and labels, in order, and of the class
+        names (other than IMDB's, so that fingerprints from before class names still match)."""
         digest = hashlib.sha256()
+        if self.class_names != IMDB_CLASS_NAMES:
+            digest.update(json.dumps(self.class_names).encode())
         for index, label in enumerate(self.labels.tolist()):
             review = self.texts[index].encode("utf-8") if self.texts is not None else self.token_ids[index].tobytes()
             digest.update(f"{label}:{len(review)}:".encode())

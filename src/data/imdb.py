@@ -5,18 +5,20 @@
 * the extracted tree ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``
   (or the same tree directly under ``data_dir``),
 * the archive ``aclImdb_v1.tar.gz`` itself, read in place (nothing is written),
-* your own data as ``train.csv`` / ``test.csv`` with ``text`` and ``label`` columns.
+* your own data as ``train`` and ``test`` files (``src/data/tables.py``), each split's
+  classes named by its own labels (``src.data.loaders.load_splits`` names them once, by
+  the training file, for all splits).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import tarfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from src.data.labels import IMDB_CLASS_NAMES, class_names_of, label_indices
+from src.data.tables import clean_text, find_split_files, read_table
 from src.exceptions import DataError
 from src.utils.archive import extract_tar_atomically
 from src.utils.download import download_file
@@ -27,9 +29,6 @@ IMDB_TOP_LEVEL = "aclImdb"
 KNOWN_SIZES = {IMDB_URL: 84_125_825}
 SPLITS = ("train", "test")
 LABEL_NAMES = ("neg", "pos")  # index = label: 0 negative, 1 positive
-CSV_LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
-
-_MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _MEMBER = re.compile(r"^(?:[^/]+/)?(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _UNLABELED = re.compile(r"^(?:[^/]+/)?train/unsup/(\d+)_\d+\.txt$")
 
@@ -37,21 +36,19 @@ PathLike = Union[str, Path]
 
 
 class ReviewData(NamedTuple):
-    """One split: ``texts``, ``labels`` (0 negative, 1 positive), ``ratings`` (1-10, or None)."""
+    """One split: ``texts``, ``labels`` (indices into ``class_names``; IMDB: 0 negative, 1 positive),
+    ``ratings`` (IMDB's 1-10, or None)."""
 
     texts: List[str]
     labels: List[int]
     ratings: Optional[List[int]] = None
+    class_names: Tuple[str, ...] = IMDB_CLASS_NAMES
 
     def select(self, indices: Sequence[int]) -> "ReviewData":
         """The reviews at ``indices``, in that order."""
         ratings = [self.ratings[i] for i in indices] if self.ratings is not None else None
-        return ReviewData([self.texts[i] for i in indices], [self.labels[i] for i in indices], ratings)
-
-
-def clean_text(text: str) -> str:
-    """Replace the ``<br />`` line-break markup of the IMDB reviews with spaces."""
-    return _MARKUP.sub(" ", text)
+        return ReviewData([self.texts[i] for i in indices], [self.labels[i] for i in indices], ratings,
+                          self.class_names)
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -94,7 +91,7 @@ def _is_tree(root: Path, complete: bool = True) -> bool:
 
 
 def find_imdb_source(data_dir: PathLike) -> Optional[Tuple[str, Path]]:
-    """Locate loadable data under ``data_dir``: ("tree"|"archive"|"csv", path), or None."""
+    """Locate loadable data under ``data_dir``: ("tree"|"archive"|"table", path), or None."""
     root = Path(data_dir)
     if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
         return "archive", root
@@ -103,8 +100,8 @@ def find_imdb_source(data_dir: PathLike) -> Optional[Tuple[str, Path]]:
             return "tree", candidate
     if (root / IMDB_ARCHIVE_NAME).is_file():
         return "archive", root / IMDB_ARCHIVE_NAME
-    if (root / "train.csv").is_file():
-        return "csv", root
+    if find_split_files(root) is not None:
+        return "table", root
     return None
 
 
@@ -126,7 +123,8 @@ def load_imdb_splits(data_dir: PathLike, splits: Iterable[str] = SPLITS) -> Dict
     elif kind == "tree":
         data = {split: _read_tree(path, split) for split in splits}
     else:
-        data = {split: _read_csv(path / f"{split}.csv") for split in splits}
+        files = find_split_files(path)
+        data = {split: _read_table(files[split]) for split in splits}
     for split, reviews in data.items():
         _check_split(reviews, split, path)
     return data
@@ -148,7 +146,8 @@ def _require_source(data_dir: PathLike) -> Tuple[str, Path]:
 def no_data_message(root: Path) -> str:
     """What was looked for in ``root``."""
     return (f"{root} holds no IMDB data: expected aclImdb/{{train,test}}/{{pos,neg}}/*.txt, "
-            f"{IMDB_ARCHIVE_NAME}, or train.csv/test.csv with text,label columns")
+            f"{IMDB_ARCHIVE_NAME}, or your own train and test files (.csv, .tsv, .jsonl or .parquet) with "
+            "text and label columns")
 
 
 def _check_split(reviews: ReviewData, split: str, where: Path) -> None:
@@ -156,10 +155,10 @@ def _check_split(reviews: ReviewData, split: str, where: Path) -> None:
         raise DataError(f"the {split} split in {where} holds no reviews; check the data folder")
     present = set(reviews.labels)
     if len(present) < 2:
-        only = LABEL_NAMES[present.pop()]
+        only = reviews.class_names[present.pop()]
         raise DataError(
             f"the {split} split in {where} holds only '{only}' reviews; a classifier needs "
-            "both positive and negative examples"
+            "examples of at least two classes"
         )
 
 
@@ -225,30 +224,8 @@ def load_unlabeled_reviews(data_dir: PathLike) -> List[str]:
     return [text for _, text in sorted(found)]
 
 
-def _read_csv(path: Path) -> ReviewData:
-    if not path.is_file():
-        raise DataError(f"{path} is missing; CSV data needs both train.csv and test.csv")
-    text = _decode(path.read_bytes(), str(path))
-    try:
-        return _parse_csv(text, path)
-    except csv.Error as err:
-        raise DataError(f"{path} is not a readable CSV file ({err}); save it as CSV with a header line") from None
-
-
-def _parse_csv(text: str, path: Path) -> ReviewData:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
-    if "text" not in columns or "label" not in columns:
-        raise DataError(
-            f"{path} needs a header with 'text' and 'label' columns, found {sorted(columns) or 'none'}"
-        )
-    texts, labels = [], []
-    for line_no, row in enumerate(reader, start=2):
-        raw_label = (row[columns["label"]] or "").strip().lower()
-        if raw_label not in CSV_LABELS:
-            raise DataError(
-                f"{path}, line {line_no}: label {raw_label!r} is not one of 0/1, neg/pos, negative/positive"
-            )
-        texts.append(clean_text(row[columns["text"]] or ""))
-        labels.append(CSV_LABELS[raw_label])
-    return ReviewData(texts, labels, None)
+def _read_table(path: Path) -> ReviewData:
+    """A split of one's own data, its classes named by its own labels."""
+    table = read_table(path)
+    names = class_names_of(table.labels, where=str(path))
+    return ReviewData(table.texts, label_indices(table.labels, names, path, table.rows), None, names)

@@ -35,14 +35,22 @@ UNK_IDX = 1
 FORMAT_VERSION = 2
 LEGACY_ENCODING = {"max_length": 400, "truncation": "head"}
 
-# Words (letters/digits, with inner apostrophes: "don't") and the two punctuation
-# marks that carry sentiment.
-_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[!?]")
+# "words": words (letters/digits, with inner apostrophes: "don't") and the two punctuation
+# marks that carry sentiment. "social" (the default since class names came in) also keeps
+# what short informal text says with other characters: emoticons (":)", ":-(", ";p", "<3"),
+# #hashtags, @mentions and emoji, each one token. Vocabularies record theirs; files from
+# before have none and mean "words".
+_WORD = r"[^\W_]+(?:'[^\W_]+)*|[!?]"
+_EMOTICON = r"(?:[:;=][-o^']?[)(\]\[dp/\\|*]|</?3)(?![\w/])"
+_TAG = r"(?<!\w)[#@][^\W\d_]\w*"
+_EMOJI = "[\u2600-\u27bf\U0001f1e6-\U0001f1ff\U0001f300-\U0001f64f\U0001f680-\U0001f6ff\U0001f900-\U0001faff]"
+TOKENIZERS = {"words": re.compile(_WORD), "social": re.compile(f"{_EMOTICON}|{_TAG}|{_WORD}|{_EMOJI}")}
+LEGACY_TOKENIZER = "words"
 
 
-def tokenize(text: str, lowercase: bool = True) -> List[str]:
-    """The words and sentiment-bearing punctuation of ``text``, in order."""
-    return _TOKEN.findall(text.lower() if lowercase else text)
+def tokenize(text: str, lowercase: bool = True, tokenizer: str = default_of("tokenizer")) -> List[str]:
+    """The tokens of ``text``, in order, by the named tokenizer (one of ``TOKENIZERS``)."""
+    return TOKENIZERS[tokenizer].findall(text.lower() if lowercase else text)
 
 
 def truncate_ids(ids: np.ndarray, max_length: int, strategy: str = default_of("truncation")) -> np.ndarray:
@@ -71,12 +79,13 @@ class TextPreprocessor:
 
     def __init__(self, max_vocab_size: int = default_of("max_vocab_size"), min_freq: int = default_of("min_freq"),
                  lowercase: bool = True, max_length: int = default_of("max_length"),
-                 truncation: str = default_of("truncation")):
+                 truncation: str = default_of("truncation"), tokenizer: str = default_of("tokenizer")):
         self.max_vocab_size = check_setting("max_vocab_size", max_vocab_size, "max_vocab_size")
         self.min_freq = check_setting("min_freq", min_freq, "min_freq")
         self.lowercase = lowercase
         self.max_length = check_setting("max_length", max_length, "max_length")
         self.truncation = check_setting("truncation", truncation, "truncation")
+        self.tokenizer = check_setting("tokenizer", tokenizer, "tokenizer")
         self.itos: List[str] = [PAD_TOKEN, UNK_TOKEN]
         self.stoi: Dict[str, int] = {PAD_TOKEN: PAD_IDX, UNK_TOKEN: UNK_IDX}
 
@@ -92,7 +101,7 @@ class TextPreprocessor:
         return len(self.itos) > 2
 
     def tokenize(self, text: str) -> List[str]:
-        return tokenize(text, self.lowercase)
+        return tokenize(text, self.lowercase, self.tokenizer)
 
     def build_vocab(self, texts: Iterable[str]) -> "TextPreprocessor":
         """Count the tokens of ``texts`` and keep the most frequent ones."""
@@ -153,6 +162,7 @@ class TextPreprocessor:
             "lowercase": self.lowercase,
             "max_length": self.max_length,
             "truncation": self.truncation,
+            "tokenizer": self.tokenizer,
             "itos": self.itos,
         }
 
@@ -173,7 +183,7 @@ class TextPreprocessor:
                 )
             encoding = state if version != 1 else {**LEGACY_ENCODING, **(legacy_encoding() if legacy_encoding else {})}
             processor = cls(state["max_vocab_size"], state["min_freq"], state["lowercase"],
-                            encoding["max_length"], encoding["truncation"])
+                            encoding["max_length"], encoding["truncation"], state.get("tokenizer", LEGACY_TOKENIZER))
             itos = state["itos"]
             if not isinstance(itos, list) or not all(isinstance(word, str) for word in itos):
                 raise DataError("the vocabulary's word list (itos) must be a list of strings")

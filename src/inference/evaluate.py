@@ -1,13 +1,15 @@
-"""Evaluate a model directory on a labelled split and draw the results.
+"""Evaluate a model directory on labelled texts and draw the results.
 
     python -m src.inference.evaluate --model-dir models --data-dir data/imdb [--split test]
+    python -m src.inference.evaluate --model-dir models --file tickets-test.parquet --label-column topic
 
-Writes ``evaluation.json`` (accuracy, precision, recall, F1, ROC-AUC, loss,
-confusion matrix, number of examples, accuracy by review length) and the plots
-``confusion_matrix.png``, ``roc_curve.png`` and ``accuracy_by_length.png`` into
-the model directory, or into ``--output-dir``. Several ``--model-dir`` evaluate
-the average of their models' probabilities (an ensemble); ``--output-dir`` is
-then required.
+Writes ``evaluation.json`` (accuracy, macro-F1, balanced accuracy, ROC-AUC, loss, the
+confusion matrix, per-class precision, recall and F1, accuracy by text length, and of two
+classes the positive class's precision, recall and F1) and the plots
+``confusion_matrix.png``, ``roc_curve.png`` (one curve per class of more than two) and
+``accuracy_by_length.png`` into the model directory, or into ``--output-dir``. Labels are
+read as the model's class names. Several ``--model-dir`` evaluate the average of their
+models' probabilities (an ensemble); ``--output-dir`` is then required.
 """
 
 from __future__ import annotations
@@ -19,45 +21,77 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from src.data.imdb import load_imdb
-from src.data.loaders import stratified_sample
-from src.exceptions import PipelineError
+from src.config import default_of
+from src.data.imdb import ReviewData, load_imdb
+from src.data.labels import IMDB_CLASS_NAMES
+from src.data.loaders import DataSource, encode_labels, stratified_sample
+from src.data.tables import read_table
+from src.exceptions import DataError, PipelineError
 from src.utils.cli import OneLineParser, fail
-from src.inference.metrics import accuracy_by_bucket, binary_metrics, length_buckets, roc_curve
+from src.inference.metrics import (accuracy_by_bucket, binary_metrics, classification_metrics, length_buckets,
+                                   predicted_classes, roc_curves)
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, Predictor, load_predictor
 from src.training.run_control import ensure_writable
 from src.utils.io import atomic_write_json
-from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curve
+from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curves
+
+SUMMARY_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "loss",
+                "n_examples")
 
 
 def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_dir: Path,
              batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, Any]:
-    """Metrics of ``predictor`` on these reviews; writes evaluation.json and the plots to ``output_dir``."""
-    probabilities = predictor.probabilities(texts, batch_size=batch_size)
-    labels_array = np.asarray(labels)
-    metrics = binary_metrics(labels_array, probabilities)
+    """Metrics of ``predictor`` on these texts (labels: indices into its class names); writes
+    evaluation.json and the plots to ``output_dir``."""
+    probabilities = predictor.class_probabilities(texts, batch_size=batch_size)
+    labels_array, names = np.asarray(labels), predictor.class_names
+    metrics = (binary_metrics(labels_array, probabilities[:, 1], names) if len(names) == 2
+               else classification_metrics(labels_array, probabilities, names))
     token_counts = np.array([len(ids) for ids in predictor.preprocessor.encode_batch(texts)])
     buckets = length_buckets(token_counts, predictor.max_length)
-    metrics["accuracy_by_length"] = accuracy_by_bucket(labels_array, probabilities, buckets)
+    metrics["accuracy_by_length"] = accuracy_by_bucket(labels_array, predicted_classes(probabilities), buckets)
     metrics["length_buckets"] = {"short": f"<= {predictor.max_length // 2} tokens",
                                  "medium": f"<= {predictor.max_length} tokens",
                                  "long": f"> {predictor.max_length} tokens (truncated)"}
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output_dir / "evaluation.json", metrics)
-    plot_confusion_matrix(metrics["confusion_matrix"], output_dir / "confusion_matrix.png")
+    plot_confusion_matrix(metrics["confusion_matrix"], names, output_dir / "confusion_matrix.png")
     if metrics["roc_auc"] is not None:
-        fpr, tpr = roc_curve(labels_array, probabilities)
-        plot_roc_curve(fpr, tpr, metrics["roc_auc"], output_dir / "roc_curve.png")
+        plot_roc_curves(roc_curves(labels_array, probabilities, names), output_dir / "roc_curve.png")
     plot_accuracy_by_length(metrics["accuracy_by_length"], output_dir / "accuracy_by_length.png")
     return metrics
+
+
+def load_labelled(args, class_names) -> ReviewData:
+    """The texts to evaluate on, their labels read as ``class_names``: ``--file``, or ``--split`` of
+    ``--data-dir`` (IMDB, or your own files)."""
+    if args.file:
+        path = Path(args.file)
+    else:
+        files = DataSource(args.data_dir).own_files()
+        if files is None:  # IMDB: 0 negative, 1 positive
+            if len(class_names) != 2:
+                raise DataError(f"the model's classes ({', '.join(class_names)}) are not IMDB's negative and "
+                                "positive; evaluate it on its own data with --file")
+            if args.split == "validation":
+                raise DataError("IMDB has no validation split; use --split train or test")
+            return load_imdb(args.data_dir, args.split)._replace(class_names=tuple(class_names))
+        if args.split not in files:
+            raise DataError(f"{args.data_dir} has no {args.split} file; name one with --file")
+        path = files[args.split]
+    return encode_labels(read_table(path, args.text_column, args.label_column), class_names, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = OneLineParser(prog="python -m src.inference.evaluate", description="Evaluate a trained model.")
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training; repeat it to evaluate the average of several")
-    parser.add_argument("--data-dir", required=True, help="IMDB folder/archive or train.csv/test.csv folder")
-    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--data-dir", help="IMDB folder or archive, or a folder of your own train, validation and "
+                                               "test files (.csv, .tsv, .jsonl or .parquet)")
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--file", help="a file of your own labelled texts to evaluate on, instead of --data-dir")
+    parser.add_argument("--text-column", default=default_of("text_column"), help="column of the texts in your files")
+    parser.add_argument("--label-column", default=default_of("label_column"), help="column of the labels")
     parser.add_argument("--output-dir", help="where to write (default: the model directory)")
     parser.add_argument("--max-samples", type=int, help="evaluate a stratified sample of N reviews")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
@@ -67,13 +101,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_samples is not None and args.max_samples < 2):
         parser.error("--batch-size must be at least 1 and --max-samples at least 2")
+    if bool(args.data_dir) == bool(args.file):
+        parser.error("give --data-dir (with --split) or --file (one of them)")
     if len(args.model_dir) > 1 and not args.output_dir:
         parser.error("several --model-dir need --output-dir for the ensemble's evaluation.json and plots")
     output_dir = Path(args.output_dir or args.model_dir[0])
     try:
         ensure_writable(output_dir, "evaluation.json and plots", "--output-dir")
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
-        reviews = load_imdb(args.data_dir, args.split)
+        reviews = load_labelled(args, predictor.class_names)
         if args.max_samples is not None and args.max_samples < len(reviews.texts):
             reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))
         metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size)
@@ -82,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as err:
         return fail(f"could not write the evaluation to {output_dir} ({err.strerror or err}); files that were there "
                     "are unchanged: free some space or choose another --output-dir")
-    summary = {k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "loss", "n_examples")}
+    summary = {key: metrics[key] for key in SUMMARY_KEYS if key in metrics}
     print(json.dumps(summary, indent=2))
     print(f"evaluation.json and plots written to {output_dir}", file=sys.stderr)
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from src.data.labels import IMDB_CLASS_NAMES
 
 LENGTH_BUCKETS = ("short", "medium", "long")
 
@@ -26,31 +28,81 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.nd
     return fpr, tpr
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    fpr, tpr = roc_curve(labels, scores)
+def curve_area(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """The area under a ROC curve (trapezoids)."""
+    fpr, tpr = np.asarray(fpr), np.asarray(tpr)
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, object]:
-    """Accuracy, precision, recall, F1, ROC-AUC, log loss, confusion matrix [[tn, fp], [fn, tp]]."""
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    return curve_area(*roc_curve(labels, scores))
+
+
+def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
+    """The predicted class of each row of ``probabilities`` [N, C]: the most probable one; of two, the
+    positive one from 0.5 up (as ``label`` says in predictions)."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[1] == 2:
+        return (probabilities[:, 1] >= 0.5).astype(np.int64)
+    return probabilities.argmax(axis=1)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
+                           class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Accuracy, macro-F1, balanced accuracy, log loss, ROC-AUC (one-vs-rest, averaged over classes, for more
+    than two), the confusion matrix (rows: true class, columns: predicted) and per-class precision, recall,
+    F1 and support, for ``probabilities`` [N, C] of classes ``class_names``."""
     labels = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    predicted = (probabilities >= 0.5).astype(np.int64)
-    tp = int(np.sum((predicted == 1) & (labels == 1)))
-    tn = int(np.sum((predicted == 0) & (labels == 0)))
-    fp = int(np.sum((predicted == 1) & (labels == 0)))
-    fn = int(np.sum((predicted == 0) & (labels == 1)))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-    both_classes = 0 < labels.sum() < len(labels)
+    count = probabilities.shape[1]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(count)]
+    predicted = predicted_classes(probabilities)
+    confusion = np.zeros((count, count), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    support, predicted_counts, hits = confusion.sum(axis=1), confusion.sum(axis=0), np.diag(confusion)
+    per_class = {}
+    for c, name in enumerate(names):
+        precision, recall = _ratio(hits[c], predicted_counts[c]), _ratio(hits[c], support[c])
+        per_class[name] = {"precision": precision, "recall": recall, "support": int(support[c]),
+                           "f1": _ratio(2 * precision * recall, precision + recall)}
+    seen = [c for c in range(count) if support[c] or predicted_counts[c]]  # as scikit-learn averages
+    true_probability = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
     return {
-        "accuracy": float(np.mean(predicted == labels)), "precision": precision, "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "roc_auc": roc_auc(labels, probabilities) if both_classes else None, "loss": float(loss),
-        "confusion_matrix": [[tn, fp], [fn, tp]], "n_examples": int(len(labels)),
+        "accuracy": float(np.mean(predicted == labels)),
+        "macro_f1": float(np.mean([per_class[names[c]]["f1"] for c in seen])),
+        "balanced_accuracy": float(np.mean([per_class[names[c]]["recall"] for c in range(count) if support[c]])),
+        "roc_auc": _mean_area(roc_curves(labels, probabilities, names)), "loss": float(-np.mean(np.log(true_probability))),
+        "confusion_matrix": confusion.tolist(), "per_class": per_class, "class_names": names,
+        "n_examples": int(len(labels)),
     }
+
+
+def _mean_area(curves: Dict[str, Tuple[np.ndarray, np.ndarray, float]]) -> Optional[float]:
+    return float(np.mean([area for _, _, area in curves.values()])) if curves else None
+
+
+def roc_curves(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
+               ) -> Dict[str, Tuple[np.ndarray, np.ndarray, float]]:
+    """``{class: (fpr, tpr, area)}``: of two classes the positive one's curve, of more each class's against
+    the rest (classes that are all or none of ``labels`` have none)."""
+    columns = [1] if probabilities.shape[1] == 2 else range(probabilities.shape[1])
+    curves = {class_names[c]: roc_curve((labels == c).astype(np.int64), probabilities[:, c]) for c in columns
+              if 0 < np.sum(labels == c) < len(labels)}
+    return {name: (fpr, tpr, curve_area(fpr, tpr)) for name, (fpr, tpr) in curves.items()}
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
+                   class_names: Sequence[str] = IMDB_CLASS_NAMES) -> Dict[str, Any]:
+    """``classification_metrics`` of P(positive) ``probabilities`` [N], plus the positive class's precision,
+    recall and F1 (confusion matrix [[tn, fp], [fn, tp]])."""
+    positive = np.asarray(probabilities, dtype=np.float64)
+    metrics = classification_metrics(labels, np.column_stack([1 - positive, positive]), class_names)
+    positive_class = metrics["per_class"][metrics["class_names"][1]]
+    return {**metrics, **{key: positive_class[key] for key in ("precision", "recall", "f1")}}
 
 
 def length_buckets(lengths: np.ndarray, max_length: int) -> List[str]:
@@ -58,9 +110,10 @@ def length_buckets(lengths: np.ndarray, max_length: int) -> List[str]:
     return ["short" if n <= max_length // 2 else "medium" if n <= max_length else "long" for n in lengths]
 
 
-def accuracy_by_bucket(labels: np.ndarray, probabilities: np.ndarray, buckets: List[str]) -> Dict[str, Dict]:
+def accuracy_by_bucket(labels: np.ndarray, predicted: np.ndarray, buckets: List[str]) -> Dict[str, Dict]:
+    """Accuracy of the ``predicted`` classes in each length bucket."""
     result = {}
-    predicted = (np.asarray(probabilities) >= 0.5).astype(np.int64)
+    predicted = np.asarray(predicted)
     names = np.asarray(buckets)
     for bucket in LENGTH_BUCKETS:
         mask = names == bucket

@@ -4,21 +4,23 @@
     python -m src.inference.predict --model-dir models --input reviews.txt --output predictions.jsonl
     python -m src.inference.predict --model-dir model-a --model-dir model-b "A wonderful film."
 
-``--input`` takes one review per line, or a CSV file (``.csv``) with a ``text``
-column. Results are JSON objects (``text``, ``label``, ``probability`` of positive),
-one per line, in input order: to ``--output`` (written atomically) or the screen.
-Several ``--model-dir`` average the models' probabilities (an ensemble).
+``--input`` takes one text per line, or a table (``.csv``, ``.tsv``, ``.jsonl`` or
+``.parquet``) with a ``text`` column (``--text-column``). Results are JSON objects, one per
+line, in input order: ``text``, ``label`` (a class name), ``probabilities`` (every class
+by name) and, of two classes, ``probability`` (the positive class's), to ``--output``
+(written atomically) or the screen. Several ``--model-dir`` average the models'
+probabilities (an ensemble).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+from src.config import default_of
+from src.data.tables import is_table, read_table
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, load_predictor
@@ -30,7 +32,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("reviews", nargs="*", help="review texts (or use --input)")
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training (--output-dir); repeat it to average several models")
-    parser.add_argument("--input", help="file with one review per line, or a .csv with a 'text' column")
+    parser.add_argument("--input", help="file with one text per line, or a .csv, .tsv, .jsonl or .parquet table")
+    parser.add_argument("--text-column", default=default_of("text_column"), help="the table's column of texts")
     parser.add_argument("--output", help="write JSON lines here instead of to the screen")
     parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
@@ -61,8 +64,11 @@ def file_lines(text: str) -> List[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def read_reviews(path: str, encoding: str) -> List[str]:
-    """Reviews from a text file (one per line, blank lines skipped) or a CSV file's 'text' column."""
+def read_reviews(path: str, encoding: str, text_column: str = default_of("text_column")) -> List[str]:
+    """Texts from a table's text column (every row, in order) or a text file (one per line, blank lines
+    skipped)."""
+    if is_table(path):
+        return read_table(path, text_column, None, encoding=encoding).texts
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
@@ -74,16 +80,7 @@ def read_reviews(path: str, encoding: str) -> List[str]:
                             "--encoding, e.g. --encoding latin-1") from None
     except LookupError:
         raise PipelineError(f"unknown encoding {encoding!r}") from None
-    if not path.lower().endswith(".csv"):
-        return [line for line in file_lines(text) if line.strip()]
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
-        if "text" not in columns:
-            raise PipelineError(f"{path} has no 'text' column (columns: {', '.join(columns) or 'none'})")
-        return [row[columns["text"]] or "" for row in reader]
-    except csv.Error as err:
-        raise PipelineError(f"{path} is not a readable CSV file ({err})") from None
+    return [line for line in file_lines(text) if line.strip()]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -94,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
     try:
-        reviews = read_reviews(args.input, args.encoding) if args.input else args.reviews
+        reviews = read_reviews(args.input, args.encoding, args.text_column) if args.input else args.reviews
         if not reviews:
             return fail(f"{args.input} holds no reviews to classify")
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from src.data.datasets import collate_batch
 from src.data.preprocessing import TextPreprocessor
-from src.inference.metrics import logistic
+from src.exceptions import CheckpointError
+from src.inference.metrics import logistic, predicted_classes
 from src.inference.onnx_model import OnnxLSTM
 from src.models.lstm_model import LSTMClassifier
 from src.models.model_dir import load_model_directory
@@ -26,20 +27,35 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 class _Classifier:
-    """Labels from ``probabilities``, which subclasses provide."""
+    """Labels from ``class_probabilities``, which subclasses provide, with ``class_names``."""
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    class_names: Tuple[str, ...]
+
+    def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The probability of every class for each text: [len(texts), len(class_names)], in input order."""
         raise NotImplementedError
 
+    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """P(positive) for each text (models of two classes; ``class_probabilities`` serves any)."""
+        if len(self.class_names) != 2:
+            raise ValueError(f"this model has {len(self.class_names)} classes, not a positive and a negative one; "
+                             "use class_probabilities()")
+        return self.class_probabilities(texts, batch_size)[:, 1]
+
     def predict_batch(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Dict[str, object]]:
-        return [_label(p) for p in self.probabilities(texts, batch_size)]
+        """For each text: ``label`` (a class name), ``probabilities`` (every class by name) and, of two
+        classes, ``probability`` (the positive class's)."""
+        probabilities = self.class_probabilities(texts, batch_size)
+        return [_label(row, label, self.class_names)
+                for row, label in zip(probabilities, predicted_classes(probabilities))]
 
     def predict(self, text: str) -> Dict[str, object]:
         return self.predict_batch([text])[0]
 
 
 class SentimentPredictor(_Classifier):
-    """``predict("text")`` -> ``{"label": "positive"|"negative", "probability": P(positive)}``.
+    """``predict("text")`` -> ``{"label": "positive", "probabilities": {"negative": 0.1, "positive": 0.9},
+    "probability": 0.9}`` (the model's class names; ``probability`` only of two classes: the positive one's).
 
     Reviews are encoded and cut by the model's own preprocessor, exactly as in
     training (its ``max_length`` and ``truncation``). Batches are formed from
@@ -56,6 +72,7 @@ class SentimentPredictor(_Classifier):
         self.preprocessor = preprocessor
         self.ngram_blend = ngram_blend
         self.onnx = onnx if self.device.type == "cpu" else None  # the same LSTM, run by ONNX Runtime
+        self.class_names = tuple(model.config.classes)
 
     @property
     def runtime(self) -> str:
@@ -76,7 +93,11 @@ class SentimentPredictor(_Classifier):
             raise ValueError("the onnxruntime runtime predicts on the CPU; use --device cpu or --runtime torch")
         model, preprocessor = load_model_directory(model_dir)
         onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if runtime != "torch" and on_cpu else None
-        return cls(model, preprocessor, device=device, ngram_blend=NgramBlend.load(model_dir), onnx=onnx)
+        blend = NgramBlend.load(model_dir)
+        if blend is not None and blend.model.classes != len(model.config.classes):
+            raise CheckpointError(f"{model_dir}: the n-gram model has {blend.model.classes} classes but the LSTM "
+                                  f"{len(model.config.classes)}; the directory mixes files of two runs")
+        return cls(model, preprocessor, device=device, ngram_blend=blend, onnx=onnx)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         for index, text in enumerate(texts):
@@ -84,28 +105,37 @@ class SentimentPredictor(_Classifier):
                 raise TypeError(f"review {index} is a {type(text).__name__}, not text")
         return self.preprocessor.encode_for_model(texts)
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """P(positive) for each text, in input order."""
-        log_odds = self.lstm_log_odds(texts, batch_size)
+    def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        scores = self.lstm_scores(texts, batch_size)  # log-odds [N] of two classes, logits [N, C] of more
         if self.ngram_blend is not None:
-            log_odds = self.ngram_blend.combine(log_odds, texts)
-        return logistic(log_odds)
+            scores = self.ngram_blend.combine(scores, texts)
+        if scores.ndim == 2:
+            return softmax(scores)
+        positive = logistic(scores)
+        return np.column_stack([1 - positive, positive])
+
+    def lstm_log_odds(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The LSTM's log(P(positive) / P(negative)) for each text (models of two classes)."""
+        scores = self.lstm_scores(texts, batch_size)
+        if scores.ndim != 1:
+            raise ValueError(f"this model has {len(self.class_names)} classes; use lstm_scores()")
+        return scores
 
     @torch.inference_mode()
-    def lstm_log_odds(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """The LSTM's log(P(positive) / P(negative)) for each text, in input order."""
+    def lstm_scores(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The LSTM's scores, in input order: of two classes its log-odds [N], of more its logits [N, C]."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         encoded = self.encode(texts)
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
-        result = np.empty(len(encoded), dtype=np.float64)
+        classes = len(self.class_names)
+        result = np.empty((len(encoded),) if classes == 2 else (len(encoded), classes), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
             ids, lengths, _ = collate_batch([(encoded[i], 0) for i in chunk])
-            logits = self._logits(ids, lengths)  # [B] or [B, 2]
-            result[chunk] = logits if logits.ndim == 1 else logits[:, 1] - logits[:, 0]
+            logits = self._logits(ids, lengths)  # [B] or [B, C]
+            result[chunk] = logits[:, 1] - logits[:, 0] if logits.ndim == 2 and classes == 2 else logits
         return result
-
 
     def _logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
         if self.onnx is not None:
@@ -125,6 +155,11 @@ class EnsemblePredictor(_Classifier):
         if not members:
             raise ValueError("an ensemble needs at least one model")
         self.members = list(members)
+        self.class_names = members[0].class_names
+        for member in self.members[1:]:
+            if member.class_names != self.class_names:
+                raise ValueError(f"models of other classes cannot be averaged ({', '.join(self.class_names)} and "
+                                 f"{', '.join(member.class_names)})")
 
     @property
     def preprocessor(self) -> TextPreprocessor:
@@ -139,8 +174,8 @@ class EnsemblePredictor(_Classifier):
                         runtime: str = "auto") -> "EnsemblePredictor":
         return cls([SentimentPredictor.from_pretrained(path, device=device, runtime=runtime) for path in model_dirs])
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        return np.mean([member.probabilities(texts, batch_size) for member in self.members], axis=0)
+    def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        return np.mean([member.class_probabilities(texts, batch_size) for member in self.members], axis=0)
 
 
 Predictor = Union[SentimentPredictor, EnsemblePredictor]
@@ -154,5 +189,15 @@ def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Unio
     return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime)
 
 
-def _label(probability: float) -> Dict[str, object]:
-    return {"label": "positive" if probability >= 0.5 else "negative", "probability": float(probability)}
+def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) -> Dict[str, object]:
+    result: Dict[str, object] = {"label": class_names[label],
+                                 "probabilities": {name: float(p) for name, p in zip(class_names, probabilities)}}
+    if len(class_names) == 2:
+        result["probability"] = float(probabilities[1])
+    return result
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits [N, C], row by row."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

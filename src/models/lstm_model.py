@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from src.config import check_setting, default_of
+from src.data.labels import IMDB_CLASS_NAMES, check_class_names
 
 MODEL_SETTINGS = ("embedding_dim", "hidden_dim", "n_layers", "dropout", "embedding_dropout", "bidirectional",
                   "pooling")  # the TrainConfig settings that shape the model
@@ -44,6 +45,7 @@ class LSTMConfig:
     pad_idx: int = 0
     pooling: str = default_of("pooling")
     embedding_dropout: float = default_of("embedding_dropout")
+    class_names: Optional[Tuple[str, ...]] = None  # what each output means (None: IMDB's negative, positive)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "output_dim"):
@@ -54,6 +56,16 @@ class LSTMConfig:
             setattr(self, name, check_setting(name, getattr(self, name), name))
         if not isinstance(self.pad_idx, int) or not 0 <= self.pad_idx < self.vocab_size:
             raise ValueError(f"pad_idx must be a valid token id below vocab_size={self.vocab_size}, got {self.pad_idx}")
+        if self.class_names is not None:
+            self.class_names = check_class_names(self.class_names, self.output_dim)
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """The name of each class, in the order of the outputs (the positive class last of two); without
+        ``class_names``, IMDB's for two classes and the output numbers for more."""
+        if self.class_names is not None:
+            return self.class_names
+        return IMDB_CLASS_NAMES if self.output_dim <= 2 else tuple(str(i) for i in range(self.output_dim))
 
     @property
     def pooled_dim(self) -> int:
@@ -119,10 +131,11 @@ class LSTMClassifier(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int = LSTMConfig.embedding_dim,
                  hidden_dim: int = LSTMConfig.hidden_dim, output_dim: int = 1, n_layers: int = LSTMConfig.n_layers,
                  dropout: float = LSTMConfig.dropout, bidirectional: bool = LSTMConfig.bidirectional, pad_idx: int = 0,
-                 pooling: str = LSTMConfig.pooling, embedding_dropout: float = LSTMConfig.embedding_dropout):
+                 pooling: str = LSTMConfig.pooling, embedding_dropout: float = LSTMConfig.embedding_dropout,
+                 class_names: Optional[Tuple[str, ...]] = None):
         super().__init__()
         cfg = LSTMConfig(vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, dropout,
-                         bidirectional, pad_idx, pooling, embedding_dropout)
+                         bidirectional, pad_idx, pooling, embedding_dropout, class_names)
         self._config = cfg  # checked values: build from these, not from the arguments
         directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_idx)

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from src.data.preprocessing import tokenize
+from src.config import default_of
+from src.data.preprocessing import LEGACY_TOKENIZER, TOKENIZERS, tokenize
 from src.exceptions import CheckpointError, DataError
 from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
 
@@ -38,11 +39,14 @@ class NgramConfig:
     inverse_l2: float = 0.1  # C of the logistic regression: smaller is a stronger L2 penalty
 
 
-def _vectorizer(max_n: int, vocabulary: Optional[Sequence[str]] = None, min_reviews: int = 1):
+def _vectorizer(max_n: int, tokenizer: str, vocabulary: Optional[Sequence[str]] = None, min_reviews: int = 1):
     """Turns reviews into a sparse [reviews, n-grams] matrix: 1 where the n-gram occurs."""
+    from functools import partial
+
     from sklearn.feature_extraction.text import CountVectorizer
 
-    return CountVectorizer(ngram_range=(1, max_n), binary=True, tokenizer=tokenize, token_pattern=None,
+    return CountVectorizer(ngram_range=(1, max_n), binary=True, tokenizer=partial(tokenize, tokenizer=tokenizer),
+                           token_pattern=None,
                            lowercase=False, dtype=np.float32, vocabulary=vocabulary, min_df=min_reviews)
 
 
@@ -70,24 +74,38 @@ def _pack(ngrams: Sequence[str], max_n: int) -> Tuple[List[str], np.ndarray]:
 
 
 class NgramModel:
-    """Log-odds of "positive" for a review: the bias plus the weights of the n-grams it contains
-    (each counted once)."""
+    """A review's score: the bias plus the weights of the n-grams it contains (each counted once). Of two
+    classes one number, the log-odds of the positive class (weights [K], a float bias); of C classes one per
+    class, each class against the rest (weights [K, C], bias [C]). ``tokenizer`` names how reviews become
+    words (the LSTM's)."""
 
-    def __init__(self, words: Sequence[str], keys: np.ndarray, weights: np.ndarray, bias: float, max_n: int):
+    def __init__(self, words: Sequence[str], keys: np.ndarray, weights: np.ndarray, bias: Union[float, Sequence[float]],
+                 max_n: int, tokenizer: str = LEGACY_TOKENIZER):
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {tokenizer!r}")
         keys, weights = np.asarray(keys, dtype=np.int64), np.asarray(weights, dtype=np.float32)
-        if keys.shape != weights.shape or keys.ndim != 1:
-            raise ValueError(f"{keys.shape} n-gram keys but {weights.shape} weights")
+        bias = np.asarray(bias, dtype=np.float64)
+        if keys.ndim != 1 or weights.shape[:1] != keys.shape or weights.ndim not in (1, 2) \
+                or bias.shape != weights.shape[1:]:
+            raise ValueError(f"{keys.shape} n-gram keys but {weights.shape} weights and {bias.shape} biases")
         order = np.argsort(keys, kind="stable")
-        self.words, self.max_n, self.bias = list(words), int(max_n), float(bias)
+        self.words, self.max_n = list(words), int(max_n)
+        self.bias = float(bias) if bias.ndim == 0 else bias
         self.keys, self.weights = keys[order], weights[order]  # sorted for searchsorted
+        self.tokenizer = tokenizer
         self._ids = {word: number for number, word in enumerate(self.words, start=1)}
 
     @classmethod
-    def from_ngrams(cls, ngrams: Sequence[str], weights: np.ndarray, bias: float, max_n: int) -> "NgramModel":
+    def from_ngrams(cls, ngrams: Sequence[str], weights: np.ndarray, bias: Union[float, Sequence[float]], max_n: int,
+                    tokenizer: str = LEGACY_TOKENIZER) -> "NgramModel":
         if len(ngrams) != len(weights):
             raise ValueError(f"{len(ngrams)} n-grams but {len(weights)} weights")
         words, keys = _pack(ngrams, max_n)
-        return cls(words, keys, weights, bias, max_n)
+        return cls(words, keys, weights, bias, max_n, tokenizer)
+
+    @property
+    def classes(self) -> int:
+        return 2 if self.weights.ndim == 1 else self.weights.shape[1]
 
     @property
     def ngrams(self) -> List[str]:
@@ -98,30 +116,32 @@ class NgramModel:
                 for key in self.keys.tolist()]
 
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[int], config: Optional[NgramConfig] = None) -> "NgramModel":
-        """Logistic regression on the n-gram indicators scaled by their log-count ratios (NBSVM's features)."""
-        from scipy.sparse import diags
-        from sklearn.linear_model import LogisticRegression
-
+    def fit(cls, texts: Sequence[str], labels: Sequence[int], config: Optional[NgramConfig] = None,
+            tokenizer: str = default_of("tokenizer")) -> "NgramModel":
+        """Logistic regression on the n-gram indicators scaled by their log-count ratios (NBSVM's features);
+        of more than two classes one per class, against the rest."""
         config = config or NgramConfig()
         labels = np.asarray(labels)
-        vectorizer = _vectorizer(config.max_n, min_reviews=config.min_reviews)
+        vectorizer = _vectorizer(config.max_n, tokenizer, min_reviews=config.min_reviews)
         try:
             present = vectorizer.fit_transform(texts)
         except ValueError:
             raise DataError(f"no word occurs in {config.min_reviews} or more training reviews; too little "
                             "text for the n-gram model") from None
-        ratio = _log_count_ratio(present, labels)
-        regression = LogisticRegression(C=config.inverse_l2, solver="liblinear", dual=True, max_iter=3000)
-        regression.fit(present @ diags(ratio), labels)
-        return cls.from_ngrams(vectorizer.get_feature_names_out().tolist(), regression.coef_.ravel() * ratio,
-                               regression.intercept_[0], config.max_n)
+        classes = int(labels.max()) + 1
+        fits = [_nbsvm(present, labels == c, config.inverse_l2) for c in ([1] if classes == 2 else range(classes))]
+        weights, biases = zip(*fits)
+        ngrams = vectorizer.get_feature_names_out().tolist()
+        if classes == 2:
+            return cls.from_ngrams(ngrams, weights[0], biases[0], config.max_n, tokenizer)
+        return cls.from_ngrams(ngrams, np.stack(weights, axis=1), list(biases), config.max_n, tokenizer)
 
     def row_keys(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """``(rows, keys)``: each distinct n-gram of each text whose words all are the model's,
         as the text's index and the n-gram's key (int64 [K] both)."""
         get = self._ids.get
-        reviews = [np.fromiter((get(word, 0) for word in tokenize(text)), dtype=np.int64) for text in texts]
+        reviews = [np.fromiter((get(word, 0) for word in tokenize(text, tokenizer=self.tokenizer)), dtype=np.int64)
+                   for text in texts]
         ids = np.concatenate([np.append(review, 0) for review in reviews]) if reviews else np.zeros(0, np.int64)
         rows = np.repeat(np.arange(len(reviews)), [len(review) + 1 for review in reviews])  # a 0 ends each review
         found_rows, found_keys = [rows[ids > 0]], [ids[ids > 0]]
@@ -144,39 +164,78 @@ class NgramModel:
         return rows[first], keys[first]
 
     def log_odds(self, texts: Sequence[str]) -> np.ndarray:
-        """log(P(positive) / P(negative)) of each text: float64 [len(texts)]."""
+        """Of two classes log(P(positive) / P(negative)) of each text, float64 [len(texts)]; of C classes each
+        class's log-odds against the rest, [len(texts), C]."""
         rows, keys = self.row_keys(texts)
         places = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
         hit = self.keys[places] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
-        weights = self.weights[places[hit]].astype(np.float64)
-        return np.bincount(rows[hit], weights=weights, minlength=len(texts)) + self.bias
+        weights = self.weights[places[hit]].astype(np.float64)  # [M] or [M, C]
+        scores = np.zeros((len(texts),) + self.weights.shape[1:])
+        np.add.at(scores, rows[hit], weights)
+        return scores + self.bias
+
+
+def _nbsvm(present, positive: np.ndarray, inverse_l2: float) -> Tuple[np.ndarray, float]:
+    """NBSVM's weights of the n-grams (their log-count ratios times the regression's coefficients) and bias,
+    for ``positive`` (bool [reviews]) against the rest."""
+    from scipy.sparse import diags
+    from sklearn.linear_model import LogisticRegression
+
+    ratio = _log_count_ratio(present, positive.astype(np.int64))
+    regression = LogisticRegression(C=inverse_l2, solver="liblinear", dual=True, max_iter=3000)
+    regression.fit(present @ diags(ratio), positive.astype(np.int64))
+    return regression.coef_.ravel() * ratio, float(regression.intercept_[0])
 
 
 @dataclass
 class Blend:
-    """The blended log-odds: ``lstm_weight * LSTM + ngram_weight * n-gram model + bias``."""
+    """The blended scores: ``lstm_weight * LSTM + ngram_weight * n-gram model + bias``: of two classes
+    log-odds (a float bias), of C classes logits (the LSTM's) and per-class log-odds (the n-gram model's),
+    with one bias per class."""
 
     lstm_weight: float
     ngram_weight: float
-    bias: float
+    bias: Union[float, List[float]]
 
     @classmethod
     def fit(cls, lstm_log_odds: np.ndarray, ngram_log_odds: np.ndarray, labels: Sequence[int]) -> "Blend":
-        """The weights that best predict ``labels`` (a logistic regression on the two log-odds)."""
+        """The weights that best predict ``labels`` (a logistic regression on the two scores; of C classes a
+        softmax regression with the two weights shared by all classes)."""
+        if np.ndim(lstm_log_odds) == 2:
+            return cls._fit_classes(np.asarray(lstm_log_odds), np.asarray(ngram_log_odds), np.asarray(labels))
         from sklearn.linear_model import LogisticRegression
 
         regression = LogisticRegression(C=100.0).fit(np.column_stack([lstm_log_odds, ngram_log_odds]), labels)
         lstm_weight, ngram_weight = regression.coef_.ravel().tolist()
         return cls(lstm_weight, ngram_weight, float(regression.intercept_[0]))
 
+    @classmethod
+    def _fit_classes(cls, lstm: np.ndarray, ngram: np.ndarray, labels: np.ndarray) -> "Blend":
+        from scipy.optimize import minimize
+        from scipy.special import log_softmax
+
+        rows = np.arange(len(labels))
+
+        def loss(params: np.ndarray) -> float:  # mean cross-entropy, and a light L2 penalty as above (C=100)
+            scores = params[0] * lstm + params[1] * ngram + params[2:]
+            return float(-log_softmax(scores, axis=1)[rows, labels].mean() + np.sum(params[:2] ** 2) / (200 * len(rows)))
+
+        start = np.r_[1.0, 0.0, np.zeros(lstm.shape[1])]
+        params = minimize(loss, start, method="L-BFGS-B").x
+        return cls(float(params[0]), float(params[1]), params[2:].tolist())
+
     def apply(self, lstm_log_odds: np.ndarray, ngram_log_odds: np.ndarray) -> np.ndarray:
-        return self.lstm_weight * lstm_log_odds + self.ngram_weight * ngram_log_odds + self.bias
+        bias = np.asarray(self.bias) if isinstance(self.bias, list) else self.bias
+        return self.lstm_weight * lstm_log_odds + self.ngram_weight * ngram_log_odds + bias
 
 
 class NgramBlend:
     """An ``NgramModel`` and the ``Blend`` that mixes it with an LSTM."""
 
     def __init__(self, model: NgramModel, blend: Blend):
+        biases = 1 if model.classes == 2 else model.classes
+        if np.shape(blend.bias) != (() if biases == 1 else (biases,)):
+            raise ValueError(f"the blend has {np.size(blend.bias)} biases for {model.classes} classes")
         self.model, self.blend = model, blend
 
     def combine(self, lstm_log_odds: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -187,8 +246,9 @@ class NgramBlend:
         word_bytes = bytearray("\n".join(self.model.words).encode("utf-8"))
         return save_state(Path(directory) / NGRAM_FILE, {
             "words_utf8": torch.frombuffer(word_bytes, dtype=torch.uint8), "keys": torch.from_numpy(self.model.keys),
-            "weights": torch.from_numpy(self.model.weights), "bias": self.model.bias, "max_n": self.model.max_n,
-            "blend": asdict(self.blend)})
+            "weights": torch.from_numpy(self.model.weights), "max_n": self.model.max_n,
+            "bias": self.model.bias if isinstance(self.model.bias, float) else self.model.bias.tolist(),
+            "tokenizer": self.model.tokenizer, "blend": asdict(self.blend)})
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> Optional["NgramBlend"]:
@@ -205,8 +265,9 @@ class NgramBlend:
 
 def _model_from_state(state: Dict[str, Any]) -> NgramModel:
     weights, bias, max_n = state["weights"].numpy(), state["bias"], int(state["max_n"])
+    tokenizer = state.get("tokenizer", LEGACY_TOKENIZER)  # files from before tokenizers had names
     if "ngrams_utf8" in state:  # the first layout: the n-grams as text
         ngrams = bytes(state["ngrams_utf8"].numpy()).decode("utf-8").split("\n")
-        return NgramModel.from_ngrams(ngrams, weights, bias, max_n)
+        return NgramModel.from_ngrams(ngrams, weights, bias, max_n, tokenizer)
     words = bytes(state["words_utf8"].numpy()).decode("utf-8").split("\n")
-    return NgramModel(words, state["keys"].numpy(), weights, bias, max_n)
+    return NgramModel(words, state["keys"].numpy(), weights, bias, max_n, tokenizer)

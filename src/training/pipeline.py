@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,12 +21,13 @@ import torch
 from src.config import TrainConfig
 from src.data.datasets import ReviewDataset
 from src.data.imdb import load_unlabeled_reviews
-from src.data.loaders import create_data_loaders
+from src.data.loaders import DataSource, create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
+from src.data.tables import read_texts
 from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
-from src.inference.metrics import binary_metrics, logistic
+from src.inference.metrics import binary_metrics, classification_metrics, logistic
 from src.inference.onnx_model import export_onnx
-from src.inference.predictor import SentimentPredictor
+from src.inference.predictor import SentimentPredictor, softmax
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
 from src.models.model_dir import check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
@@ -111,12 +112,10 @@ def find_resume_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
     return best[1] if best is not None else None
 
 
-def _build_model(cfg: TrainConfig, vocab_size: int) -> LSTMClassifier:
-    return LSTMClassifier.from_config(_model_settings(cfg, vocab_size))
-
-
-def _model_settings(cfg: TrainConfig, vocab_size: int) -> LSTMConfig:
-    return LSTMConfig(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
+def _model_settings(cfg: TrainConfig, vocab_size: int, class_names: Sequence[str]) -> LSTMConfig:
+    """The model of these settings for ``class_names``: one logit for two classes, one per class for more."""
+    return LSTMConfig(vocab_size=vocab_size, output_dim=1 if len(class_names) == 2 else len(class_names),
+                      class_names=tuple(class_names), **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
 
 
 def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
@@ -155,7 +154,11 @@ def _data_fingerprint(train_loader, val_loader) -> Dict[str, str]:
     return {"train": train_loader.dataset.fingerprint(), "validation": val_loader.dataset.fingerprint()}
 
 
-def _check_resumed_data(resume: Dict[str, Any], fingerprint: Dict[str, str]) -> None:
+def _check_resumed_data(resume: Dict[str, Any], fingerprint: Dict[str, str], class_names: Sequence[str]) -> None:
+    classes = LSTMConfig.from_dict(resume["model_config"]).classes
+    if tuple(classes) != tuple(class_names):
+        raise ResumeRefused(f"cannot resume from {resume['path']}: its model has the classes {', '.join(classes)} "
+                            f"but the data have {', '.join(class_names)}; start a new run in another --checkpoint-dir")
     saved = (resume.get("run_config") or {}).get("data_fingerprint")
     if saved is None:  # written through the Python API: nothing to compare with
         logger.warning("%s records no fingerprint of its data; cannot check that the data are the same",
@@ -185,6 +188,7 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
     main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
     if main_process:
+        _check_own_data(cfg)
         ensure_writable(run_dir)
     with RunLock(run_dir) if main_process else contextlib.nullcontext():
         return _run_locked(cfg, context, main_process, run_dir)
@@ -201,11 +205,12 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     resume = _resume_source(cfg)
     train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume)
     fingerprint = _data_fingerprint(train_loader, val_loader)
+    class_names = train_loader.dataset.class_names
     if resume is not None:
-        _check_resumed_data(resume, fingerprint)
+        _check_resumed_data(resume, fingerprint, class_names)
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
     if main_process:
-        _check_room_for_outputs(cfg, preprocessor.vocab_size, run_dir)
+        _check_room_for_outputs(_model_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
     model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config)
     if resume is not None and "pretraining" in resume:
         resume = None  # pretraining is done; training starts from its first epoch
@@ -219,7 +224,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         save_best_n=cfg.save_best_n, monitor=cfg.monitor, min_delta=cfg.min_delta, preprocessor=preprocessor,
         progress=not cfg.quiet, run_config=run_config,
         save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly, adversarial_eps=cfg.adversarial_eps,
-        precision=cfg.precision,
+        precision=cfg.precision, class_weights=_class_weights(cfg, train_loader.dataset),
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     if not main_process:
@@ -229,15 +234,35 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history, extra)
 
 
+def _check_own_data(cfg: TrainConfig) -> None:
+    """Read and check your own data files (and the validation split) before anything is written: a bad
+    row costs nothing. IMDB is checked as it is loaded, after its download."""
+    source = DataSource.from_config(cfg)
+    if source.own_files() is not None:
+        split_reviews(source, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)
+    if cfg.unlabeled:
+        read_texts(cfg.unlabeled, cfg.text_column)
+
+
 def _latest(trainer: Trainer) -> Path:
     """The checkpoint a resume after training starts from (it then only finishes the run)."""
     return Path(trainer.checkpoint_manager.latest_checkpoint() or trainer.checkpoint_dir)
 
 
-def _check_room_for_outputs(cfg: TrainConfig, vocab_size: int, run_dir: Path) -> None:
+def _class_weights(cfg: TrainConfig, train: ReviewDataset) -> Optional[List[float]]:
+    """With ``--class-weights balanced``: each class's weight, ``reviews / (classes * reviews of the class)``."""
+    if cfg.class_weights == "none":
+        return None
+    counts = np.bincount(train.labels, minlength=len(train.class_names))
+    weights = (len(train.labels) / (len(counts) * np.maximum(counts, 1))).tolist()
+    logger.info("class weights: %s", ", ".join(f"{name} {w:.3f}" for name, w in zip(train.class_names, weights)))
+    return weights
+
+
+def _check_room_for_outputs(settings: LSTMConfig, cfg: TrainConfig, run_dir: Path) -> None:
     """Before any work: both output folders writable, with room for what they will hold (estimated
     from the model's size: a checkpoint holds the weights, two Adam moments and the best weights)."""
-    shapes = _model_settings(cfg, vocab_size).weight_shapes()
+    shapes = settings.weight_shapes()
     weight_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
     check_room(run_dir, 4 * weight_bytes, "a checkpoint", "--checkpoint-dir")
     output_parent = Path(cfg.output_dir).resolve().parent
@@ -249,9 +274,10 @@ def _check_room_for_outputs(cfg: TrainConfig, vocab_size: int, run_dir: Path) ->
 def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]]):
     """The three loaders and the preprocessor (a resumed run's comes from its checkpoint)."""
     preprocessor = TextPreprocessor.from_dict(resume["preprocessor"]) if resume else None
-    encoding = {} if resume else {"max_length": cfg.max_length, "truncation": cfg.truncation}
+    encoding = {} if resume else {"max_length": cfg.max_length, "truncation": cfg.truncation,
+                                  "tokenizer": cfg.tokenizer}
     return create_data_loaders(
-        cfg.data_dir, batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size,
+        DataSource.from_config(cfg), batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size,
         validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
         max_train_samples=cfg.max_train_samples, max_test_samples=cfg.max_test_samples,
         preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
@@ -264,8 +290,8 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
     """The model to train: new (with GloVe and language-model pretraining as asked), one whose
     pretraining was interrupted (continued), or as an epoch checkpoint describes it (its weights are
     loaded by the trainer). Returns it and the statistics of its set-up."""
-    model = (LSTMClassifier.from_config(resume["model_config"]) if resume
-             else _build_model(cfg, preprocessor.vocab_size))
+    model = LSTMClassifier.from_config(resume["model_config"] if resume else _model_settings(
+        cfg, preprocessor.vocab_size, train_loader.dataset.class_names))
     model.sequence_path = cfg.sequence_path
     pretraining = resume.get("pretraining") if resume else None
     extra: Dict[str, Any] = dict(resume.get("setup") or {}) if pretraining else {}
@@ -323,16 +349,14 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
 def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
                              train_ids: List[np.ndarray], device: torch.device, checkpoint: _PretrainingCheckpoint,
                              saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
-    """Pretrain on ``train/unsup`` plus the training reviews (continuing ``saved``); None when they are too
-    short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training.
+    """Pretrain on the unlabeled texts plus the training reviews (continuing ``saved``); None when they are
+    too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training.
 
     Under torchrun every process does the same; DistributedDataParallel then starts
     all of them from rank 0's weights."""
-    unlabeled = load_unlabeled_reviews(cfg.data_dir)
+    unlabeled = _unlabeled_texts(cfg)
     if cfg.max_train_samples is not None:  # a quick run pretrains on no more unlabeled reviews than it trains on
         unlabeled = unlabeled[: cfg.max_train_samples]
-    if not unlabeled:
-        logger.warning("%s has no train/unsup reviews; pretraining on the training reviews only", cfg.data_dir)
     corpus = preprocessor.encode_batch(unlabeled) + list(train_ids)
     settings = PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed)
     words = sum(len(ids) for ids in corpus)
@@ -352,6 +376,19 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocess
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
     return {**stats, "unlabeled_reviews": len(unlabeled), "training_reviews": len(train_ids)}
+
+
+def _unlabeled_texts(cfg: TrainConfig) -> List[str]:
+    """``--unlabeled``'s texts, else IMDB's train/unsup (none for your own data without --unlabeled)."""
+    if cfg.unlabeled:
+        return read_texts(cfg.unlabeled, cfg.text_column)
+    if DataSource.from_config(cfg).own_files() is not None:
+        logger.info("no --unlabeled texts: pretraining on the training texts only")
+        return []
+    unlabeled = load_unlabeled_reviews(cfg.data_dir)
+    if not unlabeled:
+        logger.warning("%s has no train/unsup reviews; pretraining on the training reviews only", cfg.data_dir)
+    return unlabeled
 
 
 def _tensorboard_wanted(cfg: TrainConfig) -> bool:
@@ -379,9 +416,11 @@ def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPrepr
     if best is not None:
         trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
     splits = [loader.dataset for loader in loaders]
-    blended = _fit_ngram_blend(trainer.model, preprocessor, *splits) if cfg.ngram_blend else None
+    lstm = SentimentPredictor(trainer.model, preprocessor, device=next(trainer.model.parameters()).device)
+    blended = _fit_ngram_blend(lstm, *splits) if cfg.ngram_blend else None
     # with the blend, the LSTM's test metrics come from its per-review predictions, made once
-    test = blended["lstm_test"] if blended else trainer.evaluate_model(loaders[2])
+    test = blended["lstm_test"] if blended else classification_metrics(
+        splits[2].labels, lstm.class_probabilities(splits[2].texts), splits[2].class_names)
     logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
                 test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
     metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
@@ -410,23 +449,22 @@ def _export_onnx(output_dir: str) -> None:
                        str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
 
 
-def _fit_ngram_blend(model: LSTMClassifier, preprocessor: TextPreprocessor, train: ReviewDataset,
-                     val: ReviewDataset, test: ReviewDataset) -> Optional[Dict[str, Any]]:
-    """Fit the n-gram model on the training reviews and its blend with ``model`` on the validation reviews.
+def _fit_ngram_blend(lstm: SentimentPredictor, train: ReviewDataset, val: ReviewDataset,
+                     test: ReviewDataset) -> Optional[Dict[str, Any]]:
+    """Fit the n-gram model on the training reviews and its blend with the LSTM on the validation reviews.
 
     Returns ``ngram_blend``, the test metrics of the blend (``test``) and of the LSTM alone
     (``lstm_test``), and statistics (``stats``); None, with a warning, if it cannot be fitted."""
     started = time.perf_counter()
     try:
-        ngram_model = NgramModel.fit(train.texts, train.labels)
+        ngram_model = NgramModel.fit(train.texts, train.labels, tokenizer=lstm.preprocessor.tokenizer)
     except DataError as err:
         logger.warning("no n-gram blend: %s; the model is the LSTM alone", err)
         return None
-    lstm = SentimentPredictor(model, preprocessor, device=next(model.parameters()).device)
-    blend = Blend.fit(lstm.lstm_log_odds(val.texts), ngram_model.log_odds(val.texts), val.labels)
-    test_labels, test_lstm, test_ngram = test.labels, lstm.lstm_log_odds(test.texts), ngram_model.log_odds(test.texts)
-    test_metrics = binary_metrics(test_labels, logistic(blend.apply(test_lstm, test_ngram)))
-    ngram_accuracy = float(np.mean((test_ngram >= 0) == test_labels))
+    blend = Blend.fit(lstm.lstm_scores(val.texts), ngram_model.log_odds(val.texts), val.labels)
+    test_lstm, test_ngram = lstm.lstm_scores(test.texts), ngram_model.log_odds(test.texts)
+    test_metrics = _score_metrics(test, blend.apply(test_lstm, test_ngram))
+    ngram_accuracy = _score_metrics(test, test_ngram)["accuracy"]
     seconds = time.perf_counter() - started
     logger.info("n-gram blend: %d n-grams, weights %.2f (LSTM) and %.2f (n-grams); test accuracy %.2f%% "
                 "(n-grams alone %.2f%%), %.0f s", len(ngram_model.keys), blend.lstm_weight, blend.ngram_weight,
@@ -434,4 +472,12 @@ def _fit_ngram_blend(model: LSTMClassifier, preprocessor: TextPreprocessor, trai
     stats = {"ngrams": len(ngram_model.keys), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
              "seconds": seconds}
     return {"ngram_blend": NgramBlend(ngram_model, blend), "test": test_metrics,
-            "lstm_test": binary_metrics(test_labels, logistic(test_lstm)), "stats": stats}
+            "lstm_test": _score_metrics(test, test_lstm), "stats": stats}
+
+
+def _score_metrics(data: ReviewDataset, scores: np.ndarray) -> Dict[str, Any]:
+    """The metrics of scores: log-odds [N] of two classes, or logits [N, C] (for the n-gram model: each
+    class's log-odds against the rest, which a softmax ranks the same way)."""
+    if scores.ndim == 1:
+        return binary_metrics(data.labels, logistic(scores), data.class_names)
+    return classification_metrics(data.labels, softmax(scores), data.class_names)

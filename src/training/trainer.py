@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -515,18 +515,34 @@ class Trainer:
 OPTIMIZERS = dict(zip(OPTIMIZER_TYPES, (torch.optim.Adam, torch.optim.AdamW)))
 
 
+def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device: torch.device) -> nn.Module:
+    """BCE with logits for one output, cross-entropy for several; weighted by class when asked. With one
+    output, the positive class's weight relative to the negative's scales its examples' loss."""
+    if class_weights is None:
+        return nn.BCEWithLogitsLoss() if output_dim == 1 else nn.CrossEntropyLoss()
+    classes = 2 if output_dim == 1 else output_dim
+    weights = torch.as_tensor(class_weights, dtype=torch.float32, device=device)
+    if weights.shape != (classes,) or not bool((weights > 0).all()) or not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"class_weights must be {classes} positive numbers, one per class, got {class_weights}")
+    if output_dim == 1:
+        return nn.BCEWithLogitsLoss(pos_weight=weights[1] / weights[0])
+    return nn.CrossEntropyLoss(weight=weights)
+
+
 def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
                    learning_rate: float = default_of("learning_rate"), weight_decay: float = default_of("weight_decay"),
                    scheduler_type: Optional[str] = default_of("scheduler"),
                    gradient_clip: Optional[float] = default_of("gradient_clip"),
                    checkpoint_dir: Union[str, Path] = default_of("checkpoint_dir"),
                    optimizer_type: str = default_of("optimizer"), epochs: int = default_of("epochs"),
-                   device: Optional[Union[str, torch.device]] = None, **trainer_kwargs: Any) -> Trainer:
+                   device: Optional[Union[str, torch.device]] = None,
+                   class_weights: Optional[Sequence[float]] = None, **trainer_kwargs: Any) -> Trainer:
     """The recommended way to build a Trainer.
 
     Adam (or AdamW) over the trainable parameters, ``BCEWithLogitsLoss`` for one output
-    and cross-entropy for several, and the named scheduler (``epochs`` sets the cosine
-    period). Extra keyword arguments go to ``Trainer``.
+    and cross-entropy for several (``class_weights``, one per class, weigh each class's
+    examples), and the named scheduler (``epochs`` sets the cosine period). Extra keyword
+    arguments go to ``Trainer``.
     """
     learning_rate = check_setting("learning_rate", learning_rate, "learning_rate")
     weight_decay = check_setting("weight_decay", weight_decay, "weight_decay")
@@ -535,9 +551,7 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[optimizer_type](params, lr=learning_rate, weight_decay=weight_decay)
-    config = getattr(model, "config", None)
-    output_dim = getattr(config, "output_dim", 1)
-    criterion = nn.BCEWithLogitsLoss() if output_dim == 1 else nn.CrossEntropyLoss()
+    criterion = _criterion(getattr(getattr(model, "config", None), "output_dim", 1), class_weights, device)
     scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs)
     return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler=scheduler,
                    gradient_clip=gradient_clip, checkpoint_dir=checkpoint_dir, device=device, **trainer_kwargs)

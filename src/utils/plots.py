@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 from src.utils.io import atomic_write
 
@@ -51,31 +51,36 @@ def plot_training_curves(history: Dict[str, Any], path: PathLike) -> Path:
     return _save(figure, path)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: PathLike) -> Path:
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: PathLike) -> Path:
+    """The C x C confusion matrix (rows: true class, columns: predicted), each cell's count written in it."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(4.5, 4))
+    count = len(class_names)
+    size = min(4 + 0.6 * count, 14)
+    figure, axis = plt.subplots(figsize=(size + 0.5, size))
     axis.imshow(matrix, cmap="Blues")
-    names = ["negative", "positive"]
-    axis.set_xticks([0, 1], names)
-    axis.set_yticks([0, 1], names)
+    axis.set_xticks(range(count), class_names, rotation=45 if count > 4 else 0, ha="right" if count > 4 else "center")
+    axis.set_yticks(range(count), class_names)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    for row in range(2):
-        for column in range(2):
-            axis.text(column, row, str(matrix[row][column]), ha="center", va="center", fontsize=13)
+    if count <= 20:
+        for row in range(count):
+            for column in range(count):
+                axis.text(column, row, str(matrix[row][column]), ha="center", va="center", fontsize=13 if count < 6 else 8)
     axis.set_title("confusion matrix")
     return _save(figure, path)
 
 
-def plot_roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float, path: PathLike) -> Path:
+def plot_roc_curves(curves: Dict[str, Tuple[Sequence[float], Sequence[float], float]], path: PathLike) -> Path:
+    """ROC curves ``{name: (false positive rates, true positive rates, area)}``, areas in the legend."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(4.5, 4))
-    axis.plot(fpr, tpr, label=f"ROC (AUC {auc:.4f})")
+    figure, axis = plt.subplots(figsize=(5, 4.5))
+    for name, (fpr, tpr, area) in curves.items():
+        axis.plot(fpr, tpr, label=f"{name} (AUC {area:.4f})" if len(curves) > 1 else f"ROC (AUC {area:.4f})")
     axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
-    axis.legend(loc="lower right")
-    axis.set_title("ROC curve")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title("ROC curve" if len(curves) == 1 else "ROC curves, each class against the rest")
     return _save(figure, path)
 
 

@@ -1,0 +1,96 @@
+"""Class names: which labels a data set has, in which order, and which one is "positive".
+
+A model's outputs are indices into its class names, which are saved with it
+(``LSTMConfig.class_names``). Two classes keep a single logit whose sigmoid is
+P(positive), with the positive class second; three or more get one logit each.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Sequence, Tuple
+
+from src.exceptions import DataError
+
+IMDB_CLASS_NAMES = ("negative", "positive")  # also the names of models saved before class names were
+POSITIVE_NAMES = ("1", "pos", "positive")  # taken as the positive class of two, when present
+MAX_CLASSES = 1000
+MAX_NAME_LENGTH = 200
+
+
+def label_name(value: Any) -> Optional[str]:
+    """A label as text ("3" for 3 and 3.0, "pos" for " pos "), or None for a missing one (empty, NaN, null)."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    name = str(value).strip()
+    return name or None
+
+
+def _order(names: Sequence[str]) -> List[str]:
+    """Numbers in numeric order (1-5 stars), other names alphabetically."""
+    try:
+        return sorted(names, key=lambda name: float(name))
+    except ValueError:
+        return sorted(names)
+
+
+def class_names_of(labels: Sequence[str], positive_label: Optional[str] = None, where: str = "the training data"
+                   ) -> Tuple[str, ...]:
+    """The classes of ``labels`` in the order of the model's outputs.
+
+    Two classes: the positive one last, ``positive_label`` or else the one named 1, pos or positive
+    (DataError naming ``--positive-label`` when neither tells). Several: numeric or alphabetical order."""
+    names = _order(sorted(set(labels)))
+    if len(names) < 2:
+        found = f"only the class {names[0]!r}" if names else "no labels"
+        raise DataError(f"{where} holds {found}; a classifier needs examples of at least two classes")
+    if len(names) > MAX_CLASSES:
+        raise DataError(f"{where} has {len(names)} different labels (at most {MAX_CLASSES}); is --label-column "
+                        "the column of the labels?")
+    if len(names) > 2:
+        if positive_label is not None:
+            raise DataError(f"--positive-label is for two classes; {where} has {len(names)}: leave it out")
+        return tuple(names)
+    return _binary_order(names, positive_label, where)
+
+
+def _binary_order(names: List[str], positive_label: Optional[str], where: str) -> Tuple[str, ...]:
+    if positive_label is not None:
+        if positive_label not in names:
+            raise DataError(f"--positive-label {positive_label!r} is not a label of {where} "
+                            f"({names[0]!r}, {names[1]!r})")
+        positive = positive_label
+    else:
+        known = [name for name in names if name.lower() in POSITIVE_NAMES]
+        if len(known) != 1:
+            raise DataError(f"{where} has the two classes {names[0]!r} and {names[1]!r}; say which one is positive "
+                            f"with --positive-label")
+        positive = known[0]
+    return tuple(name for name in names if name != positive) + (positive,)
+
+
+def label_indices(labels: Sequence[str], class_names: Sequence[str], path: object, rows: Sequence[str]) -> List[int]:
+    """Each label's index in ``class_names``; DataError naming the file and row (``rows[i]``) of one that is
+    not among them."""
+    index = {name: number for number, name in enumerate(class_names)}
+    for label, where in zip(labels, rows):
+        if label not in index:
+            shown = ", ".join(repr(name) for name in class_names[:10]) + (", ..." if len(class_names) > 10 else "")
+            raise DataError(f"{path}, {where}: the label {label!r} is not one of the training data's classes "
+                            f"({shown}); correct it or remove the row")
+    return [index[label] for label in labels]
+
+
+def check_class_names(names: Any, outputs: int) -> Tuple[str, ...]:
+    """``names`` from a model file, checked: distinct short strings, one per class of ``outputs`` logits."""
+    expected = 2 if outputs == 1 else outputs
+    if (not isinstance(names, (list, tuple)) or len(names) != expected
+            or not all(isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH for name in names)
+            or len(set(names)) != len(names)):
+        raise ValueError(f"class_names must be {expected} distinct names of 1-{MAX_NAME_LENGTH} characters for "
+                         f"output_dim {outputs}")
+    return tuple(names)

@@ -1,0 +1,267 @@
+"""Your own data: table formats, class names, the errors of bad files, and C-class training end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from src.config import TrainConfig
+from src.data.labels import class_names_of
+from src.data.loaders import DataSource, split_reviews
+from src.data.preprocessing import TextPreprocessor, tokenize
+from src.data.tables import read_table, read_texts
+from src.exceptions import DataError
+from src.inference import SentimentPredictor
+from src.inference.evaluate import main as evaluate_main
+from src.inference.predict import main as predict_main
+from src.models.lstm_model import LSTMConfig
+from src.models.ngram_model import Blend, NgramBlend, NgramModel
+from src.training.pipeline import _unlabeled_texts, run_training
+from src.training.train_model import main as train_main
+from src.training.trainer import _criterion
+from tests.helpers import write_rating_tables, write_table
+
+FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
+TEXTS = ['Loved it, "really"', "Dull.\tTab inside", "ok film\nover two lines", "fine"]
+LABELS = ["positive", "negative", "positive", "negative"]
+TINY = dict(embedding_dim=16, hidden_dim=16, max_length=120, batch_size=32, pretrain_lm_epochs=0, quiet=True,
+            tensorboard=False, learning_rate=0.005)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_every_format_reads_the_same_rows(tmp_path, suffix):
+    table = read_table(write_table(tmp_path / f"data{suffix}", TEXTS, LABELS, "review", "sentiment"),
+                       "review", "sentiment")
+    assert table.texts == TEXTS and table.labels == LABELS
+
+
+def test_integer_labels_become_names_in_numeric_order(tmp_path):
+    path = write_table(tmp_path / "stars.parquet", ["a", "b", "c", "d"], [10, 2, 1, 2])
+    labels = read_table(path).labels
+    assert labels == ["10", "2", "1", "2"]
+    assert class_names_of(labels) == ("1", "2", "10")  # numeric, not alphabetical ("1", "10", "2")
+    write_table(tmp_path / "floats.jsonl", ["a", "b"], [1.0, 0.0])
+    assert read_table(tmp_path / "floats.jsonl").labels == ["1", "0"]
+
+
+def test_two_classes_put_the_positive_one_last():
+    assert class_names_of(["pos", "neg", "pos"]) == ("neg", "pos")
+    assert class_names_of(["1", "0"]) == ("0", "1")
+    assert class_names_of(["spam", "ham"], positive_label="ham") == ("spam", "ham")
+    with pytest.raises(DataError, match="two classes 'ham' and 'spam'; say which one is positive with "
+                                        "--positive-label"):
+        class_names_of(["spam", "ham"])
+    with pytest.raises(DataError, match="--positive-label 'eggs' is not a label"):
+        class_names_of(["spam", "ham"], positive_label="eggs")
+    with pytest.raises(DataError, match="--positive-label is for two classes; .* has 3"):
+        class_names_of(["a", "b", "c"], positive_label="a")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text,label\nfine,pos\n,neg\n", r"data.csv, line 3: the text \('text'\) is empty"),
+    ("text,label\nfine,pos\nbad,\n", r"data.csv, line 3: the label \('label'\) is missing"),
+    ("review,label\nfine,pos\n", r"data.csv has no 'text' column \(its columns: 'review', 'label'\); name the right "
+                                 "one with --text-column"),
+    ("text,stars\nfine,pos\n", r"has no 'label' column .*--label-column"),
+    ("text,label\n\x00\x01,pos\n", r"data.csv is not a CSV text file \(it holds NUL bytes\)"),
+])
+def test_bad_csv_rows_are_named(tmp_path, content, message):
+    (tmp_path / "data.csv").write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_table(tmp_path / "data.csv")
+
+
+def test_files_that_are_not_what_their_extension_says(tmp_path):
+    (tmp_path / "data.parquet").write_text("text,label\nfine,pos\n")
+    with pytest.raises(DataError, match="data.parquet is not a readable Parquet file"):
+        read_table(tmp_path / "data.parquet")
+    (tmp_path / "data.jsonl").write_text('{"text": "fine", "label": "pos"}\ntext,label\n')
+    with pytest.raises(DataError, match=r"data.jsonl, line 2 is not JSON"):
+        read_table(tmp_path / "data.jsonl")
+    (tmp_path / "array.jsonl").write_text('[{"text": "fine", "label": "pos"}]\n')
+    with pytest.raises(DataError, match=r"array.jsonl, line 1 is a JSON list, not an object"):
+        read_table(tmp_path / "array.jsonl")
+    (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match="unknown kind of file; use .csv, .tsv, .jsonl or .parquet"):
+        read_table(tmp_path / "data.xlsx")
+
+
+def test_a_test_label_never_seen_in_training_names_file_and_line(tmp_path):
+    write_table(tmp_path / "train.csv", ["a", "b", "c", "d", "e", "f"], ["x", "y", "z"] * 2)
+    write_table(tmp_path / "test.jsonl", ["a", "b", "c"], ["x", "w", "z"])
+    with pytest.raises(DataError, match=r"test.jsonl, line 2: the label 'w' is not one of the training data's "
+                                        r"classes \('x', 'y', 'z'\)"):
+        split_reviews(tmp_path, validation_split=0.5)
+
+
+def test_a_class_too_small_to_split_is_named_and_a_validation_file_is_used_instead(tmp_path):
+    texts = [f"review {i}" for i in range(21)]
+    write_table(tmp_path / "train.tsv", texts, ["common"] * 10 + ["other"] * 10 + ["rare"])
+    write_table(tmp_path / "test.tsv", texts[:3], ["common", "other", "rare"])
+    with pytest.raises(DataError, match=r"the class 'rare' has only 1 training example\(s\), too few .*--validation-file"):
+        split_reviews(tmp_path)
+    write_table(tmp_path / "dev.csv", ["held out a", "held out b"], ["rare", "common"])
+    train, validation, test = split_reviews(tmp_path)
+    assert len(train.texts) == 21 and validation.texts == ["held out a", "held out b"]
+    assert validation.labels == [train.class_names.index("rare"), train.class_names.index("common")]
+    assert train.class_names == ("common", "other", "rare") == test.class_names
+
+
+def test_two_files_for_one_split_are_refused(tmp_path):
+    for suffix in (".csv", ".jsonl"):
+        write_table(tmp_path / f"train{suffix}", ["a", "b"], ["x", "y"])
+    with pytest.raises(DataError, match="holds train.csv and train.jsonl for the train split; keep one"):
+        split_reviews(tmp_path)
+
+
+def test_tokenizer_keeps_what_short_informal_text_says():
+    assert tokenize("Great :) #blessed @anna 😀 <3 but :-( http://x.io 10:30 a@b.c") == [
+        "great", ":)", "#blessed", "@anna", "😀", "<3", "but", ":-(", "http", "x", "io", "10", "30", "a", "b", "c"]
+    assert tokenize("Great :) #blessed", tokenizer="words") == ["great", "blessed"]
+    old = TextPreprocessor().build_vocab(["a :) b"]).to_dict()
+    del old["tokenizer"]  # a vocabulary saved before tokenizers had names
+    assert TextPreprocessor.from_dict(old).tokenizer == "words"
+
+
+def test_unlabeled_texts_come_from_the_named_file(tmp_path):
+    (tmp_path / "extra.txt").write_text("first text\n\nsecond text\n", encoding="utf-8")
+    write_table(tmp_path / "extra.jsonl", ["one", "", "two"], [None, None, None], "body")
+    assert read_texts(tmp_path / "extra.txt") == ["first text", "second text"]
+    assert read_texts(tmp_path / "extra.jsonl", "body") == ["one", "two"]
+    own = TrainConfig(train_file=str(tmp_path / "t.csv"), test_file=str(tmp_path / "t.csv"))
+    assert _unlabeled_texts(own) == []
+    own.unlabeled = str(tmp_path / "extra.txt")
+    assert _unlabeled_texts(own) == ["first text", "second text"]
+
+
+def test_class_weights_weigh_each_class():
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), torch.tensor([0, 2])
+    weighted = _criterion(3, [1.0, 1.0, 4.0], torch.device("cpu"))(logits, labels)
+    each = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert weighted.item() == pytest.approx(((each[0] + 4 * each[1]) / 5).item())
+    binary = _criterion(1, [0.5, 2.0], torch.device("cpu"))(torch.tensor([0.3, -0.2]), torch.tensor([1.0, 0.0]))
+    each = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([0.3, -0.2]), torch.tensor([1.0, 0.0]),
+                                                                reduction="none")
+    assert binary.item() == pytest.approx(((4 * each[0] + each[1]) / 2).item())
+    with pytest.raises(ValueError, match="3 positive numbers"):
+        _criterion(3, [1.0, 0.0, 1.0], torch.device("cpu"))
+
+
+def test_the_ngram_model_and_blend_of_three_classes(tmp_path):
+    """Each class is told by a word pair whose words also occur in the other classes: only 2-grams separate."""
+    rng = np.random.default_rng(0)
+    pairs = {0: "red fox", 1: "fox red", 2: "red red"}
+    labels = rng.integers(0, 3, 600)
+    texts = [" ".join(rng.choice(["fox", "red", "dog", "cat"], 6)) + " " + pairs[int(y)] + " end" for y in labels]
+    model = NgramModel.fit(texts[:450], labels[:450])
+    scores = model.log_odds(texts[450:])
+    assert model.classes == 3 and scores.shape == (150, 3)
+    assert np.mean(scores.argmax(axis=1) == labels[450:]) > 0.9
+    informative, noise = np.eye(3)[labels[450:]] * 4, rng.normal(size=(150, 3))
+    blend = Blend.fit(noise, informative, labels[450:])
+    assert blend.ngram_weight > 5 * abs(blend.lstm_weight) and len(blend.bias) == 3
+    NgramBlend(model, blend).save(tmp_path)
+    loaded = NgramBlend.load(tmp_path)
+    assert np.array_equal(loaded.combine(noise, texts[450:]), NgramBlend(model, blend).combine(noise, texts[450:]))
+    with pytest.raises(ValueError, match="2 biases for 3 classes"):
+        NgramBlend(model, Blend(1.0, 1.0, [0.0, 0.0]))
+
+
+def test_model_files_carry_their_class_names():
+    assert LSTMConfig(vocab_size=10).classes == ("negative", "positive")  # models saved before class names
+    config = LSTMConfig(vocab_size=10, output_dim=3, class_names=["a", "b", "c"])
+    assert LSTMConfig.from_dict(json.loads(json.dumps(config.__dict__))).classes == ("a", "b", "c")
+    for names in (["a", "b"], ["a", "a", "b"], ["a", "b", 3], ["a", "b", "x" * 201]):
+        with pytest.raises(ValueError, match="class_names must be 3 distinct names"):
+            LSTMConfig(vocab_size=10, output_dim=3, class_names=names)
+
+
+@pytest.fixture(scope="module")
+def four_classes(imdb_tree, tmp_path_factory):
+    """A model trained on a real four-class task (IMDB's ratings, as Parquet); returns (data, model dir, metrics)."""
+    root = tmp_path_factory.mktemp("four-classes")
+    data = write_rating_tables(imdb_tree, root / "data", ".parquet")
+    cfg = TrainConfig(data_dir=str(data), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"), epochs=8,
+                      class_weights="balanced", ngram_blend=True, **TINY)
+    return data, root / "model", run_training(cfg)
+
+
+def test_four_classes_train_predict_and_evaluate(four_classes, tmp_path, capsys):
+    data, model_dir, metrics = four_classes
+    names = ("awful", "good", "great", "poor")
+    predictor = SentimentPredictor.from_pretrained(model_dir)
+    assert predictor.class_names == names and predictor.model.config.output_dim == 4
+    test = metrics["test"]
+    assert set(test["per_class"]) == set(names) and np.array(test["confusion_matrix"]).shape == (4, 4)
+    assert test["accuracy"] > 0.40 and test["macro_f1"] > 0.30  # chance: 0.25
+    assert predictor.ngram_blend.model.classes == 4 and len(metrics["ngram_blend"]["bias"]) == 4
+    assert sum(row["support"] for row in test["per_class"].values()) == test["n_examples"] == 2000
+
+    assert predict_main(["--model-dir", str(model_dir), "A masterpiece, the best film of the decade."]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["label"] in names and set(line["probabilities"]) == set(names) and "probability" not in line
+    assert sum(line["probabilities"].values()) == pytest.approx(1.0)
+
+    assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(data), "--output-dir", str(tmp_path)]) == 0
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["accuracy"] == pytest.approx(test["accuracy"])  # the saved model, as training reported
+    assert evaluation["class_names"] == list(names) and 0.5 < evaluation["roc_auc"] <= 1
+    assert all((tmp_path / name).is_file() for name in ("confusion_matrix.png", "roc_curve.png"))
+
+
+def test_a_multi_class_model_refuses_imdb_and_unknown_labels(four_classes, imdb_tree, tmp_path, capsys):
+    _, model_dir, _ = four_classes
+    assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(imdb_tree), "--output-dir",
+                          str(tmp_path)]) == 1
+    assert "are not IMDB's negative and positive" in capsys.readouterr().err
+    write_table(tmp_path / "odd.csv", ["a fine film", "meh"], ["great", "mediocre"])
+    assert evaluate_main(["--model-dir", str(model_dir), "--file", str(tmp_path / "odd.csv"), "--output-dir",
+                          str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "odd.csv, line 3: the label 'mediocre' is not one of" in err
+
+
+def test_two_named_classes_from_files_given_one_by_one(imdb_tree, tmp_path, capsys):
+    """String labels with --positive-label, files named by flag, other column names: labels and `probability`."""
+    from src.data import load_imdb
+
+    for split in ("train", "test"):
+        reviews = load_imdb(imdb_tree, split)
+        picked = np.random.default_rng(0).choice(len(reviews.texts), 600 if split == "train" else 200, replace=False)
+        write_table(tmp_path / f"{split}-reviews.jsonl", [reviews.texts[i] for i in picked],
+                    ["liked" if reviews.labels[i] else "disliked" for i in picked], "body", "verdict")
+    args = ["--train-file", str(tmp_path / "train-reviews.jsonl"), "--test-file", str(tmp_path / "test-reviews.jsonl"),
+            "--text-column", "body", "--label-column", "verdict", "--output-dir", str(tmp_path / "model"),
+            "--checkpoint-dir", str(tmp_path / "run"), "--epochs", "1", "--embedding-dim", "16", "--hidden-dim", "8",
+            "--max-length", "80", "--pretrain-lm-epochs", "0", "--quiet", "--no-tensorboard"]
+    assert train_main(args) == 1
+    assert "say which one is positive with --positive-label" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "model").exists()  # nothing written before the check
+    assert train_main(args + ["--positive-label", "liked"]) == 0
+    predictor = SentimentPredictor.from_pretrained(tmp_path / "model")
+    result = predictor.predict("An absolute delight from start to finish.")
+    assert predictor.class_names == ("disliked", "liked")
+    assert result["probability"] == pytest.approx(result["probabilities"]["liked"])
+    assert result["label"] == ("liked" if result["probability"] >= 0.5 else "disliked")
+
+
+def test_resume_refuses_other_columns_and_positive_label(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    words = [" ".join(rng.choice(["good", "bad", "film", "plot", "great", "awful"], 12)) for _ in range(120)]
+    labels = ["up" if text.count("good") + text.count("great") > text.count("bad") + text.count("awful") else "down"
+              for text in words]
+    write_table(tmp_path / "train.csv", words, labels, "t", "l")
+    write_table(tmp_path / "test.csv", words[:40], labels[:40], "t", "l")
+    args = ["--data-dir", str(tmp_path), "--text-column", "t", "--label-column", "l", "--positive-label", "up",
+            "--output-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "run"), "--embedding-dim", "8",
+            "--hidden-dim", "8", "--pretrain-lm-epochs", "0", "--quiet", "--no-tensorboard"]
+    assert train_main(args + ["--epochs", "1"]) == 0
+    capsys.readouterr()
+    changed = [a if a != "up" else "down" for a in args]
+    assert train_main(changed + ["--epochs", "2", "--resume", "auto"]) == 2
+    assert "--positive-label (checkpoint 'up', now 'down')" in capsys.readouterr().err
+    assert train_main(args + ["--epochs", "2", "--resume", "auto", "--class-weights", "balanced"]) == 2
+    assert "--class-weights (checkpoint 'none', now 'balanced')" in capsys.readouterr().err
+    assert train_main(args + ["--epochs", "2", "--resume", "auto"]) == 0
+
