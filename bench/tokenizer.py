@@ -5,9 +5,13 @@ For each tokenizer: how many training reviews hold a token that only "social" ke
 accuracy of the n-gram model of ``--ngram-blend`` fitted on the same training reviews
 (the validation split carved out as training does). The n-gram model is deterministic,
 so the difference is the tokenizer's, not a seed's. The LSTM's side (same seed, both
-tokenizers) comes from ``bench/sweep.py bench/sweeps/tokenizer.json``.
+tokenizers) comes from ``bench/sweep.py bench/sweeps/tokenizer.json``; ``--models``
+then scores its model directories on the test reviews that hold such a token and on
+the others, to tell an effect of the tokens from a different training run's noise.
 
     .venv/bin/python bench/tokenizer.py --data-dir data/imdb
+    .venv/bin/python bench/tokenizer.py --data-dir data/imdb --skip-ngrams \
+        --models sweep-results/runs/fast_words/model sweep-results/runs/fast_social/model
 """
 
 import argparse
@@ -24,25 +28,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import cpu_facts  # noqa: E402
 from src.data.loaders import split_reviews  # noqa: E402
 from src.data.preprocessing import TOKENIZERS, tokenize  # noqa: E402
+from src.inference import SentimentPredictor  # noqa: E402
 from src.models.ngram_model import NgramModel  # noqa: E402
+
+
+def social_tokens(text: str) -> list:
+    """The tokens of ``text`` that only the "social" tokenizer keeps."""
+    return [token for token in tokenize(text, tokenizer="social") if not TOKENIZERS["words"].fullmatch(token)]
+
+
+def has_social_token(text: str) -> bool:
+    return bool(social_tokens(text))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
+    parser.add_argument("--models", nargs="*", default=[], help="model directories to score on both subsets")
+    parser.add_argument("--skip-ngrams", action="store_true", help="leave out the n-gram models")
     args = parser.parse_args()
 
     train, _, test = split_reviews(args.data_dir)
-    words = TOKENIZERS["words"]
     extra = Counter()
     reviews_with_extra = 0
     for text in train.texts:
-        found = [token for token in tokenize(text, tokenizer="social") if not words.fullmatch(token)]
+        found = social_tokens(text)
         extra.update(found)
         reviews_with_extra += bool(found)
     result = {"training_reviews": len(train.texts), "reviews_with_social_tokens": reviews_with_extra,
               "distinct_social_tokens": len(extra), "most_common_social_tokens": extra.most_common(12)}
-    for name in ("words", "social"):
+    social = np.array([has_social_token(text) for text in test.texts])
+    labels = np.array(test.labels)
+    result["test_reviews_with_social_tokens"] = int(social.sum())
+    for model_dir in args.models:
+        right = SentimentPredictor.from_pretrained(model_dir).class_probabilities(test.texts).argmax(axis=1) == labels
+        result[model_dir] = {"with_social_tokens": round(float(right[social].mean()), 4),
+                             "without": round(float(right[~social].mean()), 4), "all": round(float(right.mean()), 4)}
+    for name in () if args.skip_ngrams else ("words", "social"):
         started = time.perf_counter()
         model = NgramModel.fit(train.texts, train.labels, tokenizer=name)
         accuracy = float(np.mean((model.log_odds(test.texts) >= 0) == np.array(test.labels)))

@@ -34,9 +34,14 @@ GLOVE_VARIANTS: Dict[str, Dict[str, object]] = {
 }
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-# What a resumed run may change: "allow" (how and where it runs) or "refuse" (what it
-# learns from and how; changing it would silently train another model).
-ALLOW, REFUSE = "allow", "refuse"
+# What a resumed run may change: "allow" (how and where it runs), "refuse" (what it
+# learns from and how; changing it would silently train another model; left out, the
+# checkpoint's value is taken), or "adopt" (where the data are: left out, the checkpoint's
+# value is taken; given, it may differ, since the data's fingerprint is checked).
+ALLOW, REFUSE, ADOPT = "allow", "refuse", "adopt"
+# The value of a setting in checkpoints written before the setting existed.
+LEGACY_VALUES = {"tokenizer": "words", "class_weights": "none", "text_column": "text", "label_column": "label",
+                 "positive_label": None, "unlabeled": None}
 
 
 def setting(default: Any, help: str, group: str, *, minimum: Optional[float] = None,
@@ -58,12 +63,12 @@ class TrainConfig:
     # data
     data_dir: str = setting("data/imdb", "folder with aclImdb/ or aclImdb_v1.tar.gz (downloaded there if the folder is "
                             "missing or empty), or with your own train and test files (.csv, .tsv, .jsonl or "
-                            ".parquet) and optionally a validation, valid or dev file", "data", resume=ALLOW)
+                            ".parquet) and optionally a validation, valid or dev file", "data", resume=ADOPT)
     train_file: Optional[str] = setting(None, "your own training data (.csv, .tsv, .jsonl or .parquet); overrides "
-                                        "--data-dir's", "data", resume=ALLOW)
+                                        "--data-dir's", "data", resume=ADOPT)
     validation_file: Optional[str] = setting(None, "your own validation data, used instead of holding out "
-                                             "--validation-split of the training data", "data", resume=ALLOW)
-    test_file: Optional[str] = setting(None, "your own test data", "data", resume=ALLOW)
+                                             "--validation-split of the training data", "data", resume=ADOPT)
+    test_file: Optional[str] = setting(None, "your own test data", "data", resume=ADOPT)
     text_column: str = setting("text", "column (or JSON field) of the texts in your own files", "data")
     label_column: str = setting("label", "column (or JSON field) of the labels: names or integers, two or more "
                                 "classes", "data")
@@ -186,6 +191,8 @@ class TrainConfig:
         """Check every setting and the rules between them; ValueError names the first bad one."""
         for item in fields(self):
             setattr(self, item.name, check_setting(item.name, getattr(self, item.name)))
+        if self.text_column == self.label_column:
+            raise ValueError(f"--text-column and --label-column are both {self.text_column!r}; name two columns")
         if self.use_glove:
             check_glove_variant(self.glove_corpus, self.glove_dim)
             size = parse_glove_dim(self.glove_dim)
@@ -197,23 +204,28 @@ class TrainConfig:
     def settle_resume(self, saved: Mapping[str, Any]) -> Tuple[Dict[str, Tuple[Any, Any]], Dict[str, Any]]:
         """Match this config to the settings of the run it resumes (``saved``).
 
-        Every setting a resumed run may not change and that this config was not given
-        explicitly takes the saved value. Returns ``({flag: (saved, given)}`` of the
-        ones given differently, which a resume must refuse, ``{flag: saved}`` of those
-        taken over). A config built directly, not by ``from_settings``, counts as given
-        in full."""
+        Every setting a resumed run may not change (or that says where the data are) and
+        that this config was not given explicitly takes the saved value; a setting newer
+        than the checkpoint counts as its ``LEGACY_VALUES`` value there. Returns
+        ``({flag: (saved, given)}`` of the ones given differently that a resume must refuse,
+        ``{flag: saved}`` of those taken over). A config built directly, not by
+        ``from_settings``, counts as given in full; ``saved`` empty (a checkpoint written
+        through the Python API) settles nothing."""
         given = getattr(self, "given", None)
         changed, adopted = {}, {}
+        if not saved:
+            return changed, adopted
         for item in fields(self):
-            if item.metadata["resume"] != REFUSE or item.name not in saved:
+            mode = item.metadata["resume"]
+            if mode == ALLOW or (item.name not in saved and item.name not in LEGACY_VALUES):
                 continue
-            old, new = saved[item.name], getattr(self, item.name)
+            old, new = saved.get(item.name, LEGACY_VALUES.get(item.name)), getattr(self, item.name)
             if old == new:
                 continue
             if given is not None and item.name not in given:
                 setattr(self, item.name, old)
                 adopted[flag_name(item.name)] = old
-            else:
+            elif mode == REFUSE:
                 changed[flag_name(item.name)] = (old, new)
         return changed, adopted
 

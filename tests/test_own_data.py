@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from src.config import TrainConfig
-from src.data.labels import class_names_of
+from src.data.labels import class_names_of, label_indices
 from src.data.loaders import DataSource, split_reviews
 from src.data.preprocessing import TextPreprocessor, tokenize
 from src.data.tables import read_table, read_texts
@@ -16,11 +16,12 @@ from src.inference import SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.predict import main as predict_main
 from src.models.lstm_model import LSTMConfig
+from src.models.model_dir import save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
 from src.training.pipeline import _unlabeled_texts, run_training
 from src.training.train_model import main as train_main
 from src.training.trainer import _criterion
-from tests.helpers import write_rating_tables, write_table
+from tests.helpers import tiny_model, write_rating_tables, write_table
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 TEXTS = ['Loved it, "really"', "Dull.\tTab inside", "ok film\nover two lines", "fine"]
@@ -198,10 +199,16 @@ def test_four_classes_train_predict_and_evaluate(four_classes, tmp_path, capsys)
     assert predictor.ngram_blend.model.classes == 4 and len(metrics["ngram_blend"]["bias"]) == 4
     assert sum(row["support"] for row in test["per_class"].values()) == test["n_examples"] == 2000
 
-    assert predict_main(["--model-dir", str(model_dir), "A masterpiece, the best film of the decade."]) == 0
-    line = json.loads(capsys.readouterr().out)
-    assert line["label"] in names and set(line["probabilities"]) == set(names) and "probability" not in line
-    assert sum(line["probabilities"].values()) == pytest.approx(1.0)
+    texts = ["A masterpiece, the best film of the decade.", "Dull, and far too long."]
+    write_table(tmp_path / "new.jsonl", texts, [None, None], "body")
+    assert predict_main(["--model-dir", str(model_dir), "--input", str(tmp_path / "new.jsonl"), "--text-column",
+                         "body"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == texts
+    for line, probabilities in zip(lines, predictor.class_probabilities(texts)):
+        assert set(line["probabilities"]) == set(names) and "probability" not in line
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0)
+        assert line["label"] == names[int(np.argmax(probabilities))]
 
     assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(data), "--output-dir", str(tmp_path)]) == 0
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
@@ -263,5 +270,51 @@ def test_resume_refuses_other_columns_and_positive_label(tmp_path, capsys):
     assert "--positive-label (checkpoint 'up', now 'down')" in capsys.readouterr().err
     assert train_main(args + ["--epochs", "2", "--resume", "auto", "--class-weights", "balanced"]) == 2
     assert "--class-weights (checkpoint 'none', now 'balanced')" in capsys.readouterr().err
-    assert train_main(args + ["--epochs", "2", "--resume", "auto"]) == 0
+    bare = ["--output-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "run"), "--resume", "auto",
+            "--quiet", "--no-tensorboard"]
+    assert train_main(bare + ["--epochs", "2"]) == 0  # the folder, columns and positive class from the checkpoint
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["label_column"] == "l"
+
+
+def test_settings_newer_than_a_checkpoint_count_as_their_old_values():
+    saved = {name: value for name, value in TrainConfig().as_dict().items()
+             if name not in ("tokenizer", "class_weights", "text_column")}  # written before these existed
+    given = TrainConfig.from_settings({"tokenizer": "social", "epochs": 3})
+    changed, _ = given.settle_resume(saved)
+    assert changed == {"--tokenizer": ("words", "social")}
+    bare = TrainConfig.from_settings({"epochs": 3})
+    assert bare.settle_resume(saved) == ({}, {"--tokenizer": "words"}) and bare.tokenizer == "words"
+
+
+def test_labels_read_the_same_in_every_format_and_by_their_aliases(tmp_path):
+    write_table(tmp_path / "a.csv", ["x", "y", "z"], ["1.0", "0", "True"])
+    write_table(tmp_path / "b.jsonl", ["x", "y", "z"], [1.0, 0, True])
+    assert read_table(tmp_path / "a.csv").labels == read_table(tmp_path / "b.jsonl").labels == ["1", "0", "true"]
+    assert label_indices(["0", "POS", "negative", "1"], ("negative", "positive"), "f", ["l"] * 4) == [0, 1, 0, 1]
+    assert label_indices(["neg", "pos"], ("0", "1"), "f", ["l"] * 2) == [0, 1]
+
+
+def test_an_imdb_model_evaluates_on_a_file_of_0_and_1_and_predicts_every_row(tmp_path, capsys):
+    processor = TextPreprocessor().build_vocab(["a good film", "a bad film"])
+    save_model_directory(tmp_path / "model", tiny_model(vocab_size=processor.vocab_size), processor)
+    write_table(tmp_path / "test.csv", ["a good film", "a bad film", ""], [1, 0, 1], "review")
+    assert evaluate_main(["--model-dir", str(tmp_path / "model"), "--file", str(tmp_path / "test.csv"),
+                          "--text-column", "review", "--output-dir", str(tmp_path / "eval")]) == 1
+    assert "line 4: the text ('review') is empty" in capsys.readouterr().err
+    assert predict_main(["--model-dir", str(tmp_path / "model"), "--input", str(tmp_path / "test.csv"),
+                         "--text-column", "review"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["a good film", "a bad film", ""]
+    assert {line["label"] for line in lines} <= {"negative", "positive"}
+    write_table(tmp_path / "test.csv", ["a good film", "a bad film"], [1, 0], "review")
+    assert evaluate_main(["--model-dir", str(tmp_path / "model"), "--file", str(tmp_path / "test.csv"),
+                          "--text-column", "review", "--output-dir", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["n_examples"] == 2
+
+
+def test_a_sample_too_small_for_a_class_is_refused(tmp_path):
+    write_table(tmp_path / "train.csv", [f"r{i}" for i in range(106)], ["big"] * 100 + ["small"] * 3 + ["mid"] * 3)
+    write_table(tmp_path / "test.csv", ["a", "b"], ["big", "small"])
+    with pytest.raises(DataError, match="--max-train-samples 20 keeps no training example of the class 'small'"):
+        split_reviews(tmp_path, max_train_samples=20)
 

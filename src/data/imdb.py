@@ -5,9 +5,8 @@
 * the extracted tree ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``
   (or the same tree directly under ``data_dir``),
 * the archive ``aclImdb_v1.tar.gz`` itself, read in place (nothing is written),
-* your own data as ``train`` and ``test`` files (``src/data/tables.py``), each split's
-  classes named by its own labels (``src.data.loaders.load_splits`` names them once, by
-  the training file, for all splits).
+* your own data as ``train`` and ``test`` files (``src/data/tables.py``), the classes
+  named by the training file's labels (``src.data.loaders.load_splits``).
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import tarfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from src.data.labels import IMDB_CLASS_NAMES, class_names_of, label_indices
-from src.data.tables import clean_text, find_split_files, read_table
+from src.data.labels import IMDB_CLASS_NAMES
+from src.data.tables import clean_text, decode_text, find_split_files
 from src.exceptions import DataError
 from src.utils.archive import extract_tar_atomically
 from src.utils.download import download_file
@@ -49,15 +48,6 @@ class ReviewData(NamedTuple):
         ratings = [self.ratings[i] for i in indices] if self.ratings is not None else None
         return ReviewData([self.texts[i] for i in indices], [self.labels[i] for i in indices], ratings,
                           self.class_names)
-
-
-def _decode(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{where} is not valid UTF-8 (byte {err.start}); re-save it as UTF-8 or remove it"
-        ) from None
 
 
 def download_imdb(
@@ -123,8 +113,10 @@ def load_imdb_splits(data_dir: PathLike, splits: Iterable[str] = SPLITS) -> Dict
     elif kind == "tree":
         data = {split: _read_tree(path, split) for split in splits}
     else:
-        files = find_split_files(path)
-        data = {split: _read_table(files[split]) for split in splits}
+        from src.data.loaders import DataSource, load_splits  # loaders builds on this module
+
+        train, _, test = load_splits(DataSource(str(path)), download=False)
+        data = {split: {"train": train, "test": test}[split] for split in splits}
     for split, reviews in data.items():
         _check_split(reviews, split, path)
     return data
@@ -178,7 +170,7 @@ def _read_tree(root: Path, split: str) -> ReviewData:
             match = _MEMBER.match(f"{split}/{name}/{path.name}")
             if match is None:
                 continue
-            text = clean_text(_decode(path.read_bytes(), str(path)))
+            text = clean_text(decode_text(path.read_bytes(), str(path)))
             rows.append((label, int(match.group(3)), int(match.group(4)), text))
     return _sorted_reviews(rows)
 
@@ -200,7 +192,7 @@ def _archive_texts(archive: Path, pattern: "re.Pattern[str]") -> Iterator[Tuple[
                 match = pattern.match(member.name)
                 if match is not None and member.isfile():
                     raw = tar.extractfile(member).read()
-                    yield match, clean_text(_decode(raw, f"{archive}:{member.name}"))
+                    yield match, clean_text(decode_text(raw, f"{archive}:{member.name}"))
     except (tarfile.TarError, EOFError, OSError, UnicodeError) as err:
         raise DataError(
             f"{archive} is not a readable IMDB archive ({err}); download {IMDB_ARCHIVE_NAME} again"
@@ -217,15 +209,8 @@ def load_unlabeled_reviews(data_dir: PathLike) -> List[str]:
         found = [(int(match.group(1)), text) for match, text in _archive_texts(path, _UNLABELED)]
     elif kind == "tree" and (path / "train" / "unsup").is_dir():
         files = ((_UNLABELED.match(f"train/unsup/{file.name}"), file) for file in (path / "train" / "unsup").iterdir())
-        found = [(int(match.group(1)), clean_text(_decode(file.read_bytes(), str(file)))) for match, file in files
+        found = [(int(match.group(1)), clean_text(decode_text(file.read_bytes(), str(file)))) for match, file in files
                  if match is not None]
     else:
         found = []
     return [text for _, text in sorted(found)]
-
-
-def _read_table(path: Path) -> ReviewData:
-    """A split of one's own data, its classes named by its own labels."""
-    table = read_table(path)
-    names = class_names_of(table.labels, where=str(path))
-    return ReviewData(table.texts, label_indices(table.labels, names, path, table.rows), None, names)

@@ -8,26 +8,34 @@ P(positive), with the positive class second; three or more get one logit each.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 from src.exceptions import DataError
 
 IMDB_CLASS_NAMES = ("negative", "positive")  # also the names of models saved before class names were
 POSITIVE_NAMES = ("1", "pos", "positive")  # taken as the positive class of two, when present
+NEGATIVE_NAMES = ("0", "neg", "negative")  # with POSITIVE_NAMES: the same two classes under other names
 MAX_CLASSES = 1000
 MAX_NAME_LENGTH = 200
 
 
+_INTEGRAL = re.compile(r"[+-]?\d+(?:\.0*)?")
+
+
 def label_name(value: Any) -> Optional[str]:
-    """A label as text ("3" for 3 and 3.0, "pos" for " pos "), or None for a missing one (empty, NaN, null)."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value).lower()
+    """A label as text, the same whatever the file's format: "3" for 3, 3.0 and "3.0", "true" for true and
+    "True", "pos" for " pos "; None for a missing one (empty, NaN, null)."""
+    if value is None:
+        return None
     if isinstance(value, float):
         if math.isnan(value):
             return None
         return str(int(value)) if value.is_integer() else repr(value)
     name = str(value).strip()
-    return name or None
+    if _INTEGRAL.fullmatch(name):
+        return str(int(float(name)))
+    return name.lower() if name.lower() in ("true", "false") else name or None
 
 
 def _order(names: Sequence[str]) -> List[str]:
@@ -51,6 +59,10 @@ def class_names_of(labels: Sequence[str], positive_label: Optional[str] = None, 
     if len(names) > MAX_CLASSES:
         raise DataError(f"{where} has {len(names)} different labels (at most {MAX_CLASSES}); is --label-column "
                         "the column of the labels?")
+    too_long = next((name for name in names if len(name) > MAX_NAME_LENGTH), None)
+    if too_long is not None:
+        raise DataError(f"{where} has a label of {len(too_long)} characters (at most {MAX_NAME_LENGTH}): "
+                        f"{too_long[:40]!r}...; is --label-column the column of the labels?")
     if len(names) > 2:
         if positive_label is not None:
             raise DataError(f"--positive-label is for two classes; {where} has {len(names)}: leave it out")
@@ -77,12 +89,22 @@ def label_indices(labels: Sequence[str], class_names: Sequence[str], path: objec
     """Each label's index in ``class_names``; DataError naming the file and row (``rows[i]``) of one that is
     not among them."""
     index = {name: number for number, name in enumerate(class_names)}
+    if is_sentiment(class_names):  # 0/1, neg/pos and negative/positive all name these two
+        index = {**{alias: 0 for alias in NEGATIVE_NAMES}, **{alias: 1 for alias in POSITIVE_NAMES}, **index}
     for label, where in zip(labels, rows):
+        if label not in index and label.lower() in index:
+            label = label.lower()
         if label not in index:
             shown = ", ".join(repr(name) for name in class_names[:10]) + (", ..." if len(class_names) > 10 else "")
             raise DataError(f"{path}, {where}: the label {label!r} is not one of the training data's classes "
                             f"({shown}); correct it or remove the row")
-    return [index[label] for label in labels]
+    return [index[label] if label in index else index[label.lower()] for label in labels]
+
+
+def is_sentiment(class_names: Sequence[str]) -> bool:
+    """Whether two classes are a negative and a positive one by their names (IMDB's, 0/1, neg/pos)."""
+    return (len(class_names) == 2 and class_names[0].lower() in NEGATIVE_NAMES
+            and class_names[1].lower() in POSITIVE_NAMES)
 
 
 def check_class_names(names: Any, outputs: int) -> Tuple[str, ...]:

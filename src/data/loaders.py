@@ -117,6 +117,8 @@ def load_splits(source: DataSource, download: bool = True) -> Tuple[ReviewData, 
     training never saw is a DataError naming the file and line."""
     files = source.own_files()
     if files is None:
+        if source.positive_label is not None:
+            raise DataError("--positive-label is for your own data; IMDB's positive class is 'positive'")
         splits = load_imdb_splits(_locate_data(source.data_dir, download), ("train", "test"))
         return splits["train"], None, splits["test"]
     train_table = _read_labelled(files["train"], source)
@@ -148,6 +150,10 @@ def split_reviews(data_dir: Union[str, Path, DataSource], validation_split: floa
     train_all, validation, test = load_splits(source, download)
     train_all = _limit(train_all, max_train_samples, seed)
     test = _limit(test, max_test_samples, seed)
+    missing = sorted(set(range(len(train_all.class_names))) - set(train_all.labels))
+    if missing:
+        raise DataError(f"--max-train-samples {max_train_samples} keeps no training example of the class "
+                        f"{train_all.class_names[missing[0]]!r}; raise it")
     if validation is not None:
         return train_all, validation, test
     train_idx, val_idx = stratified_split(train_all.labels, validation_split, seed, train_all.class_names)

@@ -43,11 +43,12 @@ def is_table(path: PathLike) -> bool:
 
 
 def read_table(path: PathLike, text_column: str = "text", label_column: Optional[str] = "label",
-               skip_empty: bool = False, encoding: str = "utf-8") -> Table:
-    """The texts (and labels) of a CSV, TSV, JSON Lines or Parquet file (text files in ``encoding``).
+               empty: str = "error", encoding: str = "utf-8", clean: bool = True) -> Table:
+    """The texts (and labels) of a CSV, TSV, JSON Lines or Parquet file (text files in ``encoding``), with
+    the ``<br />`` line breaks of web text as spaces (unless not ``clean``).
 
-    An empty text or a missing label is an error (``skip_empty`` skips rows with an empty text instead,
-    for unlabeled text)."""
+    A missing label is an error; a row with an empty text is one too (``empty="error"``), or is skipped
+    (``"skip"``, for unlabeled text) or kept as "" (``"keep"``, for prediction: a result for every row)."""
     path = Path(path)
     wanted = [(text_column, "--text-column")] + ([(label_column, "--label-column")] if label_column else [])
     columns, records = _open(path, wanted, encoding)
@@ -57,10 +58,14 @@ def read_table(path: PathLike, text_column: str = "text", label_column: Optional
     rows: List[str] = []
     for where, record in records:
         text = _text(path, where, record.get(names[text_column]), text_column)
-        if text is None:
-            if skip_empty:
+        text = clean_text(text) if clean and text is not None else text
+        if text is None or not text.strip():
+            if empty == "skip":
                 continue
-            raise DataError(f"{path}, {where}: the text ({text_column!r}) is empty; fill it in or remove the row")
+            if empty == "error":
+                raise DataError(f"{path}, {where}: the text ({text_column!r}) is empty; fill it in or remove the "
+                                "row")
+            text = text or ""
         if labels is not None:
             label = label_name(record.get(names[label_column]))
             if label is None:
@@ -78,8 +83,8 @@ def read_texts(path: PathLike, text_column: str = "text") -> List[str]:
     """Unlabeled texts: a table's text column, or any other file's non-blank lines (UTF-8)."""
     path = Path(path)
     if is_table(path):
-        return read_table(path, text_column, None, skip_empty=True).texts
-    lines = _decode(_read_bytes(path), path).split("\n")
+        return read_table(path, text_column, None, empty="skip").texts
+    lines = decode_text(_read_bytes(path), path).split("\n")
     return [line.rstrip("\r") for line in lines if line.strip()]
 
 
@@ -118,12 +123,9 @@ def _column(path: Path, columns: Sequence[str], wanted: str, flag: str) -> str:
 
 
 def _text(path: Path, where: str, value: Any, column: str) -> Optional[str]:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DataError(f"{path}, {where}: the text ({column!r}) is a {type(value).__name__}, not a string")
-    cleaned = clean_text(value)
-    return cleaned if cleaned.strip() else None
+    if value is None or isinstance(value, str):
+        return value
+    raise DataError(f"{path}, {where}: the text ({column!r}) is a {type(value).__name__}, not a string")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -135,13 +137,14 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"cannot read {path} ({err.strerror or err})") from None
 
 
-def _decode(raw: bytes, path: Path, encoding: str = "utf-8") -> str:
+def decode_text(raw: bytes, path: object, encoding: str = "utf-8") -> str:
+    """``raw`` as text (UTF-8 with or without a byte-order mark, or ``encoding``); DataError naming ``path``."""
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
         return raw.decode("utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as err:
         raise DataError(f"{path} is not valid {'UTF-8' if utf8 else encoding} (byte {err.start}); re-save it as "
-                        "UTF-8 or name its encoding (predict: --encoding)") from None
+                        "UTF-8") from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}") from None
 
@@ -153,7 +156,7 @@ def _open(path: Path, wanted: List[Tuple[str, str]], encoding: str) -> Tuple[Lis
         raise DataError(f"{path}: unknown kind of file; use .csv, .tsv, .jsonl or .parquet")
     if suffix == ".parquet":
         return _parquet(path, wanted)
-    text = _decode(_read_bytes(path), path, encoding)
+    text = decode_text(_read_bytes(path), path, encoding)
     if suffix == ".jsonl":
         return _json_lines(path, text)
     return _delimited(path, text, "\t" if suffix == ".tsv" else ",")
@@ -163,18 +166,20 @@ def _delimited(path: Path, text: str, delimiter: str) -> Tuple[List[str], Iterat
     kind = "TSV" if delimiter == "\t" else "CSV"
     if "\x00" in text:
         raise DataError(f"{path} is not a {kind} text file (it holds NUL bytes); save it as {kind}")
+    # quoted fields as pandas and Python's csv module write and read them, in TSV too
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         columns = list(reader.fieldnames or [])
     except csv.Error as err:
         raise DataError(f"{path} is not a readable {kind} file ({err}); save it as {kind} with a header line") from None
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path} has more than one column named {repeated[0]!r}; rename them")
 
-    def rows() -> Iterator[Record]:
-        line = 1
+    def rows() -> Iterator[Record]:  # a row's line is the line it ends on (the only one, but for quoted line breaks)
         try:
             for record in reader:
-                yield f"line {line + 1}", record
-                line = reader.line_num
+                yield f"line {reader.line_num}", record
         except csv.Error as err:
             raise DataError(f"{path}, line {reader.line_num}: not readable as {kind} ({err})") from None
     return columns, rows()

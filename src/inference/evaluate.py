@@ -21,15 +21,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from src.config import default_of
 from src.data.imdb import ReviewData, load_imdb
-from src.data.labels import IMDB_CLASS_NAMES
+from src.data.labels import is_sentiment
 from src.data.loaders import DataSource, encode_labels, stratified_sample
 from src.data.tables import read_table
 from src.exceptions import DataError, PipelineError
 from src.utils.cli import OneLineParser, fail
-from src.inference.metrics import (accuracy_by_bucket, binary_metrics, classification_metrics, length_buckets,
-                                   predicted_classes, roc_curves)
+from src.inference.metrics import accuracy_by_bucket, length_buckets, metrics_for, predicted_classes, roc_curves
+from src.models.model_dir import trained_column
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, Predictor, load_predictor
 from src.training.run_control import ensure_writable
 from src.utils.io import atomic_write_json
@@ -45,8 +44,7 @@ def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_d
     evaluation.json and the plots to ``output_dir``."""
     probabilities = predictor.class_probabilities(texts, batch_size=batch_size)
     labels_array, names = np.asarray(labels), predictor.class_names
-    metrics = (binary_metrics(labels_array, probabilities[:, 1], names) if len(names) == 2
-               else classification_metrics(labels_array, probabilities, names))
+    metrics = metrics_for(labels_array, probabilities, names)
     token_counts = np.array([len(ids) for ids in predictor.preprocessor.encode_batch(texts)])
     buckets = length_buckets(token_counts, predictor.max_length)
     metrics["accuracy_by_length"] = accuracy_by_bucket(labels_array, predicted_classes(probabilities), buckets)
@@ -70,7 +68,7 @@ def load_labelled(args, class_names) -> ReviewData:
     else:
         files = DataSource(args.data_dir).own_files()
         if files is None:  # IMDB: 0 negative, 1 positive
-            if len(class_names) != 2:
+            if not is_sentiment(class_names):
                 raise DataError(f"the model's classes ({', '.join(class_names)}) are not IMDB's negative and "
                                 "positive; evaluate it on its own data with --file")
             if args.split == "validation":
@@ -79,7 +77,9 @@ def load_labelled(args, class_names) -> ReviewData:
         if args.split not in files:
             raise DataError(f"{args.data_dir} has no {args.split} file; name one with --file")
         path = files[args.split]
-    return encode_labels(read_table(path, args.text_column, args.label_column), class_names, path)
+    text_column = args.text_column or trained_column(args.model_dir[0], "text_column")
+    label_column = args.label_column or trained_column(args.model_dir[0], "label_column")
+    return encode_labels(read_table(path, text_column, label_column), class_names, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -90,8 +90,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                "test files (.csv, .tsv, .jsonl or .parquet)")
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--file", help="a file of your own labelled texts to evaluate on, instead of --data-dir")
-    parser.add_argument("--text-column", default=default_of("text_column"), help="column of the texts in your files")
-    parser.add_argument("--label-column", default=default_of("label_column"), help="column of the labels")
+    parser.add_argument("--text-column", help="column of the texts in your files (default: the model's training "
+                                              "data's)")
+    parser.add_argument("--label-column", help="column of the labels (default: the model's training data's)")
     parser.add_argument("--output-dir", help="where to write (default: the model directory)")
     parser.add_argument("--max-samples", type=int, help="evaluate a stratified sample of N reviews")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)

@@ -105,6 +105,15 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
     return {**metrics, **{key: positive_class[key] for key in ("precision", "recall", "f1")}}
 
 
+def metrics_for(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> Dict[str, Any]:
+    """The metrics of ``probabilities`` [N, C] of classes ``class_names``: ``binary_metrics`` for two
+    classes (with the positive class's precision, recall and F1), ``classification_metrics`` for more."""
+    probabilities = np.asarray(probabilities)
+    if len(class_names) == 2:
+        return binary_metrics(labels, probabilities[:, 1], class_names)
+    return classification_metrics(labels, probabilities, class_names)
+
+
 def length_buckets(lengths: np.ndarray, max_length: int) -> List[str]:
     """short: up to half of ``max_length`` tokens; medium: up to ``max_length``; long: truncated."""
     return ["short" if n <= max_length // 2 else "medium" if n <= max_length else "long" for n in lengths]

@@ -23,6 +23,7 @@ from src.config import default_of
 from src.data.tables import is_table, read_table
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
+from src.models.model_dir import trained_column
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, load_predictor
 from src.utils.io import atomic_write_text
 
@@ -33,7 +34,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training (--output-dir); repeat it to average several models")
     parser.add_argument("--input", help="file with one text per line, or a .csv, .tsv, .jsonl or .parquet table")
-    parser.add_argument("--text-column", default=default_of("text_column"), help="the table's column of texts")
+    parser.add_argument("--text-column", help="the table's column of texts (default: the model's training data's)")
     parser.add_argument("--output", help="write JSON lines here instead of to the screen")
     parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
@@ -65,22 +66,29 @@ def file_lines(text: str) -> List[str]:
 
 
 def read_reviews(path: str, encoding: str, text_column: str = default_of("text_column")) -> List[str]:
-    """Texts from a table's text column (every row, in order) or a text file (one per line, blank lines
-    skipped)."""
+    """Texts from a table's text column (every row, in order, as written) or a text file (one per line, blank
+    lines skipped)."""
     if is_table(path):
-        return read_table(path, text_column, None, encoding=encoding).texts
+        return read_table(path, text_column, None, empty="keep", encoding=encoding, clean=False).texts
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise PipelineError(f"cannot read {path}: {err.strerror or err}") from None
     try:
-        text = raw.decode(encoding)
+        text = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
     except UnicodeDecodeError as err:
         raise PipelineError(f"{path} is not valid {encoding} (byte {err.start}); pass its encoding with "
                             "--encoding, e.g. --encoding latin-1") from None
     except LookupError:
         raise PipelineError(f"unknown encoding {encoding!r}") from None
     return [line for line in file_lines(text) if line.strip()]
+
+
+def _text_column(args) -> str:
+    """``--text-column``, else the column the (first) model was trained on, for a table ``--input``."""
+    if args.text_column or not is_table(args.input):
+        return args.text_column or default_of("text_column")
+    return trained_column(args.model_dir[0], "text_column")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -91,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
     try:
-        reviews = read_reviews(args.input, args.encoding, args.text_column) if args.input else args.reviews
+        reviews = read_reviews(args.input, args.encoding, _text_column(args)) if args.input else args.reviews
         if not reviews:
             return fail(f"{args.input} holds no reviews to classify")
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)

@@ -109,10 +109,7 @@ class SentimentPredictor(_Classifier):
         scores = self.lstm_scores(texts, batch_size)  # log-odds [N] of two classes, logits [N, C] of more
         if self.ngram_blend is not None:
             scores = self.ngram_blend.combine(scores, texts)
-        if scores.ndim == 2:
-            return softmax(scores)
-        positive = logistic(scores)
-        return np.column_stack([1 - positive, positive])
+        return probabilities_of(scores)
 
     def lstm_log_odds(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The LSTM's log(P(positive) / P(negative)) for each text (models of two classes)."""
@@ -197,7 +194,11 @@ def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) ->
     return result
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits [N, C], row by row."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+def probabilities_of(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities [N, C] from a model's scores: log-odds of the positive class [N] (two classes) or
+    logits [N, C] (a softmax, row by row)."""
+    if scores.ndim == 1:
+        positive = logistic(scores)
+        return np.column_stack([1 - positive, positive])
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

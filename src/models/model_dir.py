@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
+from src.config import default_of
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError, DataError
 from src.models.lstm_model import LSTMClassifier
@@ -126,11 +127,24 @@ def _load_preprocessor(directory: Path) -> TextPreprocessor:
 
 
 def _legacy_encoding(directory: Path) -> Dict[str, Any]:
-    path = directory / CONFIG_FILE
+    config = training_config(directory)
+    return {name: config[name] for name in ("max_length", "truncation") if name in config}
+
+
+def training_config(directory: Union[str, Path]) -> Dict[str, Any]:
+    """The settings the model was trained with (``config.json``; {} without one)."""
+    path = Path(directory) / CONFIG_FILE
     try:
         config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path} is not a readable settings file ({err})") from None
     if not isinstance(config, dict):
         raise DataError(f"{path} does not hold a mapping of settings")
-    return {name: config[name] for name in ("max_length", "truncation") if name in config}
+    return config
+
+
+def trained_column(directory: Union[str, Path], name: str) -> str:
+    """The column ``name`` ("text_column" or "label_column") of the model's training data, so that files
+    like them are read the same way; the setting's default for models trained before it existed."""
+    value = training_config(directory).get(name)
+    return value if isinstance(value, str) and value else default_of(name)

@@ -117,9 +117,9 @@ class NgramModel:
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[int], config: Optional[NgramConfig] = None,
-            tokenizer: str = default_of("tokenizer")) -> "NgramModel":
+            tokenizer: str = default_of("tokenizer"), classes: Optional[int] = None) -> "NgramModel":
         """Logistic regression on the n-gram indicators scaled by their log-count ratios (NBSVM's features);
-        of more than two classes one per class, against the rest."""
+        of more than two classes (``classes``, default: the largest label + 1) one per class, against the rest."""
         config = config or NgramConfig()
         labels = np.asarray(labels)
         vectorizer = _vectorizer(config.max_n, tokenizer, min_reviews=config.min_reviews)
@@ -128,7 +128,7 @@ class NgramModel:
         except ValueError:
             raise DataError(f"no word occurs in {config.min_reviews} or more training reviews; too little "
                             "text for the n-gram model") from None
-        classes = int(labels.max()) + 1
+        classes = classes or int(labels.max()) + 1
         fits = [_nbsvm(present, labels == c, config.inverse_l2) for c in ([1] if classes == 2 else range(classes))]
         weights, biases = zip(*fits)
         ngrams = vectorizer.get_feature_names_out().tolist()

@@ -25,9 +25,9 @@ from src.data.loaders import DataSource, create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
 from src.data.tables import read_texts
 from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
-from src.inference.metrics import binary_metrics, classification_metrics, logistic
+from src.inference.metrics import metrics_for
 from src.inference.onnx_model import export_onnx
-from src.inference.predictor import SentimentPredictor, softmax
+from src.inference.predictor import SentimentPredictor, probabilities_of
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
 from src.models.model_dir import check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
@@ -188,7 +188,8 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
     main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
     if main_process:
-        _check_own_data(cfg)
+        if not cfg.resume:  # a resumed run's data are the checkpoint's, checked against its fingerprint
+            _check_own_data(cfg)
         ensure_writable(run_dir)
     with RunLock(run_dir) if main_process else contextlib.nullcontext():
         return _run_locked(cfg, context, main_process, run_dir)
@@ -419,7 +420,7 @@ def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPrepr
     lstm = SentimentPredictor(trainer.model, preprocessor, device=next(trainer.model.parameters()).device)
     blended = _fit_ngram_blend(lstm, *splits) if cfg.ngram_blend else None
     # with the blend, the LSTM's test metrics come from its per-review predictions, made once
-    test = blended["lstm_test"] if blended else classification_metrics(
+    test = blended["lstm_test"] if blended else metrics_for(
         splits[2].labels, lstm.class_probabilities(splits[2].texts), splits[2].class_names)
     logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
                 test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
@@ -457,7 +458,8 @@ def _fit_ngram_blend(lstm: SentimentPredictor, train: ReviewDataset, val: Review
     (``lstm_test``), and statistics (``stats``); None, with a warning, if it cannot be fitted."""
     started = time.perf_counter()
     try:
-        ngram_model = NgramModel.fit(train.texts, train.labels, tokenizer=lstm.preprocessor.tokenizer)
+        ngram_model = NgramModel.fit(train.texts, train.labels, tokenizer=lstm.preprocessor.tokenizer,
+                                     classes=len(train.class_names))
     except DataError as err:
         logger.warning("no n-gram blend: %s; the model is the LSTM alone", err)
         return None
@@ -478,6 +480,4 @@ def _fit_ngram_blend(lstm: SentimentPredictor, train: ReviewDataset, val: Review
 def _score_metrics(data: ReviewDataset, scores: np.ndarray) -> Dict[str, Any]:
     """The metrics of scores: log-odds [N] of two classes, or logits [N, C] (for the n-gram model: each
     class's log-odds against the rest, which a softmax ranks the same way)."""
-    if scores.ndim == 1:
-        return binary_metrics(data.labels, logistic(scores), data.class_names)
-    return classification_metrics(data.labels, softmax(scores), data.class_names)
+    return metrics_for(data.labels, probabilities_of(scores), data.class_names)
