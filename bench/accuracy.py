@@ -115,7 +115,8 @@ def main() -> None:
     result = {
         "test_accuracy": round(metrics["test"]["accuracy"], 4), "lstm_test_accuracy": round(lstm_only["accuracy"], 4),
         "ngram_test_accuracy": None if ngram_only is None else round(ngram_only, 4),
-        "baseline_test_accuracy": baseline["accuracy"], "lstm_test_macro_f1": round(lstm_only["macro_f1"], 4),
+        "baseline_test_accuracy": baseline["accuracy"], "test_macro_f1": round(metrics["test"]["macro_f1"], 4),
+        "lstm_test_macro_f1": round(lstm_only["macro_f1"], 4),
         "baseline_test_macro_f1": baseline["macro_f1"], "task": args.task, "classes": list(test.class_names),
         "epochs": history["epochs_completed"], "best_epoch": history["best_epoch"],
         "epoch_seconds": [round(s, 1) for s in history["epoch_times"]],
