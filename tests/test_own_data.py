@@ -136,6 +136,21 @@ def test_unlabeled_texts_come_from_the_named_file(tmp_path):
     assert _unlabeled_texts(own) == ["first text", "second text"]
 
 
+def test_pretraining_reads_the_unlabeled_file(tmp_path):
+    rng = np.random.default_rng(1)
+    vocabulary = ["good", "bad", "film", "plot", "great", "awful", "the", "a", "was", "and"]
+    texts = [" ".join(rng.choice(vocabulary, 15)) for _ in range(80)]
+    labels = ["pos" if ("good" in t) else "neg" for t in texts]
+    write_table(tmp_path / "train.jsonl", texts, labels)
+    write_table(tmp_path / "test.jsonl", texts[:20], labels[:20])
+    (tmp_path / "more.txt").write_text("\n".join(" ".join(rng.choice(vocabulary, 30)) for _ in range(50)) + "\n")
+    metrics = run_training(TrainConfig(
+        data_dir=str(tmp_path), unlabeled=str(tmp_path / "more.txt"), output_dir=str(tmp_path / "model"),
+        checkpoint_dir=str(tmp_path / "run"), epochs=1, **{**TINY, "pretrain_lm_epochs": 1.0}))
+    assert metrics["lm_pretraining"]["unlabeled_reviews"] == 50
+    assert metrics["lm_pretraining"]["training_reviews"] == 64  # 80 less the validation split
+
+
 def test_class_weights_weigh_each_class():
     logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), torch.tensor([0, 2])
     weighted = _criterion(3, [1.0, 1.0, 4.0], torch.device("cpu"))(logits, labels)

@@ -6,12 +6,14 @@ Parquet) and saying what to change. Parquet needs the ``pyarrow`` package.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from src.data.labels import label_name
 from src.exceptions import DataError
@@ -21,7 +23,9 @@ SPLIT_FILE_NAMES = {"train": ("train",), "validation": ("validation", "valid", "
 
 PathLike = Union[str, Path]
 _MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
-Record = Tuple[str, Mapping[str, Any]]  # (where in the file: "line 5" or "row 3", the row's fields)
+# (the row's number: a CSV's data row, a JSON Lines file's line, a Parquet file's row; where it is in the file
+# for messages: "line 5" or "row 3"; the row's fields)
+Record = Tuple[int, str, Mapping[str, Any]]
 
 
 class Table(NamedTuple):
@@ -56,7 +60,7 @@ def read_table(path: PathLike, text_column: str = "text", label_column: Optional
     texts: List[str] = []
     labels: Optional[List[str]] = [] if label_column is not None else None
     rows: List[str] = []
-    for where, record in records:
+    for _, where, record in records:
         text = _text(path, where, record.get(names[text_column]), text_column)
         text = clean_text(text) if clean and text is not None else text
         if text is None or not text.strip():
@@ -84,8 +88,30 @@ def read_texts(path: PathLike, text_column: str = "text") -> List[str]:
     path = Path(path)
     if is_table(path):
         return read_table(path, text_column, None, empty="skip").texts
-    lines = decode_text(_read_bytes(path), path).split("\n")
-    return [line.rstrip("\r") for line in lines if line.strip()]
+    return [clean_text(text) for _, text in iter_texts(path)]
+
+
+def iter_texts(path: PathLike, text_column: str = "text", encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
+    """``(number, text)`` of every text of a file, read as consumed (constant memory), texts as written: of a
+    table every row (an empty text as ""; number: a CSV's data row, a JSON Lines file's line, a Parquet row),
+    of any other file every non-blank line (number: the line, blank lines counted; lines end at "\\n" only)."""
+    path = Path(path)
+    if is_table(path):
+        columns, records = _open(path, [(text_column, "--text-column")], encoding)
+        name = _column(path, columns, text_column, "--text-column") if columns else text_column
+        for number, where, record in records:
+            yield number, _text(path, where, record.get(name), text_column) or ""
+        return
+    handle = _text_handle(path, encoding, newline="\n")
+    position = {"line": 0}
+
+    def lines() -> Iterator[Record]:
+        for number, line in enumerate(handle, start=1):
+            position["line"] = number
+            yield number, "", {"text": line.rstrip("\n").rstrip("\r")}
+    for number, _, record in _reading(path, handle, lines(), lambda: position["line"], "text"):
+        if record["text"].strip():
+            yield number, record["text"]
 
 
 def find_split_files(data_dir: PathLike) -> Optional[Dict[str, Path]]:
@@ -125,16 +151,7 @@ def _column(path: Path, columns: Sequence[str], wanted: str, flag: str) -> str:
 def _text(path: Path, where: str, value: Any, column: str) -> Optional[str]:
     if value is None or isinstance(value, str):
         return value
-    raise DataError(f"{path}, {where}: the text ({column!r}) is a {type(value).__name__}, not a string")
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist; check the file name") from None
-    except OSError as err:
-        raise DataError(f"cannot read {path} ({err.strerror or err})") from None
+    raise DataError(f"{path}, {where}: the text ({column!r}) is not a string but {type(value).__name__} {value!r:.40}")
 
 
 def decode_text(raw: bytes, path: object, encoding: str = "utf-8") -> str:
@@ -150,57 +167,103 @@ def decode_text(raw: bytes, path: object, encoding: str = "utf-8") -> str:
 
 
 def _open(path: Path, wanted: List[Tuple[str, str]], encoding: str) -> Tuple[List[str], Iterator[Record]]:
-    """The file's column names and its rows, by the file's extension."""
+    """The file's column names and its rows, read as they are consumed (a file of any size in constant memory),
+    by the file's extension."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"{path}: unknown kind of file; use .csv, .tsv, .jsonl or .parquet")
     if suffix == ".parquet":
         return _parquet(path, wanted)
-    text = decode_text(_read_bytes(path), path, encoding)
-    if suffix == ".jsonl":
-        return _json_lines(path, text)
-    return _delimited(path, text, "\t" if suffix == ".tsv" else ",")
+    handle = _text_handle(path, encoding)
+    try:
+        if suffix == ".jsonl":
+            return _json_lines(path, handle)
+        return _delimited(path, handle, "\t" if suffix == ".tsv" else ",")
+    except BaseException:
+        handle.close()
+        raise
 
 
-def _delimited(path: Path, text: str, delimiter: str) -> Tuple[List[str], Iterator[Record]]:
+def _text_handle(path: Path, encoding: str, newline: Optional[str] = "") -> io.TextIOBase:
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    try:
+        return open(path, encoding="utf-8-sig" if utf8 else encoding, newline=newline)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; check the file name") from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror or err})") from None
+
+
+def _reading(path: Path, handle: io.TextIOBase, records: Iterator[Record], line: Callable[[], int],
+             kind: str) -> Iterator[Record]:
+    """``records``, with the file closed at the end and its decoding and parsing errors as one DataError each
+    (``line()`` tells where the reading is)."""
+    try:
+        with handle:
+            yield from records
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise _read_error(path, handle, err, line() + 1 if isinstance(err, UnicodeDecodeError) else line(), kind) \
+            from None
+
+
+def _read_error(path: Path, handle: io.TextIOBase, err: Exception, line: int, kind: str) -> DataError:
+    if isinstance(err, UnicodeDecodeError):
+        return DataError(f"{path} is not valid {handle.encoding.replace('-sig', '').upper()} (near line {line}); "
+                         "re-save it as UTF-8 (predict also takes its encoding: --encoding, e.g. --encoding latin-1)")
+    if "NUL" in str(err):
+        return DataError(f"{path} is not a {kind} text file (it holds NUL bytes); save it as {kind}")
+    return DataError(f"{path}, line {line}: not readable as {kind} ({err})")
+
+
+def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[str], Iterator[Record]]:
     kind = "TSV" if delimiter == "\t" else "CSV"
-    if "\x00" in text:
-        raise DataError(f"{path} is not a {kind} text file (it holds NUL bytes); save it as {kind}")
     # quoted fields as pandas and Python's csv module write and read them, in TSV too
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.DictReader(handle, delimiter=delimiter)
     try:
         columns = list(reader.fieldnames or [])
-    except csv.Error as err:
-        raise DataError(f"{path} is not a readable {kind} file ({err}); save it as {kind} with a header line") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise _read_error(path, handle, err, 1, kind) from None
     repeated = sorted({name for name in columns if columns.count(name) > 1})
     if repeated:
         raise DataError(f"{path} has more than one column named {repeated[0]!r}; rename them")
 
-    def rows() -> Iterator[Record]:  # a row's line is the line it ends on (the only one, but for quoted line breaks)
-        try:
-            for record in reader:
-                yield f"line {reader.line_num}", record
-        except csv.Error as err:
-            raise DataError(f"{path}, line {reader.line_num}: not readable as {kind} ({err})") from None
-    return columns, rows()
+    def rows() -> Iterator[Record]:  # a row's line is the one it ends on (the only one, but for quoted line breaks)
+        for number, record in enumerate(reader, start=1):
+            if any("\x00" in value for value in record.values() if isinstance(value, str)):
+                raise csv.Error("NUL byte")  # Python 3.11's csv reads NUL bytes; a text file holds none
+            yield number, f"line {reader.line_num}", record
+    return columns, _reading(path, handle, rows(), lambda: reader.line_num, kind)
 
 
-def _json_lines(path: Path, text: str) -> Tuple[List[str], Iterator[Record]]:
-    records: List[Record] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {number} is not JSON ({err.msg}); a .jsonl file holds one JSON object "
-                            "per line") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}, line {number} is a JSON {type(record).__name__}, not an object; a .jsonl file "
-                            "holds one JSON object per line")
-        records.append((f"line {number}", record))
-    columns = list(dict.fromkeys(key for _, record in records for key in record))
-    return columns, iter(records)
+def _json_lines(path: Path, handle: io.TextIOBase) -> Tuple[List[str], Iterator[Record]]:
+    """The columns are the first object's keys."""
+    position = {"line": 0}
+
+    def objects() -> Iterator[Record]:
+        for number, line in enumerate(handle, start=1):
+            position["line"] = number
+            if line.strip():
+                yield number, f"line {number}", _json_object(path, number, line)
+
+    records = _reading(path, handle, objects(), lambda: position["line"], "JSON Lines")
+    first = next(records, None)
+    if first is None:
+        return [], iter(())
+    return list(first[2]), itertools.chain([first], records)
+
+
+def _json_object(path: Path, number: int, line: str) -> Dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}, line {number} is not JSON ({err.msg}); a .jsonl file holds one JSON object "
+                        "per line") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}, line {number} is a JSON {type(record).__name__}, not an object; a .jsonl file "
+                        "holds one JSON object per line")
+    return record
 
 
 def _parquet(path: Path, wanted: List[Tuple[str, str]]) -> Tuple[List[str], Iterator[Record]]:
@@ -208,16 +271,28 @@ def _parquet(path: Path, wanted: List[Tuple[str, str]]) -> Tuple[List[str], Iter
         import pyarrow.parquet as parquet
     except ImportError:
         raise DataError(f"reading {path} needs the pyarrow package: pip install pyarrow") from None
+    with _parquet_errors(path):
+        source = parquet.ParquetFile(path)
+        columns = list(source.schema_arrow.names)
+    chosen = [_column(path, columns, name, flag) for name, flag in wanted]
+
+    def rows() -> Iterator[Record]:
+        number = 0
+        with _parquet_errors(path):
+            for batch in source.iter_batches(batch_size=4096, columns=chosen):
+                values = batch.to_pydict()
+                for i in range(batch.num_rows):
+                    number += 1
+                    yield number, f"row {number}", {name: column[i] for name, column in values.items()}
+    return columns, rows()
+
+
+@contextlib.contextmanager
+def _parquet_errors(path: Path) -> Iterator[None]:
     try:
-        columns = list(parquet.read_schema(path).names)
-        chosen = [_column(path, columns, name, flag) for name, flag in wanted]
-        table = parquet.read_table(path, columns=chosen).to_pydict()
-    except DataError:
-        raise
+        yield
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the file name") from None
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError and others for a file that is not Parquet
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{path} is not a readable Parquet file ({reason})") from None
-    count = len(next(iter(table.values()))) if table else 0
-    return columns, ((f"row {i + 1}", {name: values[i] for name, values in table.items()}) for i in range(count))

@@ -5,27 +5,35 @@
     python -m src.inference.predict --model-dir model-a --model-dir model-b "A wonderful film."
 
 ``--input`` takes one text per line, or a table (``.csv``, ``.tsv``, ``.jsonl`` or
-``.parquet``) with a ``text`` column (``--text-column``). Results are JSON objects, one per
-line, in input order: ``text``, ``label`` (a class name), ``probabilities`` (every class
-by name) and, of two classes, ``probability`` (the positive class's), to ``--output``
-(written atomically) or the screen. Several ``--model-dir`` average the models'
-probabilities (an ensemble).
+``.parquet``) with a ``text`` column (``--text-column``); it is read, classified and
+written in chunks, so a file of any size takes the same memory, with a progress bar
+on stderr. Results, in input order, are JSON objects, one per line (``--format csv``:
+CSV rows): ``line`` (of ``--input``: the 1-based line, blank lines counted, or a table's
+data row), ``text``, ``label`` (a class name), ``probabilities`` (every class by name)
+and, of two classes, ``probability`` (the positive class's), to ``--output`` (replaced
+only once every prediction is written) or the screen. Several ``--model-dir`` average
+the models' probabilities (an ensemble).
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import sys
-from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
+
+from tqdm import tqdm
 
 from src.config import default_of
-from src.data.tables import is_table, read_table
+from src.data.tables import is_table, iter_texts
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.models.model_dir import trained_column
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, load_predictor
-from src.utils.io import atomic_write_text
+from src.utils.io import atomic_write
+
+CHUNK = 1024  # texts read, classified and written at a time: memory stays the same for a file of any size
 
 
 def build_parser() -> OneLineParser:
@@ -35,7 +43,8 @@ def build_parser() -> OneLineParser:
                         help="model directory written by training (--output-dir); repeat it to average several models")
     parser.add_argument("--input", help="file with one text per line, or a .csv, .tsv, .jsonl or .parquet table")
     parser.add_argument("--text-column", help="the table's column of texts (default: the model's training data's)")
-    parser.add_argument("--output", help="write JSON lines here instead of to the screen")
+    parser.add_argument("--output", help="write the predictions here instead of to the screen (atomically)")
+    parser.add_argument("--format", default="jsonl", choices=("jsonl", "csv"), help="JSON lines or CSV (default: jsonl)")
     parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"reviews per batch; larger is faster on a GPU (default: {DEFAULT_BATCH_SIZE})")
@@ -56,32 +65,41 @@ def json_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False).translate(_LINE_LIKE) + "\n"
 
 
-def file_lines(text: str) -> List[str]:
-    """The lines of a text file: split at "\n" (and "\r\n") only, not at the other characters
-    ``str.splitlines`` treats as line ends (U+0085, U+2028, form feed, ...), which can occur inside a review."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+class _Writer:
+    """Predictions as JSON lines or CSV rows (``line``, ``text``, ``label``, ``probability`` of two classes,
+    then ``probability_<class>`` of each class)."""
+
+    def __init__(self, handle: TextIO, output_format: str, class_names: Sequence[str]):
+        self.handle, self.format, self.class_names = handle, output_format, list(class_names)
+        if output_format == "csv":
+            self.csv = csv.writer(handle)
+            binary = ["probability"] if len(class_names) == 2 else []
+            self.csv.writerow(["line", "text", "label", *binary, *(f"probability_{name}" for name in class_names)])
+
+    def write(self, number: Optional[int], text: str, result: Dict[str, Any]) -> None:
+        if self.format == "jsonl":
+            self.handle.write(json_line({**({"line": number} if number is not None else {}), "text": text, **result}))
+            return
+        binary = [result["probability"]] if "probability" in result else []
+        self.csv.writerow([number if number is not None else "", text, result["label"], *binary,
+                           *(result["probabilities"][name] for name in self.class_names)])
 
 
-def read_reviews(path: str, encoding: str, text_column: str = default_of("text_column")) -> List[str]:
-    """Texts from a table's text column (every row, in order, as written) or a text file (one per line, blank
-    lines skipped)."""
-    if is_table(path):
-        return read_table(path, text_column, None, empty="keep", encoding=encoding, clean=False).texts
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise PipelineError(f"cannot read {path}: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
-    except UnicodeDecodeError as err:
-        raise PipelineError(f"{path} is not valid {encoding} (byte {err.start}); pass its encoding with "
-                            "--encoding, e.g. --encoding latin-1") from None
-    except LookupError:
-        raise PipelineError(f"unknown encoding {encoding!r}") from None
-    return [line for line in file_lines(text) if line.strip()]
+def _predict_all(predictor, numbered: Iterable[Tuple[Optional[int], str]], handle: TextIO, args) -> int:
+    """Classify ``(number, text)`` in chunks and write each chunk's predictions as it is done; the count."""
+    writer, count = _Writer(handle, args.format, predictor.class_names), 0
+    progress = tqdm(unit="text", desc="predict", file=sys.stderr, disable=None)
+    chunks = iter(lambda: list(itertools.islice(numbered, CHUNK)), [])
+    for chunk in chunks:
+        numbers, texts = zip(*chunk)
+        for number, text, result in zip(numbers, texts, predictor.predict_batch(list(texts), args.batch_size)):
+            writer.write(number, text, result)
+        count += len(chunk)
+        progress.update(len(chunk))
+    progress.close()
+    if count == 0:
+        raise PipelineError(f"{args.input} holds no reviews to classify")
+    return count
 
 
 def _text_column(args) -> str:
@@ -98,24 +116,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
+    numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
+        ((None, text) for text in args.reviews)
     try:
-        reviews = read_reviews(args.input, args.encoding, _text_column(args)) if args.input else args.reviews
-        if not reviews:
-            return fail(f"{args.input} holds no reviews to classify")
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
-        results = predictor.predict_batch(reviews, batch_size=args.batch_size)
+        if not args.output:
+            _predict_all(predictor, numbered, sys.stdout, args)
+            return 0
+        with atomic_write(args.output, "w") as handle:  # in place of the old file only once all are written
+            count = _predict_all(predictor, numbered, handle, args)
     except (PipelineError, ValueError) as err:
         return fail(str(err))
-    lines = "".join(json_line({"text": text, **result}) for text, result in zip(reviews, results))
-    if args.output:
-        try:
-            atomic_write_text(args.output, lines)
-        except OSError as err:
-            return fail(f"could not write the predictions to {args.output} ({err.strerror or err}); a file that "
-                        "was there is unchanged: free some space or choose another --output")
-        print(f"{len(results)} predictions written to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
+    except OSError as err:
+        return fail(f"could not write the predictions to {args.output} ({err.strerror or err}); a file that "
+                    "was there is unchanged: free some space or choose another --output")
+    print(f"{count} predictions written to {args.output}", file=sys.stderr)
     return 0
 
 

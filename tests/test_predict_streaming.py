@@ -1,0 +1,59 @@
+"""predict reads, classifies and writes in chunks: line numbers, CSV output, and an atomic --output."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from src.data import TextPreprocessor
+from src.inference import predict
+from src.inference.predictor import SentimentPredictor
+from src.models.model_dir import save_model_directory
+from tests.helpers import tiny_model, write_table
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    processor = TextPreprocessor().build_vocab(["a good film", "a bad film", "dull plot"])
+    return save_model_directory(tmp_path / "model", tiny_model(vocab_size=processor.vocab_size), processor)
+
+
+def test_lines_are_numbered_as_in_the_file_and_read_in_chunks(model_dir, tmp_path, capsys, monkeypatch):
+    batches = []
+    real = SentimentPredictor.predict_batch
+    monkeypatch.setattr(SentimentPredictor, "predict_batch",
+                        lambda self, texts, batch_size=64: batches.append(len(texts)) or real(self, texts, batch_size))
+    monkeypatch.setattr(predict, "CHUNK", 2)
+    (tmp_path / "in.txt").write_text("a good film\n\n  \ndull plot\r\na bad film\nfilm\n", encoding="utf-8")
+    assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.txt")]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(o["line"], o["text"]) for o in lines] == [(1, "a good film"), (4, "dull plot"), (5, "a bad film"),
+                                                         (6, "film")]
+    assert batches == [2, 2]  # never more than a chunk in memory
+    expected = SentimentPredictor.from_pretrained(model_dir).predict_batch([o["text"] for o in lines])
+    assert [o["probability"] for o in lines] == pytest.approx([e["probability"] for e in expected])
+
+
+def test_csv_in_csv_out(model_dir, tmp_path):
+    write_table(tmp_path / "in.csv", ["a good film", "", "dull, dull plot"], ["x", "y", "z"], "review", "other")
+    assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.csv"), "--text-column",
+                         "review", "--format", "csv", "--output", str(tmp_path / "out.csv")]) == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
+    assert [(r["line"], r["text"]) for r in rows] == [("1", "a good film"), ("2", ""), ("3", "dull, dull plot")]
+    assert list(rows[0]) == ["line", "text", "label", "probability", "probability_negative", "probability_positive"]
+    for row in rows:
+        assert float(row["probability"]) == float(row["probability_positive"])
+        assert row["label"] == ("positive" if float(row["probability"]) >= 0.5 else "negative")
+
+
+def test_a_failure_midway_leaves_the_old_output(model_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "out.jsonl").write_text("old predictions\n")
+    monkeypatch.setattr(predict, "CHUNK", 1)
+    (tmp_path / "in.jsonl").write_text('{"text": "a good film"}\n{"text": 3}\n', encoding="utf-8")
+    assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.jsonl"), "--output",
+                         str(tmp_path / "out.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "in.jsonl, line 2: the text ('text') is not a string but int 3" in err and err.count("\n") == 1
+    assert (tmp_path / "out.jsonl").read_text() == "old predictions\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.jsonl")]  # no temporary file left
