@@ -1,5 +1,6 @@
 """Shared fixtures: the real data (skipped with the reason where it is absent) and small real subsets of it."""
 
+import logging
 import re
 import tarfile
 
@@ -26,6 +27,17 @@ def float32_on_every_cpu(request, monkeypatch):
     on a CI machine with bfloat16 instructions; tests marked ``native_precision`` see the CPU as it is."""
     if request.node.get_closest_marker("native_precision") is None:
         monkeypatch.setattr("src.training.precision.cpu_has_native_bfloat16", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def no_training_log_handlers_left():
+    """A training run in the test process adds console and file handlers (``configure_logging``); removed after
+    each test, so that a later test's log lines do not go to a stream pytest has closed since."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_lstm_sentiment", False)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 @pytest.fixture(scope="session")
