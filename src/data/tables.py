@@ -47,29 +47,24 @@ def is_table(path: PathLike) -> bool:
 
 
 def read_table(path: PathLike, text_column: str = "text", label_column: Optional[str] = "label",
-               empty: str = "error", encoding: str = "utf-8", clean: bool = True) -> Table:
-    """The texts (and labels) of a CSV, TSV, JSON Lines or Parquet file (text files in ``encoding``), with
-    the ``<br />`` line breaks of web text as spaces (unless not ``clean``).
+               skip_empty: bool = False) -> Table:
+    """The texts (and labels) of a CSV, TSV, JSON Lines or Parquet file (UTF-8), with the ``<br />`` line
+    breaks of web text as spaces.
 
-    A missing label is an error; a row with an empty text is one too (``empty="error"``), or is skipped
-    (``"skip"``, for unlabeled text) or kept as "" (``"keep"``, for prediction: a result for every row)."""
+    A missing label is an error; so is a row with an empty text, unless ``skip_empty`` (for unlabeled text)."""
     path = Path(path)
     wanted = [(text_column, "--text-column")] + ([(label_column, "--label-column")] if label_column else [])
-    columns, records = _open(path, wanted, encoding)
+    columns, records = _open(path, wanted, "utf-8")
     names = {name: _column(path, columns, name, flag) for name, flag in wanted}
     texts: List[str] = []
     labels: Optional[List[str]] = [] if label_column is not None else None
     rows: List[str] = []
     for _, where, record in records:
-        text = _text(path, where, record.get(names[text_column]), text_column)
-        text = clean_text(text) if clean and text is not None else text
-        if text is None or not text.strip():
-            if empty == "skip":
+        text = clean_text(_text(path, where, record.get(names[text_column]), text_column) or "")
+        if not text.strip():
+            if skip_empty:
                 continue
-            if empty == "error":
-                raise DataError(f"{path}, {where}: the text ({text_column!r}) is empty; fill it in or remove the "
-                                "row")
-            text = text or ""
+            raise DataError(f"{path}, {where}: the text ({text_column!r}) is empty; fill it in or remove the row")
         if labels is not None:
             label = label_name(record.get(names[label_column]))
             if label is None:
@@ -87,7 +82,7 @@ def read_texts(path: PathLike, text_column: str = "text") -> List[str]:
     """Unlabeled texts: a table's text column, or any other file's non-blank lines (UTF-8)."""
     path = Path(path)
     if is_table(path):
-        return read_table(path, text_column, None, empty="skip").texts
+        return read_table(path, text_column, None, skip_empty=True).texts
     return [clean_text(text) for _, text in iter_texts(path)]
 
 
