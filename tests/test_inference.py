@@ -14,7 +14,7 @@ from src.data import load_imdb
 from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.export import main as export_main
-from src.inference.metrics import binary_metrics
+from src.inference.metrics import binary_metrics, calibration
 from src.inference.predict import main as predict_main
 from src.config import TrainConfig
 from src.models.model_dir import load_model_directory, save_model_directory
@@ -132,9 +132,24 @@ def test_evaluate_matches_scikit_learn(trained, imdb_tree, tmp_path, capsys):
     assert report["confusion_matrix"] == sk.confusion_matrix(sample.labels, predicted).tolist()
     buckets = report["accuracy_by_length"]
     assert sum(b["n_examples"] for b in buckets.values()) == 400 and buckets["long"]["n_examples"] > 0
-    for name in ("confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png"):
+    for name in ("confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png", "reliability_diagram.png"):
         width, height = png_size(out / name)
         assert 300 < width < 3000 and 250 < height < 3000, name
+    assert sum(b["count"] for b in report["calibration"]["bins"]) == 400 and 0 <= report["ece"] < 0.5
+
+
+def test_expected_calibration_error():
+    rng = np.random.default_rng(0)
+    honest = rng.uniform(0, 1, 200_000)
+    labels = (rng.uniform(0, 1, honest.size) < honest).astype(int)  # each label drawn with its probability
+    assert calibration(labels, np.column_stack([1 - honest, honest]))["ece"] < 0.005
+    sure = np.tile([[0.01, 0.99]], (1000, 1))
+    right = np.r_[np.ones(700, int), np.zeros(300, int)]  # 99% sure, 70% right
+    result = calibration(right, sure)
+    assert result["ece"] == pytest.approx(0.29) and [b["count"] for b in result["bins"]] == [1000]
+    two_bins = calibration(np.array([0, 1, 1, 0]), np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]]))
+    # confidences 0.9 (right), 0.6 (right), 0.8 (right), 0.7 (wrong), in 15 bins: 0.6 | 0.7 | 0.8 | 0.9
+    assert two_bins["ece"] == pytest.approx((0.4 + 0.7 + 0.2 + 0.1) / 4)
 
 
 def test_metrics_with_ties_and_one_class():

@@ -5,9 +5,10 @@
 
 Writes ``evaluation.json`` (accuracy, macro-F1, balanced accuracy, ROC-AUC, loss, the
 confusion matrix, per-class precision, recall and F1, accuracy by text length, and of two
-classes the positive class's precision, recall and F1) and the plots
-``confusion_matrix.png``, ``roc_curve.png`` (one curve per class of more than two) and
-``accuracy_by_length.png`` into the model directory, or into ``--output-dir``. Labels are
+classes the positive class's precision, recall and F1, the expected calibration error
+``ece`` over 15 confidence bins) and the plots ``confusion_matrix.png``, ``roc_curve.png``
+(one curve per class of more than two), ``accuracy_by_length.png`` and
+``reliability_diagram.png`` into the model directory, or into ``--output-dir``. Labels are
 read as the model's class names. Several ``--model-dir`` evaluate the average of their
 models' probabilities (an ensemble); ``--output-dir`` is then required.
 """
@@ -27,14 +28,15 @@ from src.data.loaders import DataSource, encode_labels, stratified_sample
 from src.data.tables import read_table
 from src.exceptions import DataError, PipelineError
 from src.utils.cli import OneLineParser, fail
-from src.inference.metrics import accuracy_by_bucket, length_buckets, metrics_for, predicted_classes, roc_curves
+from src.inference.metrics import (accuracy_by_bucket, calibration, length_buckets, metrics_for, predicted_classes,
+                                   roc_curves)
 from src.models.model_dir import trained_column
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, Predictor, load_predictor
 from src.training.run_control import ensure_writable
 from src.utils.io import atomic_write_json
-from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_roc_curves
+from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_reliability_diagram, plot_roc_curves
 
-SUMMARY_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "loss",
+SUMMARY_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "loss", "ece",
                 "n_examples")
 
 
@@ -48,6 +50,8 @@ def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_d
     token_counts = np.array([len(ids) for ids in predictor.preprocessor.encode_batch(texts)])
     buckets = length_buckets(token_counts, predictor.max_length)
     metrics["accuracy_by_length"] = accuracy_by_bucket(labels_array, predicted_classes(probabilities), buckets)
+    metrics["calibration"] = calibration(labels_array, probabilities)
+    metrics["ece"] = metrics["calibration"]["ece"]
     metrics["length_buckets"] = {"short": f"<= {predictor.max_length // 2} tokens",
                                  "medium": f"<= {predictor.max_length} tokens",
                                  "long": f"> {predictor.max_length} tokens (truncated)"}
@@ -57,6 +61,7 @@ def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_d
     if metrics["roc_auc"] is not None:
         plot_roc_curves(roc_curves(labels_array, probabilities, names), output_dir / "roc_curve.png")
     plot_accuracy_by_length(metrics["accuracy_by_length"], output_dir / "accuracy_by_length.png")
+    plot_reliability_diagram(metrics["calibration"], output_dir / "reliability_diagram.png")
     return metrics
 
 

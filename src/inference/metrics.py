@@ -114,6 +114,29 @@ def metrics_for(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequ
     return classification_metrics(labels, probabilities, class_names)
 
 
+CALIBRATION_BINS = 15
+
+
+def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> Dict[str, Any]:
+    """Expected calibration error: the predictions binned by their confidence (the probability of the predicted
+    class) into ``bins`` equal-width bins, and the mean |accuracy - confidence| of the bins weighted by their
+    share of the predictions; ``bins`` lists each non-empty bin (for the reliability diagram)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = predicted_classes(probabilities)
+    confidence = probabilities[np.arange(len(predicted)), predicted]
+    right = predicted == np.asarray(labels)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)  # [0, 1/bins) -> 0, ..., 1.0 -> bins - 1
+    table, error = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            mean_confidence, accuracy = float(confidence[inside].mean()), float(right[inside].mean())
+            error += inside.mean() * abs(accuracy - mean_confidence)
+            table.append({"lower": b / bins, "upper": (b + 1) / bins, "count": int(inside.sum()),
+                          "confidence": mean_confidence, "accuracy": accuracy})
+    return {"ece": float(error), "bins": table}
+
+
 def length_buckets(lengths: np.ndarray, max_length: int) -> List[str]:
     """short: up to half of ``max_length`` tokens; medium: up to ``max_length``; long: truncated."""
     return ["short" if n <= max_length // 2 else "medium" if n <= max_length else "long" for n in lengths]

@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "config.json", "metrics.json"
 ONNX_FILE = "model.onnx"  # written by src.inference.export; it names the model.pt it came from
-EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png")
+EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png",
+                    "reliability_diagram.png")
 RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE)  # besides model.pt, the files of one run
 MODEL_DIR_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE, NGRAM_FILE, ONNX_FILE) + EVALUATION_FILES
 

@@ -84,6 +84,25 @@ def plot_roc_curves(curves: Dict[str, Tuple[Sequence[float], Sequence[float], fl
     return _save(figure, path)
 
 
+def plot_reliability_diagram(calibration: Dict[str, Any], path: PathLike) -> Path:
+    """Accuracy against confidence per bin (a calibrated model lies on the diagonal), the ECE in the title."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    bins = calibration["bins"]
+    axis.bar([b["lower"] for b in bins], [b["accuracy"] for b in bins], width=[b["upper"] - b["lower"] for b in bins],
+             align="edge", color="steelblue", edgecolor="white", label="accuracy")
+    axis.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="darkorange",
+              label="a bin: mean confidence, accuracy")
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("confidence (probability of the predicted class)")
+    axis.set_ylabel("accuracy")
+    axis.legend(loc="upper left", fontsize=8)
+    axis.set_title(f"reliability (ECE {calibration['ece']:.4f})")
+    return _save(figure, path)
+
+
 def plot_accuracy_by_length(buckets: Dict[str, Dict[str, Any]], path: PathLike) -> Path:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 4))
