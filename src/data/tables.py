@@ -149,11 +149,16 @@ def _text(path: Path, where: str, value: Any, column: str) -> Optional[str]:
     raise DataError(f"{path}, {where}: the text ({column!r}) is not a string but {type(value).__name__} {value!r:.40}")
 
 
+def _codec(encoding: str) -> str:
+    """The codec that reads ``encoding``; UTF-8 also with a byte-order mark (as Windows tools write it)."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
 def decode_text(raw: bytes, path: object, encoding: str = "utf-8") -> str:
     """``raw`` as text (UTF-8 with or without a byte-order mark, or ``encoding``); DataError naming ``path``."""
-    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    utf8 = _codec(encoding) == "utf-8-sig"
     try:
-        return raw.decode("utf-8-sig" if utf8 else encoding)
+        return raw.decode(_codec(encoding))
     except UnicodeDecodeError as err:
         raise DataError(f"{path} is not valid {'UTF-8' if utf8 else encoding} (byte {err.start}); re-save it as "
                         "UTF-8") from None
@@ -180,9 +185,8 @@ def _open(path: Path, wanted: List[Tuple[str, str]], encoding: str) -> Tuple[Lis
 
 
 def _text_handle(path: Path, encoding: str, newline: Optional[str] = "") -> io.TextIOBase:
-    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
-        return open(path, encoding="utf-8-sig" if utf8 else encoding, newline=newline)
+        return open(path, encoding=_codec(encoding), newline=newline)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the file name") from None
     except LookupError:
