@@ -1,6 +1,5 @@
 """What every benchmark's JSON line says about the machine it ran on."""
 
-import platform
 import sys
 from pathlib import Path
 from typing import Dict
@@ -9,18 +8,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
+from src.utils.device import cpu_has_native_bfloat16, cpu_name  # noqa: E402
 
 
 def cpu_facts() -> Dict[str, object]:
     """The CPU's name, whether it has native bfloat16 arithmetic, and torch's thread count and version."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": name, "native_bf16": cpu_has_native_bfloat16(), "threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "native_bf16": cpu_has_native_bfloat16(), "threads": torch.get_num_threads(),
             "torch": torch.__version__}

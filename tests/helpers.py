@@ -207,3 +207,56 @@ def write_rating_tables(imdb_tree: Path, folder: Path, suffix: str = ".csv") -> 
         reviews = load_imdb(imdb_tree, split)
         write_table(folder / f"{split}{suffix}", reviews.texts, [RATING_CLASSES[r] for r in reviews.ratings])
     return folder
+
+
+_TRAINED_MODELS: Dict[str, Path] = {}
+
+
+def tiny_trained_model(tmp_path_factory) -> Path:
+    """A model directory trained by the pipeline on ``synthetic_reviews`` ('great', 'superb', 'loved' make a
+    review positive; 'awful', 'boring', 'hated' negative), with all the files training writes; trained once
+    per test session (a few seconds) and shared by the modules that ask for it."""
+    if "tiny" not in _TRAINED_MODELS:
+        from src.config import TrainConfig
+        from src.training.pipeline import run_training
+
+        root = tmp_path_factory.mktemp("tiny-trained")
+        tree = write_imdb_tree(root / "data", {"train": synthetic_reviews(150), "test": synthetic_reviews(40, seed=1)})
+        run_training(TrainConfig(data_dir=str(tree), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"),
+                                 epochs=3, embedding_dim=16, hidden_dim=8, n_layers=1, max_length=40, batch_size=16,
+                                 learning_rate=0.01, pretrain_lm_epochs=0, quiet=True, tensorboard=False))
+        _TRAINED_MODELS["tiny"] = root / "model"
+    return _TRAINED_MODELS["tiny"]
+
+
+class ServedApp:
+    """An app of ``src.inference.serve.create_app`` served by uvicorn on 127.0.0.1 (a free port) in a background
+    thread, as ``python -m src.inference.serve`` serves it."""
+
+    def __init__(self, app):
+        from src.inference.serve import bind_socket, make_server
+
+        self.app = app
+        self.socket = bind_socket("127.0.0.1", 0)
+        self.server = make_server(app, log_level="warning")
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def __enter__(self) -> "ServedApp":
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.socket.close()

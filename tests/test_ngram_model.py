@@ -138,11 +138,16 @@ def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_pa
     test = split_reviews(imdb_tree, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)[2]
     predictor = SentimentPredictor.from_pretrained(tmp_path / "model")
     probabilities = predictor.probabilities(test.texts)
-    expected = logistic(predictor.ngram_blend.combine(predictor.lstm_log_odds(test.texts), test.texts))
-    assert np.allclose(probabilities, expected)
+    calibration = json.loads((tmp_path / "model" / "calibration.json").read_text())
+    assert predictor.temperature == calibration["temperature"] == metrics["calibration"]["temperature"]
+    blended = predictor.ngram_blend.combine(predictor.lstm_log_odds(test.texts), test.texts)
+    assert np.allclose(probabilities, logistic(blended / predictor.temperature))
     assert float(np.mean((probabilities >= 0.5) == np.asarray(test.labels))) == metrics["test"]["accuracy"]
     lstm_alone = predictor.lstm_log_odds(test.texts) >= 0
     assert float(np.mean(lstm_alone == np.asarray(test.labels))) == metrics["test_lstm_only"]["accuracy"]
     blend = metrics["ngram_blend"]
     assert blend["ngrams"] == len(predictor.ngram_blend.model.ngrams) > 1000
     assert blend["ngram_weight"] > 0  # on real reviews the n-grams carry signal
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert f"NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams" in card
+    assert f"| LSTM alone | {100 * metrics['test_lstm_only']['accuracy']:.2f}% |" in card

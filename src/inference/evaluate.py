@@ -87,8 +87,8 @@ def load_labelled(args, class_names) -> ReviewData:
     return encode_labels(read_table(path, text_column, label_column), class_names, path)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = OneLineParser(prog="python -m src.inference.evaluate", description="Evaluate a trained model.")
+def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.evaluate") -> int:
+    parser = OneLineParser(prog=prog, description="Evaluate a trained model.")
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training; repeat it to evaluate the average of several")
     parser.add_argument("--data-dir", help="IMDB folder or archive, or a folder of your own train, validation and "

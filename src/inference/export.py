@@ -18,8 +18,8 @@ from src.inference.onnx_model import export_onnx
 from src.utils.cli import OneLineParser, fail
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = OneLineParser(prog="python -m src.inference.export", description="Export a model's LSTM to ONNX.")
+def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.export") -> int:
+    parser = OneLineParser(prog=prog, description="Export a model's LSTM to ONNX.")
     parser.add_argument("--model-dir", required=True, help="model directory written by training (--output-dir)")
     args = parser.parse_args(argv)
     try:

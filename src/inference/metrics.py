@@ -137,6 +137,40 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIB
     return {"ece": float(error), "bins": table}
 
 
+def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean cross-entropy of scores: log-odds of the positive class [N] (two classes) or logits [N, C]."""
+    labels, scores = np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        return float(np.mean(np.logaddexp(0.0, np.where(labels == 1, -scores, scores))))
+    top = scores.max(axis=1)
+    normaliser = top + np.log(np.exp(scores - top[:, None]).sum(axis=1))
+    return float(np.mean(normaliser - scores[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(labels: np.ndarray, scores: np.ndarray, bounds: Tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature T within ``bounds`` that minimises the log loss of ``scores / T`` (temperature scaling,
+    Guo et al. 2017). The loss is convex in 1/T, so a golden-section search over log T finds it; dividing by
+    T > 0 changes no label."""
+    low, high = np.log(bounds[0]), np.log(bounds[1])
+    ratio = (np.sqrt(5.0) - 1) / 2
+
+    def loss(log_t: float) -> float:
+        return log_loss(labels, np.asarray(scores) / np.exp(log_t))
+
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    for _ in range(60):  # the bracket shrinks to 0.618^60 of log(400): far below a meaningful digit
+        if loss_a <= loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    return float(np.exp((low + high) / 2))
+
+
 def length_buckets(lengths: np.ndarray, max_length: int) -> List[str]:
     """short: up to half of ``max_length`` tokens; medium: up to ``max_length``; long: truncated."""
     return ["short" if n <= max_length // 2 else "medium" if n <= max_length else "long" for n in lengths]

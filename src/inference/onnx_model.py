@@ -71,7 +71,10 @@ class OnnxLSTM:
             import onnxruntime
 
             try:
-                session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = torch.get_num_threads()  # one thread setting for both runtimes
+                session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), sess_options=options,
+                                                       providers=["CPUExecutionProvider"])
             except Exception as err:  # onnxruntime raises its own exception types for a bad file
                 reason = f"{ONNX_FILE} does not load ({str(err).splitlines()[0]})"
             else:

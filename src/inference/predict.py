@@ -12,7 +12,8 @@ CSV rows): ``line`` (of ``--input``: the 1-based line, blank lines counted, or a
 data row), ``text``, ``label`` (a class name), ``probabilities`` (every class by name)
 and, of two classes, ``probability`` (the positive class's), to ``--output`` (replaced
 only once every prediction is written) or the screen. Several ``--model-dir`` average
-the models' probabilities (an ensemble).
+the models' probabilities (an ensemble). ``--explain`` adds each word's contribution
+to every object (``explanation``; JSON lines only; docs/explanations.md).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from src.utils.io import atomic_write
 CHUNK = 1024  # texts read, classified and written at a time: memory stays the same for a file of any size
 
 
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="python -m src.inference.predict", description="Classify movie reviews.")
+def build_parser(prog: str = "python -m src.inference.predict") -> OneLineParser:
+    parser = OneLineParser(prog=prog, description="Classify movie reviews.")
     parser.add_argument("reviews", nargs="*", help="review texts (or use --input)")
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training (--output-dir); repeat it to average several models")
@@ -52,6 +53,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
                         help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
                              "(python -m src.inference.export), else PyTorch (default: auto)")
+    parser.add_argument("--explain", action="store_true",
+                        help="add each word's contribution to the log-odds (explanation; docs/explanations.md)")
     return parser
 
 
@@ -90,9 +93,10 @@ def _predict_all(predictor, numbered: Iterable[Tuple[Optional[int], str]], handl
     writer, count = _Writer(handle, args.format, predictor.class_names), 0
     progress = tqdm(unit="text", desc="predict", file=sys.stderr, disable=None)
     chunks = iter(lambda: list(itertools.islice(numbered, CHUNK)), [])
+    classify = predictor.explain_batch if args.explain else predictor.predict_batch
     for chunk in chunks:
         numbers, texts = zip(*chunk)
-        for number, text, result in zip(numbers, texts, predictor.predict_batch(list(texts), args.batch_size)):
+        for number, text, result in zip(numbers, texts, classify(list(texts), args.batch_size)):
             writer.write(number, text, result)
         count += len(chunk)
         progress.update(len(chunk))
@@ -109,11 +113,13 @@ def _text_column(args) -> str:
     return trained_column(args.model_dir[0], "text_column")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.predict") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.explain and args.format == "csv":
+        parser.error("--explain writes nested explanations, which CSV cannot hold; use --format jsonl")
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
     numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \

@@ -11,10 +11,11 @@ import torch
 from src.data.datasets import collate_batch
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError
+from src.inference.explain import DEFAULT_METHOD, DEFAULT_STEPS, explain_batch
 from src.inference.metrics import logistic, predicted_classes
 from src.inference.onnx_model import OnnxLSTM
 from src.models.lstm_model import LSTMClassifier
-from src.models.model_dir import load_model_directory
+from src.models.model_dir import load_model_directory, load_temperature
 from src.models.ngram_model import NgramBlend
 from src.utils.device import resolve_device
 
@@ -61,13 +62,17 @@ class SentimentPredictor(_Classifier):
     training (its ``max_length`` and ``truncation``). Batches are formed from
     reviews of similar length, and results come back in input order. A model
     trained with ``--ngram-blend`` also holds an n-gram model, whose log-odds are
-    blended with the LSTM's.
+    blended with the LSTM's. The final scores are divided by the model's
+    ``temperature`` (fitted on the validation split by training, 1.0 for models
+    without one) before they become probabilities: labels are unchanged, and the
+    probabilities are calibrated.
     """
 
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
                  device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None,
-                 onnx: Optional[OnnxLSTM] = None):
+                 onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0):
         self.device = resolve_device(device)
+        self.temperature = temperature
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
         self.ngram_blend = ngram_blend
@@ -97,7 +102,8 @@ class SentimentPredictor(_Classifier):
         if blend is not None and blend.model.classes != len(model.config.classes):
             raise CheckpointError(f"{model_dir}: the n-gram model has {blend.model.classes} classes but the LSTM "
                                   f"{len(model.config.classes)}; the directory mixes files of two runs")
-        return cls(model, preprocessor, device=device, ngram_blend=blend, onnx=onnx)
+        return cls(model, preprocessor, device=device, ngram_blend=blend, onnx=onnx,
+                   temperature=load_temperature(model_dir))
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         for index, text in enumerate(texts):
@@ -106,10 +112,13 @@ class SentimentPredictor(_Classifier):
         return self.preprocessor.encode_for_model(texts)
 
     def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        scores = self.lstm_scores(texts, batch_size)  # log-odds [N] of two classes, logits [N, C] of more
-        if self.ngram_blend is not None:
-            scores = self.ngram_blend.combine(scores, texts)
-        return probabilities_of(scores)
+        return probabilities_of(self.scores(texts, batch_size) / self.temperature)
+
+    def scores(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The model's final scores before the temperature, in input order: the LSTM's, blended with the
+        n-gram model's for a blended model (log-odds [N] of two classes, logits [N, C] of more)."""
+        scores = self.lstm_scores(texts, batch_size)
+        return self.ngram_blend.combine(scores, texts) if self.ngram_blend is not None else scores
 
     def lstm_log_odds(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The LSTM's log(P(positive) / P(negative)) for each text (models of two classes)."""
@@ -138,6 +147,17 @@ class SentimentPredictor(_Classifier):
         if self.onnx is not None:
             return self.onnx(ids.numpy(), lengths.numpy())
         return self.model(ids.to(self.device), lengths.to(self.device)).float().cpu().numpy()
+
+    def explain(self, text: str, method: str = DEFAULT_METHOD, steps: int = DEFAULT_STEPS) -> Dict[str, object]:
+        """``predict(text)`` with an ``explanation``: each word's contribution to the log-odds, toward the
+        positive class of two classes (the predicted one of more); see src/inference/explain.py."""
+        return self.explain_batch([text], method=method, steps=steps)[0]
+
+    def explain_batch(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE, method: str = DEFAULT_METHOD,
+                      steps: int = DEFAULT_STEPS) -> List[Dict[str, object]]:
+        """``explain`` of each text, in input order (``method``: integrated_gradients or occlusion; ``steps``:
+        integrated gradients' quadrature points). The LSTM runs in PyTorch here, whatever ``runtime`` is."""
+        return explain_batch(self, texts, batch_size, method, steps)
 
 
 class EnsemblePredictor(_Classifier):
@@ -173,6 +193,16 @@ class EnsemblePredictor(_Classifier):
 
     def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return np.mean([member.class_probabilities(texts, batch_size) for member in self.members], axis=0)
+
+    def explain(self, text: str, method: str = DEFAULT_METHOD, steps: int = DEFAULT_STEPS) -> Dict[str, object]:
+        return self.explain_batch([text], method=method, steps=steps)[0]
+
+    def explain_batch(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE, method: str = DEFAULT_METHOD,
+                      steps: int = DEFAULT_STEPS) -> List[Dict[str, object]]:
+        """Refused: an ensemble averages probabilities, so its members' per-word log-odds do not add up to its
+        own."""
+        raise ValueError("an ensemble of models cannot explain its predictions (it averages probabilities, so "
+                         "per-word log-odds do not add up); explain with one model directory at a time")
 
 
 Predictor = Union[SentimentPredictor, EnsemblePredictor]

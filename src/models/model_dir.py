@@ -4,8 +4,8 @@ Layout: ``model.pt`` (format version, model config, weights, and the SHA-256 of 
 directory's other files of the run; loaded with ``weights_only=True``), ``vocab.json`` (the
 preprocessor: vocabulary, ``max_length``, ``truncation``), ``config.json`` (the
 resolved training configuration), ``metrics.json`` (history and test metrics),
-for a model trained with ``--ngram-blend``, ``ngram_model.pt``, and, once exported,
-``model.onnx``.
+for a model trained with ``--ngram-blend``, ``ngram_model.pt``, ``calibration.json`` (the
+temperature its scores are divided by), ``MODEL_CARD.md``, and, once exported, ``model.onnx``.
 
 The directory is written as a whole: into a temporary sibling, then swapped into
 place, so a reader sees the old model or the new one. ``model.pt`` names the exact
@@ -31,16 +31,22 @@ from src.models.lstm_model import LSTMClassifier
 from src.models.ngram_model import NGRAM_FILE, NgramBlend
 from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
 from src.utils.download import sha256_of
-from src.utils.io import atomic_write_json, replace_directory
+from src.utils.io import atomic_write_json, atomic_write_text, replace_directory
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "config.json", "metrics.json"
 ONNX_FILE = "model.onnx"  # written by src.inference.export; it names the model.pt it came from
+CALIBRATION_FILE, CARD_FILE = "calibration.json", "MODEL_CARD.md"
+# what calibration.json holds: the temperature, where it was fitted, and the calibration error it leaves
+CALIBRATION_KEYS = ("temperature", "fitted_on", "validation_reviews", "validation_ece_before", "validation_ece_after")
+# a temperature outside these bounds is no calibration but a damaged or hostile file
+TEMPERATURE_RANGE = (0.05, 20.0)
 EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png",
                     "reliability_diagram.png")
-RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE)  # besides model.pt, the files of one run
-MODEL_DIR_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE, NGRAM_FILE, ONNX_FILE) + EVALUATION_FILES
+# besides model.pt, the files of one run
+RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE, CALIBRATION_FILE, CARD_FILE)
+MODEL_DIR_FILES = (MODEL_FILE, ONNX_FILE) + RUN_FILES + EVALUATION_FILES
 
 
 def check_output_directory(directory: Union[str, Path]) -> None:
@@ -59,8 +65,10 @@ def check_output_directory(directory: Union[str, Path]) -> None:
 def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, preprocessor: TextPreprocessor,
                          training_config: Optional[Dict[str, Any]] = None,
                          metrics: Optional[Dict[str, Any]] = None,
-                         ngram_blend: Optional[NgramBlend] = None) -> Path:
-    """Write the model directory as a whole (staged in a temporary sibling, then swapped in)."""
+                         ngram_blend: Optional[NgramBlend] = None, calibration: Optional[Dict[str, Any]] = None,
+                         card: Optional[str] = None) -> Path:
+    """Write the model directory as a whole (staged in a temporary sibling, then swapped in);
+    ``calibration`` holds the ``temperature``, ``card`` the text of MODEL_CARD.md."""
     directory = Path(directory).resolve()
     check_output_directory(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +81,10 @@ def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, pre
             ngram_blend.save(staging)
         atomic_write_json(staging / CONFIG_FILE, training_config or {})
         atomic_write_json(staging / METRICS_FILE, metrics or {})
+        if calibration is not None:
+            atomic_write_json(staging / CALIBRATION_FILE, calibration)
+        if card is not None:
+            atomic_write_text(staging / CARD_FILE, card)
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_state(staging / MODEL_FILE, {"model_config": asdict(model.config), "model_state": weights,
                                           "manifest": _manifest(staging)})
@@ -142,6 +154,22 @@ def training_config(directory: Union[str, Path]) -> Dict[str, Any]:
     if not isinstance(config, dict):
         raise DataError(f"{path} does not hold a mapping of settings")
     return config
+
+
+def load_temperature(directory: Union[str, Path]) -> float:
+    """The temperature of ``calibration.json``; 1.0 (none) for a directory without one."""
+    path = Path(directory) / CALIBRATION_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        temperature = json.loads(path.read_text(encoding="utf-8"))["temperature"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is not a readable calibration file ({type(err).__name__}: {err})") from None
+    low, high = TEMPERATURE_RANGE
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not low <= temperature <= high:
+        raise CheckpointError(f"{path}: the temperature must be a number from {low} to {high}, got {temperature!r}; "
+                              "delete the file to use the model uncalibrated")
+    return float(temperature)
 
 
 def trained_column(directory: Union[str, Path], name: str) -> str:

@@ -25,21 +25,22 @@ from src.data.loaders import DataSource, create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
 from src.data.tables import read_texts
 from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
-from src.inference.metrics import metrics_for
+from src.inference.metrics import calibration, fit_temperature, metrics_for
 from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor, probabilities_of
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
-from src.models.model_dir import check_output_directory, save_model_directory
+from src.models.model_dir import CALIBRATION_KEYS, check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
+from src.training.model_card import model_card
 from src.training.precision import cpu_training_dtype
 from src.training.run_control import RunLock, StopSignals, check_room, ensure_writable, signals_raise
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
 from src.utils.checkpoint_io import load_state, save_state
-from src.utils.device import resolve_device
+from src.utils.device import device_name, resolve_device
 from src.utils.io import atomic_write_json
 from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
@@ -416,26 +417,93 @@ def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPrepr
     best = trainer.checkpoint_manager.best_path
     if best is not None:
         trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
-    splits = [loader.dataset for loader in loaders]
+    train, val, test = (loader.dataset for loader in loaders)
     lstm = SentimentPredictor(trainer.model, preprocessor, device=next(trainer.model.parameters()).device)
-    blended = _fit_ngram_blend(lstm, *splits) if cfg.ngram_blend else None
-    # with the blend, the LSTM's test metrics come from its per-review predictions, made once
-    test = blended["lstm_test"] if blended else metrics_for(
-        splits[2].labels, lstm.class_probabilities(splits[2].texts), splits[2].class_names)
-    logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s)",
-                test["loss"], 100 * test["accuracy"], test["n_examples"], history["best_epoch"])
-    metrics = {"test": test, "best_epoch": history["best_epoch"], "history": history,
-               "summary": trainer.get_training_summary(), **extra}
-    if blended:
-        metrics.update(test=blended["test"], test_lstm_only=test, ngram_blend=blended["stats"])
-    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics,
-                         blended["ngram_blend"] if blended else None)
+    scored = _final_scores(lstm, train, val, test, cfg.ngram_blend)
+    calibrated = _calibrate(val, scored["validation"], test, scored["test"])
+    test_metrics = _score_metrics(test, scored["test"] / calibrated["temperature"])
+    logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s); temperature %.3f, "
+                "calibration error %.4f", test_metrics["loss"], 100 * test_metrics["accuracy"],
+                test_metrics["n_examples"], history["best_epoch"], calibrated["temperature"], test_metrics["ece"])
+    metrics = {"test": test_metrics, "best_epoch": history["best_epoch"], "history": history,
+               "summary": trainer.get_training_summary(), "calibration": calibrated, "speed": scored["speed"],
+               **extra}
+    if scored["ngram_blend"] is not None:
+        metrics.update(test_lstm_only=_score_metrics(test, scored["test_lstm"]), ngram_blend=scored["stats"])
+    card = model_card(cfg, metrics, (train, val, test), trainer.model)
+    save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics, scored["ngram_blend"],
+                         calibration={key: calibrated[key] for key in CALIBRATION_KEYS}, card=card)
     _export_onnx(cfg.output_dir)
     atomic_write_json(Path(cfg.checkpoint_dir) / "metrics.json", metrics)
     if history["train_losses"]:
         plot_training_curves(history, Path(cfg.checkpoint_dir) / "training_curves.png")
     logger.info("model directory written to %s", cfg.output_dir)
     return metrics
+
+
+def _final_scores(lstm: SentimentPredictor, train: ReviewDataset, val: ReviewDataset, test: ReviewDataset,
+                  blend: bool) -> Dict[str, Any]:
+    """The finished model's final scores of the validation and test reviews (blended with an n-gram model when
+    ``blend`` and one can be fitted), the LSTM's own test scores, the blend and its statistics, and the speed
+    of scoring the test reviews (``speed``)."""
+    val_lstm = lstm.lstm_scores(val.texts)
+    started = time.perf_counter()
+    test_lstm = lstm.lstm_scores(test.texts)
+    seconds = time.perf_counter() - started
+    result = {"validation": val_lstm, "test": test_lstm, "test_lstm": test_lstm, "ngram_blend": None}
+    fitted = _fit_ngram_blend(lstm.preprocessor.tokenizer, train, val, val_lstm) if blend else None
+    if fitted is not None:
+        ngram_blend, val_ngram, fit_seconds = fitted
+        started = time.perf_counter()
+        test_ngram = ngram_blend.model.log_odds(test.texts)
+        seconds += time.perf_counter() - started
+        test_blend = ngram_blend.blend.apply(test_lstm, test_ngram)
+        result.update(validation=ngram_blend.blend.apply(val_lstm, val_ngram), test=test_blend,
+                      ngram_blend=ngram_blend, stats=_blend_stats(ngram_blend, test, test_blend, test_ngram, fit_seconds))
+    result["speed"] = {"device": device_name(lstm.device), "runtime": lstm.runtime, "reviews": len(test.texts),
+                       "reviews_per_second": len(test.texts) / max(seconds, 1e-9)}
+    return result
+
+
+def _fit_ngram_blend(tokenizer: str, train: ReviewDataset, val: ReviewDataset, val_lstm: np.ndarray
+                     ) -> Optional[Tuple[NgramBlend, np.ndarray, float]]:
+    """The n-gram model fitted on the training reviews and its blend with the LSTM fitted on the validation
+    reviews, with the n-gram model's validation scores and the seconds it took; None, with a warning, if it
+    cannot be fitted."""
+    started = time.perf_counter()
+    try:
+        ngram_model = NgramModel.fit(train.texts, train.labels, tokenizer=tokenizer, classes=len(train.class_names))
+    except DataError as err:
+        logger.warning("no n-gram blend: %s; the model is the LSTM alone", err)
+        return None
+    val_ngram = ngram_model.log_odds(val.texts)
+    blend = Blend.fit(val_lstm, val_ngram, val.labels)
+    return NgramBlend(ngram_model, blend), val_ngram, time.perf_counter() - started
+
+
+def _blend_stats(ngram_blend: NgramBlend, test: ReviewDataset, test_blend: np.ndarray, test_ngram: np.ndarray,
+                 seconds: float) -> Dict[str, Any]:
+    blend, accuracy = ngram_blend.blend, _score_metrics(test, test_blend)["accuracy"]
+    ngram_accuracy = _score_metrics(test, test_ngram)["accuracy"]
+    logger.info("n-gram blend: %d n-grams, weights %.2f (LSTM) and %.2f (n-grams); test accuracy %.2f%% "
+                "(n-grams alone %.2f%%), %.0f s", len(ngram_blend.model.keys), blend.lstm_weight, blend.ngram_weight,
+                100 * accuracy, 100 * ngram_accuracy, seconds)
+    return {"ngrams": len(ngram_blend.model.keys), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
+            "seconds": seconds}
+
+
+def _calibrate(val: ReviewDataset, val_scores: np.ndarray, test: ReviewDataset, test_scores: np.ndarray
+               ) -> Dict[str, Any]:
+    """The temperature that calibrates the final scores, fitted on the validation reviews, and the expected
+    calibration error before and after it on both splits."""
+    temperature = fit_temperature(val.labels, val_scores)
+
+    def ece(data: ReviewDataset, scores: np.ndarray) -> float:
+        return calibration(data.labels, probabilities_of(scores))["ece"]
+
+    return {"temperature": temperature, "fitted_on": "validation", "validation_reviews": len(val.labels),
+            "validation_ece_before": ece(val, val_scores), "validation_ece_after": ece(val, val_scores / temperature),
+            "test_ece_before": ece(test, test_scores), "test_ece_after": ece(test, test_scores / temperature)}
 
 
 def _export_onnx(output_dir: str) -> None:
@@ -450,34 +518,9 @@ def _export_onnx(output_dir: str) -> None:
                        str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
 
 
-def _fit_ngram_blend(lstm: SentimentPredictor, train: ReviewDataset, val: ReviewDataset,
-                     test: ReviewDataset) -> Optional[Dict[str, Any]]:
-    """Fit the n-gram model on the training reviews and its blend with the LSTM on the validation reviews.
-
-    Returns ``ngram_blend``, the test metrics of the blend (``test``) and of the LSTM alone
-    (``lstm_test``), and statistics (``stats``); None, with a warning, if it cannot be fitted."""
-    started = time.perf_counter()
-    try:
-        ngram_model = NgramModel.fit(train.texts, train.labels, tokenizer=lstm.preprocessor.tokenizer,
-                                     classes=len(train.class_names))
-    except DataError as err:
-        logger.warning("no n-gram blend: %s; the model is the LSTM alone", err)
-        return None
-    blend = Blend.fit(lstm.lstm_scores(val.texts), ngram_model.log_odds(val.texts), val.labels)
-    test_lstm, test_ngram = lstm.lstm_scores(test.texts), ngram_model.log_odds(test.texts)
-    test_metrics = _score_metrics(test, blend.apply(test_lstm, test_ngram))
-    ngram_accuracy = _score_metrics(test, test_ngram)["accuracy"]
-    seconds = time.perf_counter() - started
-    logger.info("n-gram blend: %d n-grams, weights %.2f (LSTM) and %.2f (n-grams); test accuracy %.2f%% "
-                "(n-grams alone %.2f%%), %.0f s", len(ngram_model.keys), blend.lstm_weight, blend.ngram_weight,
-                100 * test_metrics["accuracy"], 100 * ngram_accuracy, seconds)
-    stats = {"ngrams": len(ngram_model.keys), **asdict(blend), "ngram_only_test_accuracy": ngram_accuracy,
-             "seconds": seconds}
-    return {"ngram_blend": NgramBlend(ngram_model, blend), "test": test_metrics,
-            "lstm_test": _score_metrics(test, test_lstm), "stats": stats}
-
-
 def _score_metrics(data: ReviewDataset, scores: np.ndarray) -> Dict[str, Any]:
     """The metrics of scores: log-odds [N] of two classes, or logits [N, C] (for the n-gram model: each
     class's log-odds against the rest, which a softmax ranks the same way)."""
-    return metrics_for(data.labels, probabilities_of(scores), data.class_names)
+    probabilities = probabilities_of(scores)
+    return {**metrics_for(data.labels, probabilities, data.class_names),
+            "ece": calibration(data.labels, probabilities)["ece"]}

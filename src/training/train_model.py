@@ -28,9 +28,9 @@ EXIT_INTERRUPTED = 130
 GROUPS = ("data", "model", "training", "output")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The flags of every ``TrainConfig`` setting, with help, choices and defaults from its field."""
-    parser = OneLineParser(description="Train a bidirectional-LSTM sentiment classifier on IMDB.",
+    parser = OneLineParser(prog=prog, description="Train a bidirectional-LSTM sentiment classifier on IMDB.",
                            argument_default=argparse.SUPPRESS)
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for item in fields(TrainConfig):
@@ -72,9 +72,9 @@ def read_config_file(path: str) -> Dict[str, Any]:
     return settings
 
 
-def resolve_config(argv: Optional[List[str]] = None) -> TrainConfig:
+def resolve_config(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> TrainConfig:
     """Defaults, then the config file, then the command line; every value checked by TrainConfig."""
-    parser = build_parser()
+    parser = build_parser(prog)
     given = vars(parser.parse_args(argv))
     settings: Dict[str, Any] = {}
     try:
@@ -86,8 +86,8 @@ def resolve_config(argv: Optional[List[str]] = None) -> TrainConfig:
         parser.error(str(err))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    cfg = resolve_config(argv)
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    cfg = resolve_config(argv, prog)
     try:
         metrics = run_training(cfg)
     except TrainingInterrupted as stop:

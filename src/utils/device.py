@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import platform
 import warnings
 from pathlib import Path
 from typing import FrozenSet, Optional, Union
@@ -30,16 +32,34 @@ def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.d
     return chosen
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> FrozenSet[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+@functools.lru_cache(maxsize=None)
+def _cpuinfo(field: str) -> str:
+    """The first value of ``field`` in /proc/cpuinfo ("" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and ":" in line:
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(field) and ":" in line:
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return ""
+
+
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    return frozenset(_cpuinfo("flags").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC ..."), or what the platform says where /proc/cpuinfo has none."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "CPU"
+
+
+def device_name(device: Union[str, torch.device]) -> str:
+    """What a measurement ran on, in words: the GPU's name, or the CPU's model with its core count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} ({os.cpu_count()} cores)"
 
 
 def cpu_has_native_bfloat16() -> bool:

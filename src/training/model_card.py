@@ -1,0 +1,143 @@
+"""MODEL_CARD.md: what a trained model is, what it was trained and tested on, how well it does, and where
+it should not be trusted, in the sections people know from model hubs. Training writes it into the model
+directory; ``serve`` shows it on ``/metadata`` and the web page.
+
+Every number comes from the run's own metrics (``metrics.json``); file names are given without their
+folders, so a card can be shared without the paths of the machine that trained it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from src.config import TrainConfig
+from src.data.datasets import ReviewDataset
+from src.data.loaders import DataSource
+from src.models.lstm_model import LSTMClassifier
+
+_SCORES = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("roc_auc", "ROC-AUC"), ("loss", "log loss"),
+           ("ece", "calibration error (ECE)"))
+_TRUNCATION = {"head": "its start", "head_tail": "its first quarter and its end"}
+
+
+def model_card(cfg: TrainConfig, metrics: Dict[str, Any], splits: Sequence[ReviewDataset],
+               model: LSTMClassifier) -> str:
+    """The card's Markdown for a finished run: ``metrics`` as ``_finish`` assembles them, ``splits`` the
+    training, validation and test reviews."""
+    classes = list(model.config.classes)
+    sections = [
+        f"# Model card: {' / '.join(classes)} text classifier (bidirectional LSTM)",
+        f"Trained with lstm-sentiment on {datetime.date.today().isoformat()}. Use it with "
+        "`lstm-sentiment predict --model-dir DIR \"some text\"`, `evaluate`, or `serve`.",
+        "## Model\n" + _bullets(_model_lines(cfg, metrics, model)),
+        "## Data\n" + _bullets(_data_lines(cfg, splits, classes)),
+        "## Training\n" + _bullets(_training_lines(cfg, metrics)),
+        "## Evaluation\n" + _evaluation(metrics, len(splits[2].labels)),
+        "## Calibration\n" + _calibration(metrics["calibration"]),
+        "## Speed\n" + _speed(metrics["speed"]),
+        "## Intended use and limits\n" + _bullets(_limits(cfg)),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _bullets(lines: List[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifier) -> List[str]:
+    config = model.config
+    glove = metrics.get("glove")
+    embedding = (f"GloVe {cfg.glove_corpus} {cfg.glove_dim} vectors ({100 * glove['coverage']:.1f}% of the "
+                 f"vocabulary found), {'frozen' if cfg.freeze_embeddings else 'fine-tuned'}"
+                 if glove else "learned from scratch")
+    blend = metrics.get("ngram_blend")
+    return [
+        f"{config.n_layers} layer(s) of {'bidirectional ' if config.bidirectional else ''}LSTM with "
+        f"{config.hidden_dim} units, {config.pooling} pooling, dropout {config.dropout}; "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters",
+        f"word embeddings of {config.embedding_dim} dimensions: {embedding}",
+        f"language-model pretraining: {cfg.pretrain_lm_epochs} epoch(s)" if cfg.pretrain_lm_epochs
+        else "language-model pretraining: none",
+        f"adversarial training on the embeddings: eps {cfg.adversarial_eps}" if cfg.adversarial_eps
+        else "adversarial training: none",
+        f"blended with an n-gram model (NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams); the blend's "
+        "weights were fitted on the validation split" if blend else "no n-gram blend: the LSTM alone",
+        f"outputs: {', '.join(config.classes)}",
+    ]
+
+
+def _data_lines(cfg: TrainConfig, splits: Sequence[ReviewDataset], classes: List[str]) -> List[str]:
+    train, val, test = splits
+    own = DataSource.from_config(cfg).own_files()
+    source = ("your own files: " + ", ".join(f"{path.name} ({split})" for split, path in own.items())) if own \
+        else "IMDB's Large Movie Review Dataset (aclImdb v1)"
+    counts = [sum(1 for label in train.labels if label == c) for c in range(len(classes))]
+    share = ", ".join(f"{name} {count:,}" for name, count in zip(classes, counts))
+    return [
+        f"source: {source}",
+        f"reviews: {len(train.labels):,} for training ({share}), {len(val.labels):,} for validation, "
+        f"{len(test.labels):,} for testing",
+        f"tokenizer {cfg.tokenizer}, vocabulary of {cfg.max_vocab_size:,} words at most (seen at least "
+        f"{cfg.min_freq} time(s)), {cfg.max_length} tokens per text ({cfg.truncation} truncation)",
+    ]
+
+
+def _training_lines(cfg: TrainConfig, metrics: Dict[str, Any]) -> List[str]:
+    status = metrics["summary"]["training_status"]
+    return [
+        f"{status['epochs_completed']} of at most {cfg.epochs} epochs, the weights of epoch "
+        f"{metrics['best_epoch']} kept (best {status['monitor']}), "
+        f"{'stopped early' if status['stopped_early'] else 'ran to the end'}",
+        f"{status['total_time'] / 60:.1f} minutes on {metrics['speed']['device']}",
+        f"optimizer {cfg.optimizer}, learning rate {cfg.learning_rate}, batch size {cfg.batch_size}, seed {cfg.seed}",
+    ]
+
+
+def _evaluation(metrics: Dict[str, Any], reviews: int) -> str:
+    rows = [("the model" + (" (LSTM blended with n-grams)" if "test_lstm_only" in metrics else ""), metrics["test"])]
+    if "test_lstm_only" in metrics:
+        rows.append(("LSTM alone", metrics["test_lstm_only"]))
+    header = "| on the test split | " + " | ".join(name for _, name in _SCORES) + " |"
+    lines = [f"On the {reviews:,} test reviews, which training never saw:", "", header,
+             "|---" * (len(_SCORES) + 1) + "|"]
+    for name, scores in rows:
+        lines.append(f"| {name} | " + " | ".join(_shown(key, scores.get(key)) for key, _ in _SCORES) + " |")
+    return "\n".join(lines)
+
+
+def _shown(key: str, value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if key in ("accuracy", "macro_f1") else f"{value:.4f}"
+
+
+def _calibration(calibration: Dict[str, Any]) -> str:
+    return (f"The final scores are divided by a temperature of {calibration['temperature']:.3f}, fitted on the "
+            f"{calibration['validation_reviews']:,} validation reviews, so that a probability of 0.8 is right "
+            "about 80% of the time. Expected calibration error (15 bins): validation "
+            f"{calibration['validation_ece_before']:.4f} before and {calibration['validation_ece_after']:.4f} after; "
+            f"test {calibration['test_ece_before']:.4f} before and {calibration['test_ece_after']:.4f} after. "
+            "Labels do not change.")
+
+
+def _speed(speed: Dict[str, Any]) -> str:
+    return (f"{speed['reviews_per_second']:,.0f} reviews per second, measured while scoring the "
+            f"{speed['reviews']:,} test reviews at the end of training on {speed['device']} ({speed['runtime']}, "
+            "batches of similar length). Single texts and other machines differ; `bench/predict.py` measures "
+            "a model directory.")
+
+
+def _limits(cfg: TrainConfig) -> List[str]:
+    imdb = DataSource.from_config(cfg).own_files() is None
+    domain = "English movie reviews (IMDB)" if imdb else "texts like its training files"
+    return [
+        f"made for {domain}; other domains, languages and styles (tweets, product reviews, other languages) "
+        "were not tested and will be less accurate",
+        f"the LSTM reads {cfg.max_length} tokens of a text ({_TRUNCATION[cfg.truncation]}); the rest of a longer "
+        "text does not reach it" + (" (the n-gram model reads all of it)" if cfg.ngram_blend else ""),
+        "sarcasm, mixed opinions and negation over long spans are the usual errors of such models",
+        "the probabilities are calibrated on the validation split: they hold for texts like it",
+        "not for decisions about people: the labels are opinions of the training data's authors",
+    ]
