@@ -23,8 +23,7 @@ logger = logging.getLogger(__name__)
 def model_executor() -> ThreadPoolExecutor:
     """The one thread a model runs in. Load the model in it too: PyTorch's OpenMP threads belong to the
     thread that starts them, and a second set started by another thread competes with the first for the
-    cores (measured: the recommended model ran 5x slower on 2 cores when loaded in the main thread and
-    run in this one)."""
+    cores (docs/serving.md has the measurement)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
 
