@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data (skipped with the reason where it is absent) and small real subsets of it."""
+"""Shared fixtures: the real data (skipped with the reason where it is absent), small real subsets of it, and a
+tiny trained model directory."""
 
 import logging
 import re
@@ -6,7 +7,8 @@ import tarfile
 
 import pytest
 
-from tests.helpers import IMDB_ARCHIVE, SHARED_DATA, SUBSET_IDS, write_review_csvs
+from src.inference import SentimentPredictor
+from tests.helpers import IMDB_ARCHIVE, SHARED_DATA, SUBSET_IDS, tiny_trained_model, write_review_csvs
 
 _LABELLED = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt$")
 
@@ -71,3 +73,14 @@ def imdb_subset_archive(imdb_tree, tmp_path_factory):
 def csv_reviews(imdb_tree, tmp_path_factory):
     """600 training and 200 test reviews of the real data set as CSV files (quick to load)."""
     return write_review_csvs(imdb_tree, tmp_path_factory.mktemp("csv-reviews"), 600, 200)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny model directory trained on synthetic reviews (once per session), for the service's tests."""
+    return tiny_trained_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return SentimentPredictor.from_pretrained(model_dir)

@@ -16,26 +16,16 @@ import threading
 
 import pytest
 
-from src.inference import EnsemblePredictor, SentimentPredictor
+from src.inference import EnsemblePredictor
 from src.inference import serve
 from src.inference.batching import BatchFailed, MicroBatcher
 from src.inference.serve import Limits, create_app, exposure_warning, resolve_api_key
-from tests.helpers import REPO_ROOT, ServedApp, tiny_trained_model
+from tests.helpers import REPO_ROOT, ServedApp
 
 TEXTS = ["great superb film", "awful boring plot", "", "the film was a plot " * 9, "loved it 😀 great"]
 LIMITS = Limits(max_texts=4, max_text_chars=200, max_body_bytes=4000, max_explain_texts=2)
 REQUIRED_CSP = ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
                 "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def predictor(model_dir):
-    return SentimentPredictor.from_pretrained(model_dir)
 
 
 @pytest.fixture(scope="module")

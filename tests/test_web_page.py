@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from src.inference import SentimentPredictor, load_predictor
+from src.inference import load_predictor
 from src.inference.serve import create_app
-from tests.helpers import ServedApp, tiny_trained_model
+from tests.helpers import ServedApp
 
 pytestmark = pytest.mark.slow  # Playwright starts its driver and Chromium
 
@@ -59,16 +59,6 @@ def browser():
         browser = launch(playwright)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def predictor(model_dir):
-    return SentimentPredictor.from_pretrained(model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ folders, so a card can be shared without the paths of the machine that trained i
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from src.config import TrainConfig
