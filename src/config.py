@@ -23,6 +23,8 @@ TOKENIZER_NAMES = ("social", "words")
 CLASS_WEIGHTINGS = ("none", "balanced")
 SEQUENCE_PATHS = ("padded", "packed")
 PRECISIONS = ("auto", "float32", "bfloat16")
+# temperatures that training may fit and a model directory may hold; outside them a file is damaged or hostile
+TEMPERATURE_RANGE = (0.05, 20.0)
 MAX_TOKENS_PER_REVIEW = 100_000  # a bound on --max-length, so a model file cannot make one review cost gigabytes
 SCHEDULER_TYPES = ("plateau", "step", "cosine", "none")
 OPTIMIZER_TYPES = ("adam", "adamw")

@@ -21,6 +21,10 @@ class UnsafeArchiveError(DataError):
     """An archive holds a member that would land outside its target directory."""
 
 
+class ExplanationRefused(ValueError):
+    """A predictor that cannot explain its predictions (an ensemble); the message says what to do instead."""
+
+
 class CheckpointError(PipelineError):
     """A checkpoint or model directory is missing, damaged or from another format version."""
 

@@ -150,4 +150,4 @@ def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_pa
     assert blend["ngram_weight"] > 0  # on real reviews the n-grams carry signal
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
     assert f"NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams" in card
-    assert f"| LSTM alone | {100 * metrics['test_lstm_only']['accuracy']:.2f}% |" in card
+    assert f"| LSTM alone (no temperature) | {100 * metrics['test_lstm_only']['accuracy']:.2f}% |" in card

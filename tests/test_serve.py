@@ -285,6 +285,31 @@ def test_an_ensemble_predicts_but_refuses_to_explain(predictor, model_dir):
     assert [member["vocab_size"] for member in metadata["members"]] == [predictor.preprocessor.vocab_size] * 2
 
 
+def test_a_failing_explanation_is_a_server_error_not_the_clients(predictor, model_dir, caplog):
+    class Failing:
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def explain_batch(self, texts):
+            raise ValueError("shapes (3,) and (4,) do not align")
+
+    with ServedApp(create_app(Failing(), model_dir)) as running:
+        status, _, answer = post(running.url, {"texts": ["great film"], "explain": True})
+    assert status == 500 and "shapes" not in answer["error"] and "shapes (3,)" in caplog.text
+
+
+@pytest.mark.parametrize("host, status", [("127.0.0.1:8000", 200), ("localhost", 200), ("[::1]:8000", 200),
+                                          ("evil.example:8000", 400), ("127.0.0.1.evil.example", 400), ("", 400)])
+def test_a_loopback_service_answers_only_to_its_own_names(predictor, model_dir, host, status):
+    allowed = serve._allowed_hosts("127.0.0.1")
+    with ServedApp(create_app(predictor, model_dir, allowed_hosts=allowed)) as running:
+        answer = request(running.url, "GET", "/health", headers={"Host": host})
+    assert answer[0] == status
+    if status == 400:
+        assert "this server answers to localhost, 127.0.0.1, [::1]" in answer[2]["error"]
+    assert serve._allowed_hosts("0.0.0.0") is None  # reached under names it cannot know: the key guards it
+
+
 def test_metadata_describes_the_model_without_its_paths(served, predictor, model_dir):
     metadata = request(served.url, "GET", "/metadata")[2]
     metrics = json.loads((model_dir / "metrics.json").read_text())
@@ -315,26 +340,23 @@ def copy_with(model_dir, target, files):
 def test_metadata_reads_the_card_temperature_and_lstm_only_metrics(predictor, model_dir, tmp_path):
     metrics = {"test": {"accuracy": 0.9, "roc_auc": float("nan")}, "test_lstm_only": {"accuracy": 0.8}}
     described = copy_with(model_dir, tmp_path / "model", {
-        "metrics.json": json.dumps(metrics).encode(), "calibration.json": b'{"temperature": 1.25, "nll": 0.3}',
-        "MODEL_CARD.md": "# A model\n<script>alert(1)</script>\n".encode()})
+        "metrics.json": json.dumps(metrics).encode(), "MODEL_CARD.md": "# A model\n<script>alert(1)</script>\n".encode()})
     with ServedApp(create_app(predictor, described)) as running:
         metadata = request(running.url, "GET", "/metadata")[2]
     assert metadata["test"] == {"accuracy": 0.9, "roc_auc": None} and metadata["test_lstm_only"] == {"accuracy": 0.8}
-    assert metadata["temperature"] == 1.25
+    assert metadata["temperature"] == predictor.temperature != 1.0  # the one the predictor divides by
     assert metadata["model_card"] == "# A model\n<script>alert(1)</script>\n"
 
 
 def test_metadata_survives_missing_and_malformed_files(predictor, model_dir, tmp_path):
     broken = copy_with(model_dir, tmp_path / "broken", {
-        "config.json": b"{", "metrics.json": b"[1, 2]", "calibration.json": b'{"temperature": "hot"}',
-        "MODEL_CARD.md": b"\xff card"})
-    missing = copy_with(model_dir, tmp_path / "missing", {
-        "config.json": None, "metrics.json": None, "calibration.json": None, "MODEL_CARD.md": None})
+        "config.json": b"{", "metrics.json": b"[1, 2]", "MODEL_CARD.md": b"\xff card"})
+    missing = copy_with(model_dir, tmp_path / "missing", {"config.json": None, "metrics.json": None, "MODEL_CARD.md": None})
     for directory, card in ((broken, "\ufffd card"), (missing, None)):
         with ServedApp(create_app(predictor, directory)) as running:
             metadata = request(running.url, "GET", "/metadata")[2]
             assert post(running.url, {"texts": ["great"]})[0] == 200
-        assert metadata["settings"] == {} and metadata["test"] is None and metadata["temperature"] is None
+        assert metadata["settings"] == {} and metadata["test"] is None
         assert metadata["model_card"] == card and "test_lstm_only" not in metadata
 
 

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from src.config import TEMPERATURE_RANGE
 from src.data.labels import IMDB_CLASS_NAMES
 
 LENGTH_BUCKETS = ("short", "medium", "long")
@@ -147,7 +148,7 @@ def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(normaliser - scores[np.arange(len(labels)), labels]))
 
 
-def fit_temperature(labels: np.ndarray, scores: np.ndarray, bounds: Tuple[float, float] = (0.05, 20.0)) -> float:
+def fit_temperature(labels: np.ndarray, scores: np.ndarray, bounds: Tuple[float, float] = TEMPERATURE_RANGE) -> float:
     """The temperature T within ``bounds`` that minimises the log loss of ``scores / T`` (temperature scaling,
     Guo et al. 2017). The loss is convex in 1/T, so a golden-section search over log T finds it; dividing by
     T > 0 changes no label."""

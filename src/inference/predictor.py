@@ -10,7 +10,7 @@ import torch
 
 from src.data.datasets import collate_batch
 from src.data.preprocessing import TextPreprocessor
-from src.exceptions import CheckpointError
+from src.exceptions import CheckpointError, ExplanationRefused
 from src.inference.explain import DEFAULT_METHOD, DEFAULT_STEPS, explain_batch
 from src.inference.metrics import logistic, predicted_classes
 from src.inference.onnx_model import OnnxLSTM
@@ -201,8 +201,8 @@ class EnsemblePredictor(_Classifier):
                       steps: int = DEFAULT_STEPS) -> List[Dict[str, object]]:
         """Refused: an ensemble averages probabilities, so its members' per-word log-odds do not add up to its
         own."""
-        raise ValueError("an ensemble of models cannot explain its predictions (it averages probabilities, so "
-                         "per-word log-odds do not add up); explain with one model directory at a time")
+        raise ExplanationRefused("an ensemble of models cannot explain its predictions (it averages probabilities, "
+                                 "so per-word log-odds do not add up); explain with one model directory at a time")
 
 
 Predictor = Union[SentimentPredictor, EnsemblePredictor]

@@ -36,10 +36,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from src.exceptions import PipelineError
+from src.exceptions import ExplanationRefused, PipelineError
 from src.inference.batching import BatchFailed, MicroBatcher, model_executor
 from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, Predictor, load_predictor
-from src.models.model_dir import CALIBRATION_FILE, CARD_FILE, CONFIG_FILE, METRICS_FILE
+from src.models.model_dir import CARD_FILE, CONFIG_FILE, METRICS_FILE
 from src.utils.cli import OneLineParser, fail
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.j
             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "img-src 'self' data: https://fastapi.tiangolo.com; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
 MODEL_FAILED = "the model failed on this request; the server's log says why"
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
@@ -212,12 +213,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _temperature(calibration: Any) -> Optional[float]:
-    value = calibration.get("temperature") if isinstance(calibration, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def directory_metadata(directory: Union[str, Path], vocab_size: Optional[int]) -> Dict[str, Any]:
+def directory_metadata(directory: Union[str, Path], vocab_size: Optional[int],
+                       temperature: Optional[float] = None) -> Dict[str, Any]:
     """A model directory's settings (less where its files were), test metrics, temperature and model card."""
     directory = Path(directory)
     config, metrics = _read_json(directory / CONFIG_FILE), _read_json(directory / METRICS_FILE)
@@ -227,7 +224,7 @@ def directory_metadata(directory: Union[str, Path], vocab_size: Optional[int]) -
         "settings": {k: v for k, v in config.items() if k not in PRIVATE_SETTINGS} if isinstance(config, dict) else {},
         "vocab_size": vocab_size,
         "test": metrics["test"] if isinstance(metrics.get("test"), dict) else None,
-        "temperature": _temperature(_read_json(directory / CALIBRATION_FILE)),
+        "temperature": temperature,
         "model_card": _read_card(directory / CARD_FILE)}
     if isinstance(metrics.get("test_lstm_only"), dict):
         result["test_lstm_only"] = metrics["test_lstm_only"]
@@ -241,24 +238,38 @@ def _members(predictor: Predictor) -> List[Any]:
 def service_metadata(predictor: Predictor, model_dirs: Sequence[Union[str, Path]]) -> Dict[str, Any]:
     """What ``/metadata`` answers: one model's fields at the top level; an ensemble's under ``members``."""
     members = _members(predictor)
-    described = [directory_metadata(path, getattr(getattr(member, "preprocessor", None), "vocab_size", None))
-                 for path, member in zip(model_dirs, members)]
+    described = [directory_metadata(path, getattr(getattr(member, "preprocessor", None), "vocab_size", None),
+                                    getattr(member, "temperature", None)) for path, member in zip(model_dirs, members)]
     common = {"class_names": list(predictor.class_names), "runtime": getattr(members[0], "runtime", None)}
     return {**common, **described[0]} if len(described) == 1 else {**common, "members": described}
 
 
 # -- the application ----------------------------------------------------------------------------------------------
 
-class _Hardening:
-    """ASGI middleware: security headers on every response, and a JSON 500 (logged) for any unexpected error."""
+def host_name(header: str) -> str:
+    """The name of a Host header without its port: "localhost:8000" -> "localhost", "[::1]:8000" -> "[::1]"."""
+    header = header.strip().lower()
+    return header[: header.index("]") + 1] if header.startswith("[") and "]" in header else header.split(":")[0]
 
-    def __init__(self, app: Any):
-        self.app = app
+
+class _Hardening:
+    """ASGI middleware: security headers on every response, a JSON 500 (logged) for any unexpected error, and,
+    with ``allowed_hosts``, a 400 for a Host header that names another host (a web page that rebinds its own
+    name to 127.0.0.1 cannot use a service that listens there)."""
+
+    def __init__(self, app: Any, allowed_hosts: Optional[Sequence[str]] = None):
+        self.app, self.allowed_hosts = app, allowed_hosts
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.allowed_hosts is not None:
+            host = host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed_hosts:
+                await _error(400, f"this server answers to {', '.join(self.allowed_hosts)}, not to the host "
+                                  f"{host[:100]!r}")(scope, receive, send)
+                return
         csp = DOCS_CSP if scope["path"] in DOCS_PATHS else PAGE_CSP
         started = False
 
@@ -299,12 +310,15 @@ async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
 def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[str, Path]]], *,
                limits: Limits = Limits(), api_key: Optional[str] = None,
                batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS, max_batch: int = DEFAULT_MAX_BATCH,
-               batch_size: int = DEFAULT_BATCH_SIZE, model_thread: Optional[ThreadPoolExecutor] = None) -> FastAPI:
+               batch_size: int = DEFAULT_BATCH_SIZE, model_thread: Optional[ThreadPoolExecutor] = None,
+               allowed_hosts: Optional[Sequence[str]] = None) -> FastAPI:
     """The service for ``predictor`` (loaded from ``model_dir``: one directory, or an ensemble's several).
 
     ``api_key``: ``/predict`` requires ``Authorization: Bearer <api_key>``. Requests are batched
     for up to ``batch_wait_ms`` milliseconds, at most ``max_batch`` texts per model call, run in
     ``model_thread`` (``batching.model_executor()``; pass the one the predictor was loaded in).
+    ``allowed_hosts``: the only Host header names answered (``LOOPBACK_NAMES`` for a service on a loopback
+    address); None answers any.
     """
     model_dirs = [model_dir] if isinstance(model_dir, (str, Path)) else list(model_dir)
     metadata = {**service_metadata(predictor, model_dirs), "auth_required": api_key is not None,
@@ -320,7 +334,7 @@ def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[
 
     app = FastAPI(title="lstm-sentiment", summary="Classify texts with a trained LSTM model directory.",
                   redoc_url=None, lifespan=lifespan)
-    app.add_middleware(_Hardening)
+    app.add_middleware(_Hardening, allowed_hosts=allowed_hosts)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestError, _request_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -353,7 +367,7 @@ async def _predictions(predictor: Predictor, batcher: MicroBatcher, texts: List[
     """``/predict``'s answer: the batcher's predictions, or the explanations (run between batches)."""
     try:
         predictions = await (batcher.call(predictor.explain_batch, texts) if explain else batcher.submit(texts))
-    except ValueError as err:  # explain's refusal (of an ensemble, say); the batcher wraps predict's errors
+    except ExplanationRefused as err:  # an ensemble's; the batcher wraps predict's errors
         return _error(400, str(err))
     except BatchFailed:  # logged by the batcher
         return _error(500, MODEL_FAILED)
@@ -372,6 +386,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a name: it may well resolve to an outside address
+
+
+def _allowed_hosts(host: str) -> Optional[Tuple[str, ...]]:
+    """The Host names a service on ``host`` answers to: this machine's names when it listens on a loopback
+    address (against DNS rebinding); any when other machines may reach it under names it cannot know."""
+    return (*LOOPBACK_NAMES, host_name(host)) if is_loopback(host) else None
 
 
 def exposure_warning(host: str, api_key: Optional[str]) -> Optional[str]:
@@ -508,7 +528,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         limits = Limits(args.max_texts, args.max_text_chars, args.max_body_bytes, args.max_explain_texts)
         app = create_app(predictor, args.model_dir, limits=limits, api_key=api_key,
                          batch_wait_ms=args.batch_wait_ms, max_batch=args.max_batch, batch_size=args.batch_size,
-                         model_thread=model_thread)
+                         model_thread=model_thread, allowed_hosts=_allowed_hosts(args.host))
         try:
             make_server(app, access_log=args.access_log).run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down cleanly and raises it again

@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-from src.config import default_of
+from src.config import TEMPERATURE_RANGE, default_of
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError, DataError
 from src.models.lstm_model import LSTMClassifier
@@ -40,13 +40,11 @@ ONNX_FILE = "model.onnx"  # written by src.inference.export; it names the model.
 CALIBRATION_FILE, CARD_FILE = "calibration.json", "MODEL_CARD.md"
 # what calibration.json holds: the temperature, where it was fitted, and the calibration error it leaves
 CALIBRATION_KEYS = ("temperature", "fitted_on", "validation_reviews", "validation_ece_before", "validation_ece_after")
-# a temperature outside these bounds is no calibration but a damaged or hostile file
-TEMPERATURE_RANGE = (0.05, 20.0)
 EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", "accuracy_by_length.png",
                     "reliability_diagram.png")
-# besides model.pt, the files of one run
-RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE, CALIBRATION_FILE, CARD_FILE)
-MODEL_DIR_FILES = (MODEL_FILE, ONNX_FILE) + RUN_FILES + EVALUATION_FILES
+# besides model.pt, the files of one run (MODEL_CARD.md is not one: people edit it, and it changes no prediction)
+RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE, CALIBRATION_FILE)
+MODEL_DIR_FILES = (MODEL_FILE, ONNX_FILE, CARD_FILE) + RUN_FILES + EVALUATION_FILES
 
 
 def check_output_directory(directory: Union[str, Path]) -> None:
@@ -168,7 +166,7 @@ def load_temperature(directory: Union[str, Path]) -> float:
     low, high = TEMPERATURE_RANGE
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not low <= temperature <= high:
         raise CheckpointError(f"{path}: the temperature must be a number from {low} to {high}, got {temperature!r}; "
-                              "delete the file to use the model uncalibrated")
+                              "copy the whole model directory of the run again")
     return float(temperature)
 
 

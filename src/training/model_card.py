@@ -47,18 +47,19 @@ def _bullets(lines: List[str]) -> str:
 
 def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifier) -> List[str]:
     config = model.config
-    glove = metrics.get("glove")
-    embedding = (f"GloVe {cfg.glove_corpus} {cfg.glove_dim} vectors ({100 * glove['coverage']:.1f}% of the "
-                 f"vocabulary found), {'frozen' if cfg.freeze_embeddings else 'fine-tuned'}"
-                 if glove else "learned from scratch")
+    glove = metrics.get("glove")  # absent after a resume: the run that loaded the vectors recorded them
+    coverage = f" ({100 * glove['coverage']:.1f}% of the vocabulary found)" if glove else ""
+    embedding = (f"GloVe {cfg.glove_corpus} {cfg.glove_dim} vectors{coverage}, "
+                 f"{'frozen' if cfg.freeze_embeddings else 'fine-tuned'}" if cfg.use_glove else "learned from scratch")
+    pretraining = "none" if not cfg.pretrain_lm_epochs else f"{cfg.pretrain_lm_epochs} epoch(s)" + (
+        "" if metrics.get("lm_pretraining") else " asked for; this run's metrics do not record it (resumed, or skipped)")
     blend = metrics.get("ngram_blend")
     return [
         f"{config.n_layers} layer(s) of {'bidirectional ' if config.bidirectional else ''}LSTM with "
         f"{config.hidden_dim} units, {config.pooling} pooling, dropout {config.dropout}; "
         f"{sum(p.numel() for p in model.parameters()):,} parameters",
         f"word embeddings of {config.embedding_dim} dimensions: {embedding}",
-        f"language-model pretraining: {cfg.pretrain_lm_epochs} epoch(s)" if cfg.pretrain_lm_epochs
-        else "language-model pretraining: none",
+        f"language-model pretraining: {pretraining}",
         f"adversarial training on the embeddings: eps {cfg.adversarial_eps}" if cfg.adversarial_eps
         else "adversarial training: none",
         f"blended with an n-gram model (NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams); the blend's "
@@ -97,7 +98,7 @@ def _training_lines(cfg: TrainConfig, metrics: Dict[str, Any]) -> List[str]:
 def _evaluation(metrics: Dict[str, Any], reviews: int) -> str:
     rows = [("the model" + (" (LSTM blended with n-grams)" if "test_lstm_only" in metrics else ""), metrics["test"])]
     if "test_lstm_only" in metrics:
-        rows.append(("LSTM alone", metrics["test_lstm_only"]))
+        rows.append(("LSTM alone (no temperature)", metrics["test_lstm_only"]))
     header = "| on the test split | " + " | ".join(name for _, name in _SCORES) + " |"
     lines = [f"On the {reviews:,} test reviews, which training never saw:", "", header,
              "|---" * (len(_SCORES) + 1) + "|"]
