@@ -23,6 +23,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -37,6 +38,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from src.data import load_imdb  # noqa: E402
 from src.inference import load_predictor  # noqa: E402
+from src.inference.onnx_model import export_onnx  # noqa: E402
+from src.models.lstm_model import LSTMClassifier  # noqa: E402
+from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
 from src.inference.serve import DEFAULT_BATCH_WAIT_MS  # noqa: E402
 from src.utils.io import atomic_write_text  # noqa: E402
 from machine import cpu_facts  # noqa: E402  (bench/machine.py)
@@ -193,15 +197,34 @@ def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="the server's --batch-size")
     parser.add_argument("--timeout", type=float, default=600, help="stop the load after this many seconds")
     parser.add_argument("--output", help="append the JSON line to this file")
+    parser.add_argument("--default-sizes", action="store_true",
+                        help="measure a model of the default sizes with --model-dir's vocabulary and untrained weights "
+                             "(speed does not depend on the weights) instead of --model-dir itself")
     args = parser.parse_args(argv)
     if args.reviews < args.clients or args.clients < 1:
         parser.error("--reviews must be at least --clients, and --clients at least 1")
     return args
 
 
+def untrained_default_model(model_dir: str, target: Path) -> str:
+    """A model directory of TrainConfig's default sizes, ``model_dir``'s vocabulary and untrained weights, with
+    its model.onnx."""
+    _, preprocessor = load_model_directory(model_dir)
+    torch.manual_seed(0)
+    save_model_directory(target, LSTMClassifier(vocab_size=preprocessor.vocab_size), preprocessor, {})
+    export_onnx(target)
+    return str(target)
+
+
 def main() -> None:
     args = parse_arguments()
-    result = measure(args, sample_reviews(args.data_dir, args.reviews))
+    texts = sample_reviews(args.data_dir, args.reviews)
+    if args.default_sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            args.model_dir = untrained_default_model(args.model_dir, Path(folder) / "defaultsize" / "model")
+            result = measure(args, texts)
+    else:
+        result = measure(args, texts)
     line = json.dumps(result)
     print(line)
     if args.output:
