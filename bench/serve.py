@@ -41,7 +41,7 @@ from src.inference import load_predictor  # noqa: E402
 from src.inference.onnx_model import export_onnx  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
-from src.inference.serve import DEFAULT_BATCH_WAIT_MS  # noqa: E402
+from src.inference.serve import DEFAULT_BATCH_WAIT_MS, SERVE_BATCH_SIZE  # noqa: E402
 from src.utils.io import atomic_write_text  # noqa: E402
 from machine import cpu_facts  # noqa: E402  (bench/machine.py)
 
@@ -194,7 +194,7 @@ def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="the server's --threads (default: its own default)")
     parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS)
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64, help="the server's --batch-size")
+    parser.add_argument("--batch-size", type=int, default=SERVE_BATCH_SIZE, help="the server's --batch-size")
     parser.add_argument("--timeout", type=float, default=600, help="stop the load after this many seconds")
     parser.add_argument("--output", help="append the JSON line to this file")
     parser.add_argument("--default-sizes", action="store_true",
