@@ -13,12 +13,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from src.inference import EnsemblePredictor
 from src.inference import serve
-from src.inference.batching import BatchFailed, MicroBatcher
+from src.inference.batching import BatchFailed, MicroBatcher, Overloaded
 from src.inference.serve import Limits, create_app, exposure_warning, resolve_api_key
 from tests.helpers import REPO_ROOT, ServedApp
 
@@ -254,6 +255,65 @@ def test_stopping_the_batcher_fails_the_requests_in_and_waiting_for_the_model():
     assert [type(outcome) for outcome in asyncio.run(scenario())] == [BatchFailed, BatchFailed]
 
 
+def test_a_cancelled_request_is_dropped_and_frees_its_place_in_the_queue():
+    release, calls = threading.Event(), []
+
+    def run(texts):
+        calls.append(list(texts))
+        release.wait(10)
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(run, wait_s=0, max_batch=1, max_queued=2)
+        await batcher.start()
+        busy = asyncio.ensure_future(batcher.submit(["in the model"]))
+        await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.TimeoutError):  # the caller gives up while its text waits
+            await asyncio.wait_for(batcher.submit(["given up"]), 0.05)
+        queued_after_timeout = batcher.queued
+        release.set()
+        answers = [await busy, await batcher.submit(["after"])]
+        await batcher.stop()
+        return queued_after_timeout, answers
+
+    queued_after_timeout, answers = asyncio.run(scenario())
+    assert queued_after_timeout == 1 and answers == [["in the model"], ["after"]]
+    assert calls == [["in the model"], ["after"]]  # the text given up on never reached the model
+
+
+def test_a_full_queue_refuses_at_once_with_503_and_retry_after(predictor, model_dir):
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(Recording):
+        def predict_batch(self, texts, batch_size=64):
+            entered.set()
+            release.wait(30)
+            return super().predict_batch(texts, batch_size)
+
+    def in_background(texts, explain=False):
+        answer = queue.Queue()
+        threading.Thread(target=lambda: answer.put(post(running.url, {"texts": texts, "explain": explain}))).start()
+        return answer
+
+    limits = Limits(max_texts=2, max_explain_texts=1, max_queued_texts=3)
+    with ServedApp(create_app(Slow(predictor), model_dir, limits=limits)) as running:
+        first = in_background(["great", "awful"])
+        assert entered.wait(30)  # two texts are in the model
+        fitting = in_background(["fine"])  # 2 + 1 texts: still within the limit of 3
+        while request(running.url, "GET", "/health")[2]["texts_queued"] < 3:
+            time.sleep(0.01)
+        for texts, explain in ((["good", "bad"], False), (["dull"], True)):
+            status, headers, answer = post(running.url, {"texts": texts, "explain": explain})
+            assert status == 503 and headers["Retry-After"] == "1"
+            assert answer["error"].startswith("the server is busy: 3 texts are already waiting") \
+                and "--max-queued-texts" in answer["error"]
+        release.set()
+        assert first.get(timeout=60)[0] == 200 and fitting.get(timeout=60)[0] == 200
+        assert post(running.url, {"texts": ["good", "bad"], "explain": False})[0] == 200  # taken again
+    with pytest.raises(ValueError, match="max-queued-texts"):
+        Limits(max_texts=8, max_queued_texts=4)
+
+
 def test_a_model_failure_is_a_short_json_500_and_logged(predictor, model_dir, caplog):
     with ServedApp(create_app(Recording(predictor, fail=True), model_dir)) as running:
         for explain in (False, True):
@@ -319,7 +379,7 @@ def test_metadata_describes_the_model_without_its_paths(served, predictor, model
     assert not {"data_dir", "output_dir", "checkpoint_dir", "glove_cache_dir"} & set(metadata["settings"])
     assert str(model_dir.parent) not in json.dumps(metadata)
     assert metadata["limits"] == {"max_texts": 4, "max_text_chars": 200, "max_body_bytes": 4000,
-                                  "max_explain_texts": 2}
+                                  "max_explain_texts": 2, "max_queued_texts": 1024}
     health = request(served.url, "GET", "/health")[2]
     assert health["status"] == "ok" and health["class_names"] == ["negative", "positive"]
     post(served.url, {"texts": ["great", "awful"]})
@@ -440,7 +500,8 @@ def test_a_port_in_use_and_a_bad_model_directory_are_one_line(model_dir, tmp_pat
 
 @pytest.mark.parametrize("flags", [["--max-texts", "0"], ["--max-explain-texts", "0"], ["--port", "70000"],
                                    ["--batch-wait-ms", "-1"], ["--api-key", ""], ["--threads", "0"],
-                                   ["--batch-size", "0"]])
+                                   ["--batch-size", "0"], ["--max-queued-texts", "0"],
+                                   ["--max-texts", "8", "--max-queued-texts", "4"]])
 def test_impossible_flags_are_usage_errors(model_dir, flags, capsys):
     with pytest.raises(SystemExit) as stopped:
         serve.main(["--model-dir", str(model_dir), *flags])

@@ -11,11 +11,12 @@ run on it, while the event loop stays free to read and answer other requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, List, Optional, Sequence
+from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ def model_executor() -> ThreadPoolExecutor:
 
 class BatchFailed(RuntimeError):
     """The model call of a batch raised; the cause is logged once, for the whole batch."""
+
+
+class Overloaded(RuntimeError):
+    """More texts wait for the model than the batcher takes: refused at once, so that a flood of requests
+    makes clients retry instead of making every request wait longer and longer (and the memory grow)."""
 
 
 @dataclass
@@ -47,16 +53,20 @@ class MicroBatcher:
     so the model runs without pause while the event loop answers the last batch's clients and reads
     new requests (measured faster than holding batches for the clients just answered: bench/serve.py,
     bench/README.md). A batch holds at most ``max_batch`` texts (a single request with more runs
-    alone). ``start`` and ``stop`` are called inside the running event loop.
+    alone). At most ``max_queued`` texts wait or run at a time, counting those of ``call``s given a
+    ``cost``; a request beyond that raises ``Overloaded``. ``start`` and ``stop`` are called inside the
+    running event loop.
     """
 
     def __init__(self, run: Callable[[List[str]], Sequence[Any]], wait_s: float, max_batch: int,
-                 model_thread: Optional[ThreadPoolExecutor] = None):
-        if wait_s < 0 or max_batch < 1:
-            raise ValueError(f"the batch wait must be >= 0 and max_batch >= 1, got {wait_s} and {max_batch}")
-        self.run, self.wait_s, self.max_batch = run, wait_s, max_batch
+                 model_thread: Optional[ThreadPoolExecutor] = None, max_queued: Optional[int] = None):
+        if wait_s < 0 or max_batch < 1 or (max_queued is not None and max_queued < 1):
+            raise ValueError(f"the batch wait must be >= 0, max_batch and max_queued >= 1, got {wait_s}, "
+                             f"{max_batch} and {max_queued}")
+        self.run, self.wait_s, self.max_batch, self.max_queued = run, wait_s, max_batch, max_queued
         self.batches = 0  # model calls made, and texts classified by them (for /health and tests)
         self.texts = 0
+        self.queued = 0  # texts of the requests not yet answered
         self._executor = model_thread or model_executor()
         self._pending: Deque[_Job] = deque()
         self._pending_texts = 0
@@ -79,16 +89,31 @@ class MicroBatcher:
     async def submit(self, texts: Sequence[str]) -> List[Any]:
         if self._arrived is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        loop = asyncio.get_running_loop()
-        job = _Job(list(texts), loop.create_future(), loop.time())
-        self._pending.append(job)
-        self._pending_texts += len(job.texts)
-        self._arrived.set()
-        return await job.future
+        with self._admitted(len(texts)):
+            loop = asyncio.get_running_loop()
+            job = _Job(list(texts), loop.create_future(), loop.time())
+            self._pending.append(job)
+            self._pending_texts += len(job.texts)
+            self._arrived.set()
+            return await job.future
 
-    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)`` in the model's worker thread, between batches."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def call(self, function: Callable[..., Any], *args: Any, cost: int = 0) -> Any:
+        """``function(*args)`` in the model's worker thread, between batches; ``cost`` texts count as queued
+        until it returns."""
+        with self._admitted(cost):
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    @contextlib.contextmanager
+    def _admitted(self, count: int) -> Iterator[None]:
+        """``count`` more texts queued while the block runs; Overloaded when they would pass ``max_queued``."""
+        if count and self.max_queued is not None and self.queued + count > self.max_queued:
+            raise Overloaded(f"{self.queued} texts are already waiting for the model (this server queues at most "
+                             f"{self.max_queued})")
+        self.queued += count
+        try:
+            yield
+        finally:
+            self.queued -= count
 
     async def _dispatch(self) -> None:
         assert self._arrived is not None
@@ -116,13 +141,14 @@ class MicroBatcher:
                 return
 
     def _take(self) -> List[_Job]:
-        """The oldest pending requests that fit in one batch (at least one); those whose client left are dropped."""
+        """The oldest pending requests that fit in one batch (at least one); cancelled ones (their ``submit``
+        was cancelled, e.g. by ``asyncio.wait_for``) are dropped."""
         jobs: List[_Job] = []
         count = 0
         while self._pending and (not jobs or count + len(self._pending[0].texts) <= self.max_batch):
             job = self._pending.popleft()
             self._pending_texts -= len(job.texts)
-            if not job.future.done():  # cancelled: the client disconnected
+            if not job.future.done():
                 jobs.append(job)
                 count += len(job.texts)
         return jobs

@@ -37,7 +37,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.exceptions import ExplanationRefused, PipelineError
-from src.inference.batching import BatchFailed, MicroBatcher, model_executor
+from src.inference.batching import BatchFailed, MicroBatcher, Overloaded, model_executor
 from src.inference.predictor import RUNTIMES, Predictor, load_predictor
 from src.models.model_dir import CARD_FILE, CONFIG_FILE, METRICS_FILE
 from src.utils.cli import OneLineParser, fail
@@ -66,6 +66,7 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.j
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
 MODEL_FAILED = "the model failed on this request; the server's log says why"
+RETRY_AFTER_S = 1  # what a 503 (too many texts queued) asks clients to wait
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
 PREDICT_SCHEMA = {
@@ -86,6 +87,15 @@ class Limits:
     max_body_bytes: int = 2 * 1024 * 1024
     # an explanation runs the model dozens of times (integrated gradients), and holds it meanwhile
     max_explain_texts: int = 8
+    # texts of all requests not yet answered; beyond it a request gets 503 at once (about 8 s of the
+    # blended model's work served on 2 cores: docs/serving.md)
+    max_queued_texts: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.max_queued_texts < max(self.max_texts, self.max_explain_texts):
+            raise ValueError(f"--max-queued-texts ({self.max_queued_texts}) must be at least --max-texts and "
+                             f"--max-explain-texts ({self.max_texts}, {self.max_explain_texts}): a full request "
+                             "would never be taken")
 
 
 class RequestError(Exception):
@@ -320,14 +330,14 @@ def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[
     ``api_key``: ``/predict`` requires ``Authorization: Bearer <api_key>``. Requests are batched
     for up to ``batch_wait_ms`` milliseconds, at most ``max_batch`` texts per model call, run in
     ``model_thread`` (``batching.model_executor()``; pass the one the predictor was loaded in).
-    ``allowed_hosts``: the only Host header names answered (``LOOPBACK_NAMES`` for a service on a loopback
-    address); None answers any.
+    More than ``limits.max_queued_texts`` texts waiting get 503. ``allowed_hosts``: the only Host header
+    names answered (``LOOPBACK_NAMES`` for a service on a loopback address); None answers any.
     """
     model_dirs = [model_dir] if isinstance(model_dir, (str, Path)) else list(model_dir)
     metadata = {**service_metadata(predictor, model_dirs), "auth_required": api_key is not None,
                 "limits": asdict(limits)}
     batcher = MicroBatcher(functools.partial(predictor.predict_batch, batch_size=batch_size), batch_wait_ms / 1000,
-                           max_batch, model_thread)
+                           max_batch, model_thread, max_queued=limits.max_queued_texts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -341,6 +351,13 @@ def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestError, _request_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_routes(app, predictor, batcher, metadata, limits, api_key)
+    return app
+
+
+def _add_routes(app: FastAPI, predictor: Predictor, batcher: MicroBatcher, metadata: Dict[str, Any], limits: Limits,
+                api_key: Optional[str]) -> None:
+    """The page, ``/health``, ``/metadata`` and ``/predict``."""
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
@@ -349,7 +366,8 @@ def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[
     @app.get("/health", summary="Whether the service is up, whether /predict needs a key, and its batch counts")
     async def health() -> Dict[str, Any]:
         return {"status": "ok", "auth_required": metadata["auth_required"], "class_names": metadata["class_names"],
-                "runtime": metadata["runtime"], "batches": batcher.batches, "texts_classified": batcher.texts}
+                "runtime": metadata["runtime"], "batches": batcher.batches, "texts_classified": batcher.texts,
+                "texts_queued": batcher.queued}
 
     @app.get("/metadata", summary="The model: settings, class names, vocabulary size, test metrics, model card")
     async def get_metadata() -> Dict[str, Any]:
@@ -363,13 +381,15 @@ def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[
         texts, explain = parse_predict_request(await read_body(request, limits.max_body_bytes), limits)
         return await _predictions(predictor, batcher, texts, explain)
 
-    return app
-
 
 async def _predictions(predictor: Predictor, batcher: MicroBatcher, texts: List[str], explain: bool) -> JSONResponse:
     """``/predict``'s answer: the batcher's predictions, or the explanations (run between batches)."""
     try:
-        predictions = await (batcher.call(predictor.explain_batch, texts) if explain else batcher.submit(texts))
+        predictions = await (batcher.call(predictor.explain_batch, texts, cost=len(texts)) if explain
+                             else batcher.submit(texts))
+    except Overloaded as err:
+        return _error(503, f"the server is busy: {err}; retry in a moment, or start it with a larger "
+                           "--max-queued-texts", {"Retry-After": str(RETRY_AFTER_S)})
     except ExplanationRefused as err:  # an ensemble's; the batcher wraps predict's errors
         return _error(400, str(err))
     except BatchFailed:  # logged by the batcher
@@ -459,6 +479,9 @@ def build_parser(prog: str) -> OneLineParser:
                         help=f"bytes per request body (default: {Limits.max_body_bytes})")
     parser.add_argument("--max-explain-texts", type=int, default=Limits.max_explain_texts,
                         help=f"texts per request with explain (default: {Limits.max_explain_texts})")
+    parser.add_argument("--max-queued-texts", type=int, default=Limits.max_queued_texts,
+                        help="texts of all requests waiting for the model; more get 503 with Retry-After (default: "
+                             f"{Limits.max_queued_texts})")
     parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
                         help="how long a batch waits for more requests after its first one; requests that arrive "
                              f"while the model is busy join the next batch anyway (default: {DEFAULT_BATCH_WAIT_MS:g})")
@@ -474,8 +497,8 @@ def build_parser(prog: str) -> OneLineParser:
 
 
 def _check_arguments(parser: OneLineParser, args: Any) -> None:
-    for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_explain_texts", "max_batch", "batch_size",
-                 "threads"):
+    for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_explain_texts", "max_queued_texts",
+                 "max_batch", "batch_size", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -511,6 +534,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     _check_arguments(parser, args)
     try:
         api_key = resolve_api_key(args.api_key, dict(os.environ))
+        limits = Limits(args.max_texts, args.max_text_chars, args.max_body_bytes, args.max_explain_texts,
+                        args.max_queued_texts)
     except ValueError as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -528,7 +553,6 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         warning = exposure_warning(args.host, api_key)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        limits = Limits(args.max_texts, args.max_text_chars, args.max_body_bytes, args.max_explain_texts)
         app = create_app(predictor, args.model_dir, limits=limits, api_key=api_key,
                          batch_wait_ms=args.batch_wait_ms, max_batch=args.max_batch, batch_size=args.batch_size,
                          model_thread=model_thread, allowed_hosts=_allowed_hosts(args.host))
