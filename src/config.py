@@ -22,6 +22,7 @@ POOLING_MODES = ("max_mean", "max", "mean", "last")
 TOKENIZER_NAMES = ("social", "words")
 CLASS_WEIGHTINGS = ("none", "balanced")
 SEQUENCE_PATHS = ("padded", "packed")
+STACKINGS = ("joint", "per_direction")
 PRECISIONS = ("auto", "float32", "bfloat16")
 # temperatures that training may fit and a model directory may hold; outside them a file is damaged or hostile
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -43,7 +44,7 @@ TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off"
 ALLOW, REFUSE, ADOPT = "allow", "refuse", "adopt"
 # The value of a setting in checkpoints written before the setting existed.
 LEGACY_VALUES = {"tokenizer": "words", "class_weights": "none", "text_column": "text", "label_column": "label",
-                 "positive_label": None, "unlabeled": None}
+                 "positive_label": None, "unlabeled": None, "stacking": "joint"}
 
 
 def setting(default: Any, help: str, group: str, *, minimum: Optional[float] = None,
@@ -102,6 +103,10 @@ class TrainConfig:
     bidirectional: bool = setting(True, "read each review in both directions (true or false)", "model",
                                   takes_value=True)
     pooling: str = setting("max_mean", "how the LSTM states become one vector", "model", choices=POOLING_MODES)
+    stacking: str = setting("joint", "joint: each layer above the first reads both directions; per_direction: each "
+                            "direction is its own stack of --n-layers, joined only before pooling (as in ELMo), so "
+                            "language-model pretraining trains every layer, not only the first", "model",
+                            choices=STACKINGS)
     sequence_path: str = setting("padded", "padded per-direction LSTMs, or one packed (cuDNN) LSTM call: the same "
                                  "function; padded was faster on CPU and GPU", "model", choices=SEQUENCE_PATHS,
                                  resume=ALLOW)
@@ -111,9 +116,9 @@ class TrainConfig:
                              "that is given", "model")
     glove_cache_dir: str = setting("data/glove", "where GloVe files are kept", "model", resume=ALLOW)
     freeze_embeddings: bool = setting(False, "do not train the embedding", "model")
-    pretrain_lm_epochs: float = setting(1.0, "first pretrain the embedding and first LSTM layer as language models "
-                                        "on train/unsup plus the training reviews, for this many passes; 0 turns "
-                                        "it off", "model", minimum=0)
+    pretrain_lm_epochs: float = setting(1.0, "first pretrain the embedding and the first LSTM layer (every layer "
+                                        "with --stacking per_direction) as language models on train/unsup plus the "
+                                        "training reviews, for this many passes; 0 turns it off", "model", minimum=0)
     ngram_blend: bool = setting(False, "after training, fit a logistic regression on word 1-3-grams and blend its "
                                 "prediction with the LSTM's, weighted on the validation split", "model")
     # training

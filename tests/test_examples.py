@@ -42,3 +42,14 @@ def test_train_with_glove(run, tmp_path, imdb_tree, real_data):
     out = run("train_with_glove.py", "--data-dir", str(imdb_tree), "--glove-cache-dir", str(cache),
               "--max-train-samples", "300", "--epochs", "1", "--checkpoint-dir", str(tmp_path / "run"))
     assert "GloVe covers" in out and "test accuracy" in out
+
+
+@pytest.mark.parametrize("sweep", sorted((REPO_ROOT / "bench" / "sweeps").glob("*.json")), ids=lambda p: p.stem)
+def test_every_sweep_variant_is_a_valid_training_config(sweep):
+    """A typo in a sweep file would otherwise surface only on the GPU machine, minutes into its time."""
+    import json
+
+    from src.config import TrainConfig
+
+    variants = json.loads(sweep.read_text())
+    assert variants and all(TrainConfig(**settings) for settings in variants.values())

@@ -77,7 +77,8 @@ def test_predict_gives_one_line_for_a_hostile_directory(good_directory, tmp_path
 
 
 @pytest.mark.parametrize("settings", [
-    {}, {"bidirectional": False}, {"n_layers": 3, "pooling": "last"}, {"pooling": "mean", "output_dim": 3}])
+    {}, {"bidirectional": False}, {"n_layers": 3, "pooling": "last"}, {"pooling": "mean", "output_dim": 3},
+    {"n_layers": 3, "stacking": "per_direction"}])
 def test_weight_shapes_are_those_of_the_built_model(settings):
     config = LSTMConfig(vocab_size=11, embedding_dim=6, hidden_dim=5, **settings)
     built = {name: tuple(value.shape) for name, value in LSTMClassifier.from_config(config).state_dict().items()}

@@ -1,4 +1,5 @@
-"""Language-model pretraining: it learns what is predictable, cannot see its targets, and touches only layer 1."""
+"""Language-model pretraining: it learns what is predictable, cannot see its targets, and touches only the layers
+that read one direction."""
 
 import io
 import json
@@ -40,15 +41,28 @@ def random_reviews(count: int = 60, length: int = 30) -> list:
 SETTINGS = dict(epochs=30, window=10, batch_size=16, negatives=8, learning_rate=1e-2, dropout=0.0)
 
 
-def test_predictable_text_is_learned_in_both_directions():
-    stats = pretrain_language_model(tiny_model(), cyclic_reviews(), PretrainConfig(**SETTINGS))
+@pytest.mark.parametrize("stacking", ["joint", "per_direction"])
+def test_predictable_text_is_learned_in_both_directions(stacking):
+    stats = pretrain_language_model(tiny_model(stacking=stacking), cyclic_reviews(), PretrainConfig(**SETTINGS))
     assert stats["steps"] > 100 and stats["last_loss"] < 0.2 * stats["first_loss"]
 
 
-def test_no_direction_sees_the_word_it_predicts():
-    """On random words a leak (the target among the inputs) would be learned at once."""
-    stats = pretrain_language_model(tiny_model(), random_reviews(), PretrainConfig(**SETTINGS))
+@pytest.mark.parametrize("stacking", ["joint", "per_direction"])
+def test_no_direction_sees_the_word_it_predicts(stacking):
+    """On random words a leak (the target among the inputs, in any layer) would be learned at once."""
+    stats = pretrain_language_model(tiny_model(stacking=stacking, n_layers=3), random_reviews(),
+                                    PretrainConfig(**SETTINGS))
     assert stats["last_loss"] > 0.8 * stats["first_loss"]
+
+
+def test_per_direction_stacks_pretrain_every_layer_of_both_directions():
+    model = tiny_model(stacking="per_direction", n_layers=3)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    pretrain_language_model(model, cyclic_reviews(), PretrainConfig(**{**SETTINGS, "epochs": 1}))
+    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    assert {name.rsplit(".", 1)[0] for name in changed if name.startswith("layers.")} == {
+        f"layers.{layer}.{direction}" for layer in range(3) for direction in range(2)}
+    assert not any(name.startswith("fc.") for name in changed)
 
 
 def test_only_the_embedding_and_first_layer_change():
@@ -108,8 +122,9 @@ def test_unidirectional_model_pretrains_its_forward_language_model():
     stats = pretrain_language_model(model, cyclic_reviews(), PretrainConfig(**SETTINGS))
     assert stats["last_loss"] < 0.2 * stats["first_loss"]
     changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
-    assert any(name.startswith("layers.0.0.") for name in changed)
-    assert all(name.startswith(("embedding.", "layers.0.")) for name in changed)
+    # both layers read the one direction, so both are part of the language model
+    assert {name.rsplit(".", 1)[0] for name in changed if name.startswith("layers.")} == {"layers.0.0", "layers.1.0"}
+    assert all(name.startswith(("embedding.", "layers.")) for name in changed)
 
 
 def test_tiny_corpus_is_refused():
@@ -155,6 +170,26 @@ def test_training_run_pretrains_on_unlabeled_and_training_reviews(tmp_path):
     assert (stats["unlabeled_reviews"], stats["training_reviews"]) == (200, 64)  # 80 reviews less validation
     saved = json.loads((tmp_path / "passes2.0" / "run" / "metrics.json").read_text())
     assert saved["lm_pretraining"]["words"] == stats["words"]
+
+
+def test_a_run_with_per_direction_stacks_saves_a_model_that_loads_exports_and_refuses_a_joint_resume(tmp_path):
+    from src.inference import SentimentPredictor
+    from src.inference.onnx_model import export_onnx
+
+    tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
+                                               "test": synthetic_reviews(10, seed=1)})
+    settings = dict(data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"),
+                    batch_size=16, embedding_dim=8, hidden_dim=8, n_layers=2, max_vocab_size=100,
+                    pretrain_lm_epochs=1.0, quiet=True, tensorboard=False)
+    run_training(TrainConfig(epochs=1, stacking="per_direction", **settings))
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["stacking"] == "per_direction"
+    export_onnx(tmp_path / "model")
+    texts = ["review 3 with the film and the plot", "a great film", "bad"]
+    runtimes = [SentimentPredictor.from_pretrained(tmp_path / "model", runtime=r) for r in ("torch", "onnxruntime")]
+    assert runtimes[0].model.config.stacking == "per_direction" and runtimes[1].runtime == "onnxruntime"
+    assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[1].lstm_log_odds(texts)).max() < 1e-4
+    with pytest.raises(Exception, match="stacking"):  # another model than the checkpoint's
+        run_training(TrainConfig(epochs=2, resume="auto", stacking="joint", **settings))
 
 
 def test_quick_run_pretrains_on_as_many_unlabeled_reviews_as_training_reviews(tmp_path):

@@ -23,10 +23,10 @@ def test_reverse_within_length_leaves_padding_in_place():
 
 
 @pytest.mark.parametrize("pooling", ["max_mean", "max", "mean", "last"])
-@pytest.mark.parametrize("bidirectional", [True, False])
-def test_padding_does_not_change_a_prediction(pooling, bidirectional):
+@pytest.mark.parametrize("bidirectional, stacking", [(True, "joint"), (False, "joint"), (True, "per_direction")])
+def test_padding_does_not_change_a_prediction(pooling, bidirectional, stacking):
     torch.manual_seed(0)
-    model = tiny(pooling=pooling, bidirectional=bidirectional).eval()
+    model = tiny(pooling=pooling, bidirectional=bidirectional, stacking=stacking).eval()
     review = torch.randint(1, 50, (1, 5))
     alone = model(review, torch.tensor([5]))
     batch = torch.zeros(3, 12, dtype=torch.long)
@@ -49,6 +49,22 @@ def test_config_round_trip():
     ids = torch.randint(1, 50, (2, 4))
     model.eval(), clone.eval()
     assert torch.equal(model(ids), clone(ids))
+
+
+def test_per_direction_stacks_keep_the_directions_apart_until_pooling():
+    """Each direction's output depends only on its own reading: the forward states at step t see words up to t,
+    the backward ones words from t on, in every layer (joint stacks mix them from the second layer)."""
+    torch.manual_seed(0)
+    model = tiny(stacking="per_direction", n_layers=3, hidden_dim=4).eval()
+    ids = torch.randint(1, 50, (1, 8))
+    embedded = model.embedding(ids).detach().requires_grad_(True)
+    states = model._encode(embedded, torch.tensor([8]))  # [1, 8, 2H]
+    forward_at_3 = torch.autograd.grad(states[0, 3, :4].sum(), embedded, retain_graph=True)[0]
+    backward_at_3 = torch.autograd.grad(states[0, 3, 4:].sum(), embedded)[0]
+    assert forward_at_3[0, 4:].abs().sum() == 0 and forward_at_3[0, :4].abs().sum() > 0
+    assert backward_at_3[0, :3].abs().sum() == 0 and backward_at_3[0, 3:].abs().sum() > 0
+    assert model.config.language_model_layers == 3 and tiny().config.language_model_layers == 1
+    assert model.layers[1][0].input_size == 4 and tiny(hidden_dim=4).layers[1][0].input_size == 8
 
 
 def test_unknown_config_key():
@@ -77,10 +93,11 @@ def test_every_parameter_gets_gradient_except_the_pad_row():
 
 
 @pytest.mark.parametrize("pooling", ["max_mean", "last"])
-@pytest.mark.parametrize("bidirectional, n_layers", [(True, 1), (True, 3), (False, 2)])
-def test_packed_path_computes_the_padded_paths_function_and_gradients(pooling, bidirectional, n_layers):
+@pytest.mark.parametrize("bidirectional, n_layers, stacking", [(True, 1, "joint"), (True, 3, "joint"),
+                                                                (False, 2, "joint"), (True, 3, "per_direction")])
+def test_packed_path_computes_the_padded_paths_function_and_gradients(pooling, bidirectional, n_layers, stacking):
     torch.manual_seed(0)
-    model = tiny(pooling=pooling, bidirectional=bidirectional, n_layers=n_layers).eval()
+    model = tiny(pooling=pooling, bidirectional=bidirectional, n_layers=n_layers, stacking=stacking).eval()
     lengths = torch.tensor([9, 3, 7, 1, 5])
     ids = torch.randint(1, 50, (5, 9)).masked_fill(torch.arange(9) >= lengths[:, None], 0)
     results = {}

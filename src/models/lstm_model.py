@@ -6,6 +6,11 @@ Design for speed and correctness on padded batches:
   padded batch. The backward direction reads every review reversed *within its
   own length*, so it starts at the review's last word, never at padding, and a
   review's prediction does not depend on how long the other reviews in its batch are.
+* ``stacking="joint"`` (the default) feeds each layer above the first both
+  directions' states, as a bidirectional ``nn.LSTM`` does; ``"per_direction"``
+  keeps each direction its own stack, joined only before pooling (as in ELMo), so
+  every layer of the forward stack is a forward language model and can be
+  pretrained as one (``src.training.lm_pretraining``).
 * ``model.sequence_path = "packed"`` runs the same weights as one packed,
   bidirectional, multi-layer ``nn.LSTM`` call (cuDNN on a GPU) instead. It computes
   the same function but was slower everywhere we measured: 5-6x on a 2-core CPU
@@ -28,7 +33,7 @@ from src.config import check_setting, default_of
 from src.data.labels import IMDB_CLASS_NAMES, check_class_names
 
 MODEL_SETTINGS = ("embedding_dim", "hidden_dim", "n_layers", "dropout", "embedding_dropout", "bidirectional",
-                  "pooling")  # the TrainConfig settings that shape the model
+                  "pooling", "stacking")  # the TrainConfig settings that shape the model
 
 
 @dataclass
@@ -46,6 +51,7 @@ class LSTMConfig:
     pooling: str = default_of("pooling")
     embedding_dropout: float = default_of("embedding_dropout")
     class_names: Optional[Tuple[str, ...]] = None  # what each output means (None: IMDB's negative, positive)
+    stacking: str = default_of("stacking")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "output_dim"):
@@ -73,12 +79,33 @@ class LSTMConfig:
         directions = 2 if self.bidirectional else 1
         return self.hidden_dim * directions * (2 if self.pooling == "max_mean" else 1)
 
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def layer_input_size(self, layer: int) -> int:
+        """What each direction's LSTM of ``layer`` (0 is the first) reads per step."""
+        if layer == 0:
+            return self.embedding_dim
+        return self.hidden_dim * (self.directions if self.stacking == "joint" else 1)
+
+    @property
+    def separate_stacks(self) -> bool:
+        """Whether each direction's layers read only their own direction (per direction, or one direction)."""
+        return self.stacking == "per_direction" or not self.bidirectional
+
+    @property
+    def language_model_layers(self) -> int:
+        """How many layers, from the first, read one direction only and so can be pretrained as language
+        models: all of them with separate stacks, only the first when joint and bidirectional."""
+        return self.n_layers if self.separate_stacks else 1
+
     def weight_shapes(self) -> Dict[str, Tuple[int, ...]]:
         """The shape of every tensor of ``LSTMClassifier.from_config(self).state_dict()``, without building it."""
-        directions, gates = (2 if self.bidirectional else 1), 4 * self.hidden_dim
+        directions, gates = self.directions, 4 * self.hidden_dim
         shapes: Dict[str, Tuple[int, ...]] = {"embedding.weight": (self.vocab_size, self.embedding_dim)}
         for layer in range(self.n_layers):
-            inputs = self.embedding_dim if layer == 0 else self.hidden_dim * directions
+            inputs = self.layer_input_size(layer)
             for direction in range(directions):
                 prefix = f"layers.{layer}.{direction}."
                 shapes.update({prefix + "weight_ih_l0": (gates, inputs), prefix + "weight_hh_l0": (gates, self.hidden_dim),
@@ -132,25 +159,25 @@ class LSTMClassifier(nn.Module):
                  hidden_dim: int = LSTMConfig.hidden_dim, output_dim: int = 1, n_layers: int = LSTMConfig.n_layers,
                  dropout: float = LSTMConfig.dropout, bidirectional: bool = LSTMConfig.bidirectional, pad_idx: int = 0,
                  pooling: str = LSTMConfig.pooling, embedding_dropout: float = LSTMConfig.embedding_dropout,
-                 class_names: Optional[Tuple[str, ...]] = None):
+                 class_names: Optional[Tuple[str, ...]] = None, stacking: str = LSTMConfig.stacking):
         super().__init__()
         cfg = LSTMConfig(vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, dropout,
-                         bidirectional, pad_idx, pooling, embedding_dropout, class_names)
+                         bidirectional, pad_idx, pooling, embedding_dropout, class_names, stacking)
         self._config = cfg  # checked values: build from these, not from the arguments
-        directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_idx)
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
         self.layers = nn.ModuleList()
         for layer in range(cfg.n_layers):
-            input_size = cfg.embedding_dim if layer == 0 else cfg.hidden_dim * directions
-            self.layers.append(nn.ModuleList(
-                nn.LSTM(input_size, cfg.hidden_dim, batch_first=True) for _ in range(directions)))
+            self.layers.append(nn.ModuleList(nn.LSTM(cfg.layer_input_size(layer), cfg.hidden_dim, batch_first=True)
+                                             for _ in range(cfg.directions)))
         self.dropout = nn.Dropout(cfg.dropout)
         self.sequence_path = "padded"
-        # Parameter-free template for the packed path: it is not a submodule, so it
-        # adds nothing to state_dict(); functional_call gives it ``self.layers``' weights.
+        # Parameter-free template for the packed path: it is not a submodule, so it adds nothing to
+        # state_dict(); functional_call gives it ``self.layers``' weights. Per direction: one stack of one
+        # direction, run on each direction's input in turn.
+        joint = cfg.stacking == "joint"
         self.__dict__["_fused_lstm"] = nn.LSTM(cfg.embedding_dim, cfg.hidden_dim, num_layers=cfg.n_layers,
-                                               bidirectional=cfg.bidirectional, batch_first=True,
+                                               bidirectional=cfg.bidirectional and joint, batch_first=True,
                                                dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
         self.fc = nn.Linear(cfg.pooled_dim, cfg.output_dim)
 
@@ -185,40 +212,66 @@ class LSTMClassifier(nn.Module):
     def sequence_path(self, value: str) -> None:
         self._sequence_path = check_setting("sequence_path", value, "sequence_path")
 
-    def _fused_weights(self) -> Dict[str, torch.Tensor]:
-        """``self.layers``' parameters under the names of one multi-layer bidirectional ``nn.LSTM``."""
+    def _fused_weights(self, only_direction: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """``self.layers``' parameters under the names of one multi-layer (bidirectional) ``nn.LSTM``; with
+        ``only_direction``, those of that direction's stack, as a unidirectional one."""
         weights = {}
         for index, directions in enumerate(self.layers):
             for direction, lstm in enumerate(directions):
-                suffix = "_reverse" if direction else ""
+                if only_direction is not None and direction != only_direction:
+                    continue
+                suffix = "_reverse" if direction and only_direction is None else ""
                 for name, value in lstm.named_parameters():  # weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0
                     weights[f"{name[:-1]}{index}{suffix}"] = value
         return weights
 
-    def _encode_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The stack as one packed cuDNN call: [B, T, E] -> [B, T, H * directions], zeros at padding."""
+    def _run_packed(self, embedded: torch.Tensor, lengths: torch.Tensor, weights: Dict[str, torch.Tensor]
+                    ) -> torch.Tensor:
+        """The fused template with ``weights`` as one packed cuDNN call: [B, T, E] -> [B, T, H'], zeros at padding."""
         packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         fused = self.__dict__["_fused_lstm"]
         fused.train(self.training)
         with warnings.catch_warnings():  # cuDNN compacts the per-direction weights into one buffer per call
             warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-            output, _ = torch.func.functional_call(fused, self._fused_weights(), (packed,))
+            output, _ = torch.func.functional_call(fused, weights, (packed,))
         states, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=embedded.size(1))
         return states
+
+    def _encode_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The stack as packed cuDNN calls (one, or one per direction's stack): [B, T, E] -> [B, T, H * directions]."""
+        if self._config.stacking == "joint" or not self._config.bidirectional:  # one nn.LSTM computes it all
+            return self._run_packed(embedded, lengths, self._fused_weights())
+        forward = self._run_packed(embedded, lengths, self._fused_weights(0))
+        backward = self._run_packed(reverse_within_length(embedded, lengths), lengths, self._fused_weights(1))
+        return torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1)
+
+    def direction_stack(self, embedded: torch.Tensor, direction: int, layers: Optional[int] = None) -> torch.Tensor:
+        """The first ``layers`` (default: all) of one direction's stack on a batch already in that direction's
+        reading order (reversed for the backward one): [B, T, E] -> [B, T, H]. Only for the layers that read
+        one direction (``config.language_model_layers``): the language-model pretraining runs them too."""
+        x = embedded
+        for index in range(self._config.n_layers if layers is None else layers):
+            if index > 0:
+                x = self.dropout(x)
+            x = self.layers[index][direction](x)[0]
+        return x
 
     def _encode(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Run the LSTM stack: [B, T, E] -> [B, T, H * directions]."""
         if self._sequence_path == "packed":
             return self._encode_packed(embedded, lengths)
+        if self._config.separate_stacks:
+            forward = self.direction_stack(embedded, 0)
+            if not self._config.bidirectional:
+                return forward
+            backward = self.direction_stack(reverse_within_length(embedded, lengths), 1)
+            return torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1)
         x = embedded
-        for index, directions in enumerate(self.layers):
+        for index, (forward_lstm, backward_lstm) in enumerate(self.layers):  # joint: each layer reads both
             if index > 0:
                 x = self.dropout(x)
-            outputs = [directions[0](x)[0]]
-            if len(directions) == 2:
-                backward, _ = directions[1](reverse_within_length(x, lengths))
-                outputs.append(reverse_within_length(backward, lengths))
-            x = torch.cat(outputs, dim=-1) if len(outputs) == 2 else outputs[0]
+            backward, _ = backward_lstm(reverse_within_length(x, lengths))
+            x = torch.cat([forward_lstm(x)[0], reverse_within_length(backward, lengths)], dim=-1)
         return x
 
     def _pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

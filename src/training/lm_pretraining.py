@@ -1,11 +1,13 @@
-"""Language-model pretraining of the embedding and first LSTM layer on unlabeled reviews.
+"""Language-model pretraining of the embedding and LSTM layers on unlabeled reviews.
 
 Semi-supervised, in the spirit of SA-LSTM and ELMo: before the classifier sees a
-label, the forward LSTM of layer 1 learns to predict the next word and (in a
-bidirectional model) the backward LSTM the previous word, on the 50,000 unlabeled
-IMDB reviews plus the training reviews. Layers above the first read both
-directions at once, so they would see the word they must predict; they are left
-to fine-tuning.
+label, the forward LSTM learns to predict the next word and (in a bidirectional
+model) the backward LSTM the previous word, on the 50,000 unlabeled IMDB reviews
+plus the training reviews. Every layer that reads one direction only is trained
+so (``LSTMConfig.language_model_layers``): the first layer of a joint
+bidirectional model, whose upper layers read both directions at once and would
+see the word they must predict (they are left to fine-tuning), and every layer of
+a model with ``stacking="per_direction"`` or of one direction.
 
 The softmax over the vocabulary is sampled (``negatives`` words per step drawn
 from the unigram distribution to the power 0.75, with the usual log-probability
@@ -99,7 +101,8 @@ def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarra
                             device: torch.device = torch.device("cpu"), state: Optional[Dict[str, Any]] = None,
                             save: Optional[Callable[[Dict[str, Any]], None]] = None,
                             should_stop: Optional[Callable[[], bool]] = None) -> Dict[str, object]:
-    """Train ``model.embedding`` and ``model.layers[0]`` as forward (and backward) language models.
+    """Train ``model.embedding`` and the layers that read one direction (``config.language_model_layers``)
+    as forward (and backward) language models.
 
     ``token_ids``: one int array per review. The rest of the model is untouched.
     ``save(state)`` is called every ``config.checkpoint_every`` steps, at the end, and
@@ -134,7 +137,8 @@ class _PretrainingRun:
         self.log_expected = torch.log(config.negatives * self.distribution.clamp_min(1e-12)).to(device)  # [V]
         self.heads = _LanguageModelHeads(len(model.layers[0]), model.config.hidden_dim, model.config.embedding_dim,
                                          config.dropout).to(device)
-        self.parameters = [p for module in (model.embedding, model.layers[0], self.heads)
+        layers = model.layers[:model.config.language_model_layers]
+        self.parameters = [p for module in (model.embedding, layers, self.heads)
                            for p in module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.parameters, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)  # the order of the reviews in each pass
@@ -219,10 +223,10 @@ def _step_loss(model: LSTMClassifier, heads: _LanguageModelHeads, batch: torch.T
     """Forward LSTM reads words 0..W-1 and predicts 1..W; backward (if any) reads W..1 and predicts W-1..0."""
     sampled = torch.multinomial(distribution, negatives, replacement=True, generator=generator)
     sampled = sampled.to(batch.device)
-    pad_idx = model.config.pad_idx
+    pad_idx, layers = model.config.pad_idx, model.config.language_model_layers
     total = batch.new_zeros((), dtype=torch.float32)
-    for direction, (lstm, sequence) in enumerate(zip(model.layers[0], (batch, batch.flip(1)))):
-        states, _ = lstm(heads.dropout(model.embedding(sequence[:, :-1])))  # [B, W, H]
+    for direction, sequence in zip(range(model.config.directions), (batch, batch.flip(1))):
+        states = model.direction_stack(heads.dropout(model.embedding(sequence[:, :-1])), direction, layers)  # [B, W, H]
         total = total + heads.loss(direction, states, sequence[:, 1:], model.embedding, sampled, log_expected,
                                    pad_idx)
     return total

@@ -56,7 +56,8 @@ def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifie
     blend = metrics.get("ngram_blend")
     return [
         f"{config.n_layers} layer(s) of {'bidirectional ' if config.bidirectional else ''}LSTM with "
-        f"{config.hidden_dim} units, {config.pooling} pooling, dropout {config.dropout}; "
+        f"{config.hidden_dim} units{', one stack per direction' if config.stacking == 'per_direction' else ''}, "
+        f"{config.pooling} pooling, dropout {config.dropout}; "
         f"{sum(p.numel() for p in model.parameters()):,} parameters",
         f"word embeddings of {config.embedding_dim} dimensions: {embedding}",
         f"language-model pretraining: {pretraining}",
