@@ -27,7 +27,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # temperatures that training may fit and a model directory may hold; outside them a file is damaged or hostile
 TEMPERATURE_RANGE = (0.05, 20.0)
 MAX_TOKENS_PER_REVIEW = 100_000  # a bound on --max-length, so a model file cannot make one review cost gigabytes
-SCHEDULER_TYPES = ("plateau", "step", "cosine", "none")
+SCHEDULER_TYPES = ("plateau", "step", "cosine", "slanted_triangular", "none")
 OPTIMIZER_TYPES = ("adam", "adamw")
 MONITORS = ("val_loss", "val_accuracy")
 GLOVE_VARIANTS: Dict[str, Dict[str, object]] = {
@@ -129,7 +129,12 @@ class TrainConfig:
     weight_decay: float = setting(1e-5, "L2 penalty of the optimizer", "training", minimum=0)
     optimizer: str = setting("adam", "optimizer", "training", choices=OPTIMIZER_TYPES)
     scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after 3 epochs in a row "
-                             "without a new best", "training", choices=SCHEDULER_TYPES)
+                             "without a new best; slanted_triangular (ULMFiT) sets it every step, up from 1/32 of "
+                             "it over the first tenth of --epochs' steps, then down again", "training",
+                             choices=SCHEDULER_TYPES)
+    layer_lr_decay: float = setting(1.0, "discriminative fine-tuning (ULMFiT): the classifier learns at "
+                                    "--learning-rate, each LSTM layer below it at the rate above divided by this, "
+                                    "the embedding slowest; ULMFiT used 2.6; 1 turns it off", "training", minimum=1)
     gradient_clip: float = setting(1.0, "largest gradient norm; 0 turns clipping off", "training", minimum=0)
     accumulation_steps: int = setting(1, "batches per optimizer step", "training", minimum=1)
     early_stopping_patience: Optional[int] = setting(5, "stop after this many epochs without improvement",

@@ -59,7 +59,7 @@ def test_config_file_with_command_line_override(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "-1"], "--epochs must be at least 1"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
-    (["--scheduler", "linear"], "--scheduler must be one of plateau, step, cosine, none, got 'linear'"),
+    (["--scheduler", "linear"], "--scheduler must be one of plateau, step, cosine, slanted_triangular, none, got 'linear'"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--learning-rate", "0"], "--learning-rate must be positive"),
     (["--validation-split", "1"], "--validation-split must be between 0 and 1"),

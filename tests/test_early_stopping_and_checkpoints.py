@@ -12,7 +12,7 @@ from src.training import create_trainer
 from src.training.monitor import BestTracker, is_improvement
 from src.training.schedulers import create_scheduler, step_scheduler
 from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION
-from tests.helpers import synthetic_loaders, tiny_model
+from tests.helpers import make_trainer, synthetic_loaders, tiny_model
 
 
 def stop_epoch(values, **kwargs):
@@ -75,6 +75,46 @@ def test_plateau_scheduler_follows_the_tracker():
     restored = create_scheduler(optimizer, "plateau")
     restored.load_state_dict(scheduler.state_dict())
     assert (restored.patience, restored.bad_epochs) == (1, 0)
+
+
+def test_slanted_triangular_rises_over_a_tenth_of_the_steps_then_falls_to_a_32nd():
+    optimizer = torch.optim.Adam([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 3.2},
+                                  {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.32}])
+    scheduler = create_scheduler(optimizer, "slanted_triangular", epochs=10, steps_per_epoch=10)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(110):
+        scheduler.step_batch()
+        step_scheduler(scheduler, improved=False, val_metrics={"loss": 1.0, "accuracy": 0.5})  # per step only
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(0.1) and rates[10] == pytest.approx(3.2) and max(rates) == rates[10]
+    assert rates[5] == pytest.approx(0.1 + 0.5 * 3.1) and rates[55] == pytest.approx(0.1 + 0.5 * 3.1)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:11])) and all(a > b for a, b in zip(rates[10:100], rates[11:101]))
+    assert rates[100:] == pytest.approx([0.1] * 11)
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(0.01)  # each group from its own peak
+    fresh = torch.optim.Adam([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 3.2},
+                              {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.32}])
+    restored = create_scheduler(fresh, "slanted_triangular", epochs=1, steps_per_epoch=3)
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.total_steps == 100 and fresh.param_groups[0]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        create_scheduler(optimizer, "slanted_triangular", epochs=10)
+
+
+def test_layer_lr_decay_gives_each_layer_its_own_rate_below_the_classifiers(tmp_path):
+    from src.training.trainer import parameter_groups
+
+    model = tiny_model(n_layers=3)
+    model.embedding.weight.requires_grad_(False)
+    groups = parameter_groups(model, 1.0, 2.0)
+    assert [group["lr"] for group in groups] == [1.0, 0.5, 0.25, 0.125]  # fc, layer 3, 2, 1; the embedding is frozen
+    assert groups[0]["params"] == list(model.fc.parameters())
+    assert groups[1]["params"] == list(model.layers[2].parameters())
+    assert sum(len(group["params"]) for group in groups) == len([p for p in model.parameters() if p.requires_grad])
+    assert len(parameter_groups(model, 1.0, 1.0)) == 1
+    with pytest.raises(ValueError, match="layer_lr_decay needs a model with embedding, layers and fc"):
+        parameter_groups(torch.nn.Linear(2, 1), 1.0, 2.6)
+    with pytest.raises(ValueError, match="layer_lr_decay"):
+        make_trainer(tmp_path, layer_lr_decay=0.5)
 
 
 def test_one_best_epoch_for_early_stopping_the_checkpoint_and_the_schedule(tmp_path, monkeypatch):

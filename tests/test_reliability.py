@@ -1,5 +1,6 @@
 """Crash safety, exact mid-epoch resume, locking, full disks, hostile files and random input."""
 
+import copy
 import errno
 import os
 import signal
@@ -36,22 +37,26 @@ def interrupt_at(trainer, step_count, signum=signal.SIGTERM):
     trainer.train_step = step
 
 
-def test_signal_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
-    straight = make_trainer(tmp_path / "straight", seed=2)
+@pytest.mark.parametrize("options", [{}, {"scheduler_type": "slanted_triangular", "layer_lr_decay": 2.6,
+                                           "epochs": 2, "model": {"n_layers": 2}}], ids=["defaults", "ulmfit"])
+def test_signal_mid_epoch_then_resume_equals_uninterrupted(tmp_path, options):
+    straight = make_trainer(tmp_path / "straight", seed=2, **copy.deepcopy(options))
     expected = straight.train(epochs=2)
-    stopped = make_trainer(tmp_path / "parts", seed=2)
+    stopped = make_trainer(tmp_path / "parts", seed=2, **copy.deepcopy(options))
     interrupt_at(stopped, 4)
     with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM in epoch 1 after 4 of 12 batches") as info:
         stopped.train(epochs=2)
     assert info.value.signum == signal.SIGTERM and info.value.checkpoint.endswith(MID_EPOCH_NAME)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
-    resumed = make_trainer(tmp_path / "parts", seed=7, data_seed=2)
+    resumed = make_trainer(tmp_path / "parts", seed=7, data_seed=2, **copy.deepcopy(options))
     history = resumed.resume_training(tmp_path / "parts" / MID_EPOCH_NAME, additional_epochs=2)
     assert history["train_losses"] == expected["train_losses"]
     assert history["val_losses"] == expected["val_losses"]
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert not (tmp_path / "parts" / MID_EPOCH_NAME).exists()  # superseded by the epoch checkpoints
+    assert [group["lr"] for group in resumed.optimizer.param_groups] == \
+        [group["lr"] for group in straight.optimizer.param_groups]
 
 
 @pytest.mark.slow

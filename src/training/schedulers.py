@@ -2,11 +2,13 @@
 
 The plateau schedule does not judge improvement itself: it is told, each epoch,
 whether the run's ``BestTracker`` saw a new best, so it lowers the rate on exactly
-the epochs that early stopping counts as "no improvement".
+the epochs that early stopping counts as "no improvement". The slanted triangular
+one (``per_step``) is advanced by the trainer after every optimizer step instead.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -45,13 +47,63 @@ class PlateauScheduler:
         self.bad_epochs = int(state["bad_epochs"])
 
 
+class SlantedTriangular:
+    """ULMFiT's schedule (Howard & Ruder 2018), set after every optimizer step: each parameter group's rate
+    rises linearly from ``peak / ratio`` to its peak (its rate when the schedule was made) over the first
+    ``cut_frac`` of ``total_steps``, then falls linearly back to ``peak / ratio`` at ``total_steps`` and stays."""
+
+    per_step = True  # the trainer calls step_batch(); step_scheduler leaves it alone at the end of an epoch
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, cut_frac: float = 0.1,
+                 ratio: float = 32.0):
+        if total_steps < 1 or not 0.0 < cut_frac < 1.0 or ratio < 1.0:
+            raise ValueError(f"a slanted triangular schedule needs total_steps >= 1, 0 < cut_frac < 1 and "
+                             f"ratio >= 1, got {total_steps}, {cut_frac} and {ratio}")
+        self.optimizer, self.total_steps, self.cut_frac, self.ratio = optimizer, total_steps, cut_frac, ratio
+        self.peaks = [group["lr"] for group in optimizer.param_groups]
+        self.steps = 0
+        self._apply()
+
+    def multiplier(self, step: int) -> float:
+        """The share of the peak rate after ``step`` optimizer steps."""
+        cut = max(1, math.floor(self.total_steps * self.cut_frac))
+        rise = step / cut if step < cut else max(0.0, 1.0 - (step - cut) / max(1, self.total_steps - cut))
+        return (1.0 + rise * (self.ratio - 1.0)) / self.ratio
+
+    def step_batch(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        share = self.multiplier(self.steps)
+        for group, peak in zip(self.optimizer.param_groups, self.peaks):
+            group["lr"] = peak * share
+
+    def get_last_lr(self) -> List[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"total_steps": self.total_steps, "cut_frac": self.cut_frac, "ratio": self.ratio,
+                "peaks": list(self.peaks), "steps": self.steps}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.total_steps, self.cut_frac, self.ratio = int(state["total_steps"]), state["cut_frac"], state["ratio"]
+        self.peaks, self.steps = [float(peak) for peak in state["peaks"]], int(state["steps"])
+        self._apply()
+
+
 def create_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: Optional[str], epochs: int = 20,
                      step_size: int = 5, gamma: float = 0.5, plateau_patience: int = 2,
-                     plateau_factor: float = 0.5):
-    """``'plateau'``, ``'step'``, ``'cosine'`` or ``None``/``'none'`` (fixed learning rate)."""
+                     plateau_factor: float = 0.5, steps_per_epoch: Optional[int] = None):
+    """``'plateau'``, ``'step'``, ``'cosine'``, ``'slanted_triangular'`` (over ``epochs * steps_per_epoch``
+    optimizer steps) or ``None``/``'none'`` (fixed learning rate)."""
     if scheduler_type is None:
         return None
     scheduler_type = check_setting("scheduler", scheduler_type, "scheduler_type")
+    if scheduler_type == "slanted_triangular":
+        if not steps_per_epoch:
+            raise ValueError("the slanted triangular schedule needs steps_per_epoch (optimizer steps per epoch)")
+        return SlantedTriangular(optimizer, total_steps=max(1, epochs) * steps_per_epoch)
     if scheduler_type == "plateau":
         return PlateauScheduler(optimizer, factor=plateau_factor, patience=plateau_patience)
     if scheduler_type == "step":
@@ -65,7 +117,7 @@ def step_scheduler(scheduler, improved: bool, val_metrics: Dict[str, float]) -> 
     """Advance ``scheduler`` by one epoch. Ours is told whether the epoch was a new best; a
     ``ReduceLROnPlateau`` passed in by a user gets the validation loss, or the accuracy if its
     mode is "max"."""
-    if scheduler is None:
+    if scheduler is None or getattr(scheduler, "per_step", False):
         return
     if isinstance(scheduler, PlateauScheduler):
         scheduler.step(improved)
@@ -75,4 +127,4 @@ def step_scheduler(scheduler, improved: bool, val_metrics: Dict[str, float]) -> 
         scheduler.step()
 
 
-__all__ = ["SCHEDULER_TYPES", "PlateauScheduler", "create_scheduler", "step_scheduler"]
+__all__ = ["SCHEDULER_TYPES", "PlateauScheduler", "SlantedTriangular", "create_scheduler", "step_scheduler"]

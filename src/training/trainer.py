@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -129,6 +129,8 @@ class Trainer:
         self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
+        if getattr(self.scheduler, "per_step", False):
+            self.scheduler.step_batch()
         return norm
 
     def train_epoch(self) -> Dict[str, float]:
@@ -529,6 +531,28 @@ def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device
     return nn.CrossEntropyLoss(weight=weights)
 
 
+def parameter_groups(model: nn.Module, learning_rate: float, layer_lr_decay: float = 1.0) -> List[Dict[str, Any]]:
+    """The optimizer's parameter groups (trainable parameters only): one at ``learning_rate``, or with
+    ``layer_lr_decay`` > 1 ULMFiT's discriminative fine-tuning: the classifier (``fc``) at ``learning_rate``,
+    each LSTM layer below it at the rate above divided by ``layer_lr_decay``, the embedding last. The first
+    group holds the highest rate (the one the trainer reports)."""
+    def trainable(module: nn.Module) -> List[nn.Parameter]:
+        return [p for p in module.parameters() if p.requires_grad]
+
+    if layer_lr_decay == 1.0:
+        return [{"params": trainable(model), "lr": learning_rate}]
+    if not all(isinstance(getattr(model, name, None), nn.Module) for name in ("embedding", "layers", "fc")):
+        raise ValueError("layer_lr_decay needs a model with embedding, layers and fc (an LSTMClassifier); "
+                         "use 1 for another model")
+    stages = [model.fc, *reversed(model.layers), model.embedding]
+    groups = [{"params": trainable(stage), "lr": learning_rate / layer_lr_decay ** depth}
+              for depth, stage in enumerate(stages)]
+    if sum(len(group["params"]) for group in groups) != len(trainable(model)):
+        raise ValueError("layer_lr_decay: the model has trainable parameters outside embedding, layers and fc; "
+                         "use 1 for it")
+    return [group for group in groups if group["params"]]
+
+
 def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
                    learning_rate: float = default_of("learning_rate"), weight_decay: float = default_of("weight_decay"),
                    scheduler_type: Optional[str] = default_of("scheduler"),
@@ -536,22 +560,24 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
                    checkpoint_dir: Union[str, Path] = default_of("checkpoint_dir"),
                    optimizer_type: str = default_of("optimizer"), epochs: int = default_of("epochs"),
                    device: Optional[Union[str, torch.device]] = None,
-                   class_weights: Optional[Sequence[float]] = None, **trainer_kwargs: Any) -> Trainer:
+                   class_weights: Optional[Sequence[float]] = None,
+                   layer_lr_decay: float = default_of("layer_lr_decay"), **trainer_kwargs: Any) -> Trainer:
     """The recommended way to build a Trainer.
 
-    Adam (or AdamW) over the trainable parameters, ``BCEWithLogitsLoss`` for one output
-    and cross-entropy for several (``class_weights``, one per class, weigh each class's
-    examples), and the named scheduler (``epochs`` sets the cosine period). Extra keyword
-    arguments go to ``Trainer``.
+    Adam (or AdamW) over the trainable parameters (``layer_lr_decay``: see ``parameter_groups``),
+    ``BCEWithLogitsLoss`` for one output and cross-entropy for several (``class_weights``, one per
+    class, weigh each class's examples), and the named scheduler (``epochs`` sets the cosine period
+    and the slanted triangular schedule's length). Extra keyword arguments go to ``Trainer``.
     """
     learning_rate = check_setting("learning_rate", learning_rate, "learning_rate")
     weight_decay = check_setting("weight_decay", weight_decay, "weight_decay")
     optimizer_type = check_setting("optimizer", optimizer_type, "optimizer_type")
     device = resolve_device(device)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = OPTIMIZERS[optimizer_type](params, lr=learning_rate, weight_decay=weight_decay)
+    groups = parameter_groups(model, learning_rate, check_setting("layer_lr_decay", layer_lr_decay, "layer_lr_decay"))
+    optimizer = OPTIMIZERS[optimizer_type](groups, lr=learning_rate, weight_decay=weight_decay)
     criterion = _criterion(getattr(getattr(model, "config", None), "output_dim", 1), class_weights, device)
-    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs)
+    steps_per_epoch = math.ceil(len(train_loader) / trainer_kwargs.get("accumulation_steps", 1))
+    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs, steps_per_epoch=steps_per_epoch)
     return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler=scheduler,
                    gradient_clip=gradient_clip, checkpoint_dir=checkpoint_dir, device=device, **trainer_kwargs)
