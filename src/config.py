@@ -135,6 +135,9 @@ class TrainConfig:
     layer_lr_decay: float = setting(1.0, "discriminative fine-tuning (ULMFiT): the classifier learns at "
                                     "--learning-rate, each LSTM layer below it at the rate above divided by this, "
                                     "the embedding slowest; ULMFiT used 2.6; 1 turns it off", "training", minimum=1)
+    gradual_unfreezing: bool = setting(False, "ULMFiT's gradual unfreezing: the first epoch trains only the "
+                                       "classifier, each later one also the next LSTM layer down, the embedding last",
+                                       "training")
     gradient_clip: float = setting(1.0, "largest gradient norm; 0 turns clipping off", "training", minimum=0)
     accumulation_steps: int = setting(1, "batches per optimizer step", "training", minimum=1)
     early_stopping_patience: Optional[int] = setting(5, "stop after this many epochs without improvement",

@@ -111,10 +111,31 @@ def test_layer_lr_decay_gives_each_layer_its_own_rate_below_the_classifiers(tmp_
     assert groups[1]["params"] == list(model.layers[2].parameters())
     assert sum(len(group["params"]) for group in groups) == len([p for p in model.parameters() if p.requires_grad])
     assert len(parameter_groups(model, 1.0, 1.0)) == 1
-    with pytest.raises(ValueError, match="layer_lr_decay needs a model with embedding, layers and fc"):
+    with pytest.raises(ValueError, match="layer_lr_decay and gradual_unfreezing need a model with embedding, layers"):
         parameter_groups(torch.nn.Linear(2, 1), 1.0, 2.6)
     with pytest.raises(ValueError, match="layer_lr_decay"):
         make_trainer(tmp_path, layer_lr_decay=0.5)
+
+
+def test_gradual_unfreezing_trains_one_more_stage_each_epoch_from_the_top(tmp_path):
+    trainer = make_trainer(tmp_path, gradual_unfreezing=True, model={"n_layers": 2})
+    snapshots = [{name: value.clone() for name, value in trainer.model.state_dict().items()}]
+    evaluate = trainer.evaluate_model
+
+    def snapshot_after_training(loader):  # called once each epoch's training is done
+        if loader is trainer.val_loader:
+            snapshots.append({name: value.clone() for name, value in trainer.model.state_dict().items()})
+        return evaluate(loader)
+
+    trainer.evaluate_model = snapshot_after_training
+    trainer.train(epochs=4)
+    stages = ["fc", "layers.1", "layers.0", "embedding"]
+
+    def changed(before, after):
+        return {stage for stage in stages
+                if any(not torch.equal(before[n], after[n]) for n in before if n.startswith(stage + "."))}
+
+    assert [changed(a, b) for a, b in zip(snapshots, snapshots[1:])] == [set(stages[:k]) for k in range(1, 5)]
 
 
 def test_one_best_epoch_for_early_stopping_the_checkpoint_and_the_schedule(tmp_path, monkeypatch):

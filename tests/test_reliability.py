@@ -38,7 +38,7 @@ def interrupt_at(trainer, step_count, signum=signal.SIGTERM):
 
 
 @pytest.mark.parametrize("options", [{}, {"scheduler_type": "slanted_triangular", "layer_lr_decay": 2.6,
-                                           "epochs": 2, "model": {"n_layers": 2}}], ids=["defaults", "ulmfit"])
+                                          "gradual_unfreezing": True, "epochs": 2, "model": {"n_layers": 2}}], ids=["defaults", "ulmfit"])
 def test_signal_mid_epoch_then_resume_equals_uninterrupted(tmp_path, options):
     straight = make_trainer(tmp_path / "straight", seed=2, **copy.deepcopy(options))
     expected = straight.train(epochs=2)

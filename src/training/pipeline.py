@@ -227,7 +227,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         progress=not cfg.quiet, run_config=run_config,
         save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly, adversarial_eps=cfg.adversarial_eps,
         precision=cfg.precision, class_weights=_class_weights(cfg, train_loader.dataset),
-        layer_lr_decay=cfg.layer_lr_decay,
+        layer_lr_decay=cfg.layer_lr_decay, gradual_unfreezing=cfg.gradual_unfreezing,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     if not main_process:

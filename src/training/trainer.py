@@ -62,8 +62,12 @@ class Trainer:
                  preprocessor: Any = None, progress: bool = True, run_config: Optional[Dict[str, Any]] = None,
                  save_every_steps: Optional[int] = None, detect_anomaly: bool = False,
                  tensorboard_dir: Optional[Union[str, Path]] = None,
-                 adversarial_eps: float = default_of("adversarial_eps"), precision: str = default_of("precision")):
+                 adversarial_eps: float = default_of("adversarial_eps"), precision: str = default_of("precision"),
+                 gradual_unfreezing: bool = default_of("gradual_unfreezing")):
         self.adversarial_eps = check_setting("adversarial_eps", adversarial_eps, "adversarial_eps")
+        # ULMFiT: epoch k trains only the top k stages (the classifier, then each LSTM layer down, the embedding last)
+        self.stages = model_stages(model) if check_setting("gradual_unfreezing", gradual_unfreezing,
+                                                             "gradual_unfreezing") else None
         if self.adversarial_eps and not isinstance(getattr(model, "embedding", None), nn.Embedding):
             raise ValueError("adversarial_eps needs a model with an `embedding` (nn.Embedding) whose forward "
                              "takes embedding_shift, such as LSTMClassifier")
@@ -120,7 +124,15 @@ class Trainer:
         return (ids.to(self.device, non_blocking=blocking), lengths.to(self.device, non_blocking=blocking),
                 labels.to(self.device, non_blocking=blocking))
 
+    def _frozen_parameters(self) -> List[nn.Parameter]:
+        """The parameters gradual unfreezing keeps still in the current epoch (``self.epoch + 1``)."""
+        if self.stages is None:
+            return []
+        return [p for stage in self.stages[self.epoch + 1:] for p in stage.parameters()]
+
     def _optimizer_step(self) -> Optional[float]:
+        for parameter in self._frozen_parameters():  # no gradient: the optimizer leaves it as it is
+            parameter.grad = None
         self.precision.unscale(self.optimizer)
         norm = None
         if self.gradient_clip is not None:
@@ -531,6 +543,15 @@ def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device
     return nn.CrossEntropyLoss(weight=weights)
 
 
+def model_stages(model: nn.Module) -> List[nn.Module]:
+    """An LSTMClassifier's parts from the top down, as ULMFiT fine-tunes them: the classifier, each LSTM layer
+    from the last to the first, the embedding."""
+    if not all(isinstance(getattr(model, name, None), nn.Module) for name in ("embedding", "layers", "fc")):
+        raise ValueError("layer_lr_decay and gradual_unfreezing need a model with embedding, layers and fc (an "
+                         "LSTMClassifier); leave them off for another model")
+    return [model.fc, *reversed(model.layers), model.embedding]
+
+
 def parameter_groups(model: nn.Module, learning_rate: float, layer_lr_decay: float = 1.0) -> List[Dict[str, Any]]:
     """The optimizer's parameter groups (trainable parameters only): one at ``learning_rate``, or with
     ``layer_lr_decay`` > 1 ULMFiT's discriminative fine-tuning: the classifier (``fc``) at ``learning_rate``,
@@ -541,12 +562,8 @@ def parameter_groups(model: nn.Module, learning_rate: float, layer_lr_decay: flo
 
     if layer_lr_decay == 1.0:
         return [{"params": trainable(model), "lr": learning_rate}]
-    if not all(isinstance(getattr(model, name, None), nn.Module) for name in ("embedding", "layers", "fc")):
-        raise ValueError("layer_lr_decay needs a model with embedding, layers and fc (an LSTMClassifier); "
-                         "use 1 for another model")
-    stages = [model.fc, *reversed(model.layers), model.embedding]
     groups = [{"params": trainable(stage), "lr": learning_rate / layer_lr_decay ** depth}
-              for depth, stage in enumerate(stages)]
+              for depth, stage in enumerate(model_stages(model))]
     if sum(len(group["params"]) for group in groups) != len(trainable(model)):
         raise ValueError("layer_lr_decay: the model has trainable parameters outside embedding, layers and fc; "
                          "use 1 for it")
