@@ -44,7 +44,8 @@ TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off"
 ALLOW, REFUSE, ADOPT = "allow", "refuse", "adopt"
 # The value of a setting in checkpoints written before the setting existed.
 LEGACY_VALUES = {"tokenizer": "words", "class_weights": "none", "text_column": "text", "label_column": "label",
-                 "positive_label": None, "unlabeled": None, "stacking": "joint"}
+                 "positive_label": None, "unlabeled": None, "stacking": "joint", "layer_lr_decay": 1.0,
+                 "gradual_unfreezing": False}
 
 
 def setting(default: Any, help: str, group: str, *, minimum: Optional[float] = None,
@@ -107,8 +108,9 @@ class TrainConfig:
                             "direction is its own stack of --n-layers, joined only before pooling (as in ELMo), so "
                             "language-model pretraining trains every layer, not only the first", "model",
                             choices=STACKINGS)
-    sequence_path: str = setting("padded", "padded per-direction LSTMs, or one packed (cuDNN) LSTM call: the same "
-                                 "function; padded was faster on CPU and GPU", "model", choices=SEQUENCE_PATHS,
+    sequence_path: str = setting("padded", "padded per-direction LSTMs, or packed (cuDNN) LSTM calls (one, or one "
+                                 "per direction's stack): the same function; padded was faster on CPU and GPU (joint "
+                                 "stacks)", "model", choices=SEQUENCE_PATHS,
                                  resume=ALLOW)
     use_glove: bool = setting(False, "initialise the embedding with GloVe vectors", "model")
     glove_corpus: str = setting("6B", "GloVe corpus", "model", choices=tuple(GLOVE_VARIANTS))
@@ -117,8 +119,9 @@ class TrainConfig:
     glove_cache_dir: str = setting("data/glove", "where GloVe files are kept", "model", resume=ALLOW)
     freeze_embeddings: bool = setting(False, "do not train the embedding", "model")
     pretrain_lm_epochs: float = setting(1.0, "first pretrain the embedding and the first LSTM layer (every layer "
-                                        "with --stacking per_direction) as language models on train/unsup plus the "
-                                        "training reviews, for this many passes; 0 turns it off", "model", minimum=0)
+                                        "with --stacking per_direction or one direction) as language models on "
+                                        "train/unsup plus the training reviews, for this many passes; 0 turns it off",
+                                        "model", minimum=0)
     ngram_blend: bool = setting(False, "after training, fit a logistic regression on word 1-3-grams and blend its "
                                 "prediction with the LSTM's, weighted on the validation split", "model")
     # training

@@ -13,6 +13,8 @@ from src.data import load_unlabeled_reviews
 from src.models.lstm_model import LSTMClassifier
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model, token_stream
 from src.config import TrainConfig
+from src.exceptions import ResumeRefused
+from src.utils.checkpoint_io import load_state, save_state
 from src.training.pipeline import run_training
 from tests.helpers import synthetic_reviews, write_imdb_tree
 
@@ -186,10 +188,30 @@ def test_a_run_with_per_direction_stacks_saves_a_model_that_loads_exports_and_re
     export_onnx(tmp_path / "model")
     texts = ["review 3 with the film and the plot", "a great film", "bad"]
     runtimes = [SentimentPredictor.from_pretrained(tmp_path / "model", runtime=r) for r in ("torch", "onnxruntime")]
+
     assert runtimes[0].model.config.stacking == "per_direction" and runtimes[1].runtime == "onnxruntime"
     assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[1].lstm_log_odds(texts)).max() < 1e-4
-    with pytest.raises(Exception, match="stacking"):  # another model than the checkpoint's
+    with pytest.raises(ResumeRefused, match="stacking"):  # another model than the checkpoint's
         run_training(TrainConfig(epochs=2, resume="auto", stacking="joint", **settings))
+
+
+def test_a_checkpoint_from_before_the_newer_settings_resumes_as_the_default_model(tmp_path):
+    tree = write_imdb_tree(tmp_path / "data", {"train": synthetic_reviews(40), "test": synthetic_reviews(10, seed=1)})
+    settings = dict(data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"),
+                    batch_size=16, embedding_dim=8, hidden_dim=8, n_layers=2, max_vocab_size=100,
+                    pretrain_lm_epochs=0, quiet=True, tensorboard=False)
+    run_training(TrainConfig(epochs=1, **settings))
+    newer = ("stacking", "layer_lr_decay", "gradual_unfreezing")
+    for checkpoint in (tmp_path / "run").glob("*.pt"):
+        state = load_state(checkpoint)
+        for name in newer:
+            state["run_config"].pop(name)
+            (state["model_config"] or {}).pop(name, None)
+        save_state(checkpoint, state)
+    with pytest.raises(ResumeRefused, match="layer-lr-decay"):  # the old run had none
+        run_training(TrainConfig(epochs=2, resume="auto", layer_lr_decay=2.6, **settings))
+    metrics = run_training(TrainConfig(epochs=2, resume="auto", **settings))
+    assert metrics["history"]["epochs_completed"] == 2
 
 
 def test_quick_run_pretrains_on_as_many_unlabeled_reviews_as_training_reviews(tmp_path):

@@ -295,23 +295,31 @@ def test_a_full_queue_refuses_at_once_with_503_and_retry_after(predictor, model_
         threading.Thread(target=lambda: answer.put(post(running.url, {"texts": texts, "explain": explain}))).start()
         return answer
 
-    limits = Limits(max_texts=2, max_explain_texts=1, max_queued_texts=3)
+    def wait_for_queued(count):
+        deadline = time.monotonic() + 30
+        while request(running.url, "GET", "/health")[2]["texts_queued"] < count:
+            assert time.monotonic() < deadline, "the requests never reached the queue"
+            time.sleep(0.01)
+
+    cost = serve.EXPLAIN_COST  # an explained text counts as its integrated gradients' model passes
+    limits = Limits(max_texts=2, max_explain_texts=1, max_queued_texts=2 + cost)
     with ServedApp(create_app(Slow(predictor), model_dir, limits=limits)) as running:
         first = in_background(["great", "awful"])
         assert entered.wait(30)  # two texts are in the model
-        fitting = in_background(["fine"])  # 2 + 1 texts: still within the limit of 3
-        while request(running.url, "GET", "/health")[2]["texts_queued"] < 3:
-            time.sleep(0.01)
-        for texts, explain in ((["good", "bad"], False), (["dull"], True)):
+        fitting = in_background(["fine"], explain=True)  # 2 + cost: just within the limit
+        wait_for_queued(2 + cost)
+        for texts, explain in ((["good"], False), (["dull"], True)):
             status, headers, answer = post(running.url, {"texts": texts, "explain": explain})
             assert status == 503 and headers["Retry-After"] == "1"
-            assert answer["error"].startswith("the server is busy: 3 texts are already waiting") \
+            assert answer["error"].startswith(f"the server is busy: {2 + cost} texts' worth of work already waits") \
                 and "--max-queued-texts" in answer["error"]
         release.set()
         assert first.get(timeout=60)[0] == 200 and fitting.get(timeout=60)[0] == 200
         assert post(running.url, {"texts": ["good", "bad"], "explain": False})[0] == 200  # taken again
     with pytest.raises(ValueError, match="max-queued-texts"):
         Limits(max_texts=8, max_queued_texts=4)
+    with pytest.raises(ValueError, match=f"counting {cost} each"):
+        Limits(max_texts=2, max_explain_texts=2, max_queued_texts=2 * cost - 1)
 
 
 def test_a_model_failure_is_a_short_json_500_and_logged(predictor, model_dir, caplog):

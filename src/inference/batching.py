@@ -107,8 +107,8 @@ class MicroBatcher:
     def _admitted(self, count: int) -> Iterator[None]:
         """``count`` more texts queued while the block runs; Overloaded when they would pass ``max_queued``."""
         if count and self.max_queued is not None and self.queued + count > self.max_queued:
-            raise Overloaded(f"{self.queued} texts are already waiting for the model (this server queues at most "
-                             f"{self.max_queued})")
+            raise Overloaded(f"{self.queued} texts' worth of work already waits for the model (this server queues at "
+                             f"most {self.max_queued})")
         self.queued += count
         try:
             yield

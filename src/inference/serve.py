@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.exceptions import ExplanationRefused, PipelineError
 from src.inference.batching import BatchFailed, MicroBatcher, Overloaded, model_executor
+from src.inference.explain import DEFAULT_STEPS as EXPLAIN_COST
 from src.inference.predictor import RUNTIMES, Predictor, load_predictor
 from src.models.model_dir import CARD_FILE, CONFIG_FILE, METRICS_FILE
 from src.utils.cli import OneLineParser, fail
@@ -87,15 +88,18 @@ class Limits:
     max_body_bytes: int = 2 * 1024 * 1024
     # an explanation runs the model dozens of times (integrated gradients), and holds it meanwhile
     max_explain_texts: int = 8
-    # texts of all requests not yet answered; beyond it a request gets 503 at once (about 8 s of the
-    # blended model's work served on 2 cores: docs/serving.md)
+    # texts of all requests not yet answered, an explained one counting as EXPLAIN_COST (its integrated
+    # gradients' model passes); beyond it a request gets 503 at once (about 8 s of the blended model's work
+    # served on 2 cores: docs/serving.md)
     max_queued_texts: int = 1024
 
     def __post_init__(self) -> None:
-        if self.max_queued_texts < max(self.max_texts, self.max_explain_texts):
-            raise ValueError(f"--max-queued-texts ({self.max_queued_texts}) must be at least --max-texts and "
-                             f"--max-explain-texts ({self.max_texts}, {self.max_explain_texts}): a full request "
-                             "would never be taken")
+        largest = max(self.max_texts, self.max_explain_texts * EXPLAIN_COST)
+        if self.max_queued_texts < largest:
+            raise ValueError(f"--max-queued-texts ({self.max_queued_texts}) must be at least {largest}, the most "
+                             f"one request may hold (--max-texts {self.max_texts}, or --max-explain-texts "
+                             f"{self.max_explain_texts} counting {EXPLAIN_COST} each): a full request would never "
+                             "be taken")
 
 
 class RequestError(Exception):
@@ -385,7 +389,7 @@ def _add_routes(app: FastAPI, predictor: Predictor, batcher: MicroBatcher, metad
 async def _predictions(predictor: Predictor, batcher: MicroBatcher, texts: List[str], explain: bool) -> JSONResponse:
     """``/predict``'s answer: the batcher's predictions, or the explanations (run between batches)."""
     try:
-        predictions = await (batcher.call(predictor.explain_batch, texts, cost=len(texts)) if explain
+        predictions = await (batcher.call(predictor.explain_batch, texts, cost=EXPLAIN_COST * len(texts)) if explain
                              else batcher.submit(texts))
     except Overloaded as err:
         return _error(503, f"the server is busy: {err}; retry in a moment, or start it with a larger "
@@ -480,8 +484,8 @@ def build_parser(prog: str) -> OneLineParser:
     parser.add_argument("--max-explain-texts", type=int, default=Limits.max_explain_texts,
                         help=f"texts per request with explain (default: {Limits.max_explain_texts})")
     parser.add_argument("--max-queued-texts", type=int, default=Limits.max_queued_texts,
-                        help="texts of all requests waiting for the model; more get 503 with Retry-After (default: "
-                             f"{Limits.max_queued_texts})")
+                        help=f"texts of all requests waiting for the model, an explained one counting {EXPLAIN_COST}; "
+                             f"more get 503 with Retry-After (default: {Limits.max_queued_texts})")
     parser.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
                         help="how long a batch waits for more requests after its first one; requests that arrive "
                              f"while the model is busy join the next batch anyway (default: {DEFAULT_BATCH_WAIT_MS:g})")

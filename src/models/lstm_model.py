@@ -12,9 +12,10 @@ Design for speed and correctness on padded batches:
   every layer of the forward stack is a forward language model and can be
   pretrained as one (``src.training.lm_pretraining``).
 * ``model.sequence_path = "packed"`` runs the same weights as one packed,
-  bidirectional, multi-layer ``nn.LSTM`` call (cuDNN on a GPU) instead. It computes
-  the same function but was slower everywhere we measured: 5-6x on a 2-core CPU
-  and 4.3x on an H200 (``bench/gpu_check.sh``), so "padded" is the default.
+  bidirectional, multi-layer ``nn.LSTM`` call (cuDNN on a GPU; with per-direction
+  stacks, one call per direction) instead. It computes the same function but was
+  slower everywhere we measured (joint stacks): 5-6x on a 2-core CPU and 4.3x on
+  an H200 (``bench/gpu_check.sh``), so "padded" is the default.
 * The classifier pools over all time steps (masked max and mean), so the loss
   reaches the LSTM through its per-step ``output``, the fast backward path on CPU,
   and every word contributes gradient. ``pooling="last"`` uses the final states.
@@ -76,8 +77,7 @@ class LSTMConfig:
     @property
     def pooled_dim(self) -> int:
         """Size of the pooled vector the classifier reads."""
-        directions = 2 if self.bidirectional else 1
-        return self.hidden_dim * directions * (2 if self.pooling == "max_mean" else 1)
+        return self.hidden_dim * self.directions * (2 if self.pooling == "max_mean" else 1)
 
     @property
     def directions(self) -> int:
@@ -175,9 +175,8 @@ class LSTMClassifier(nn.Module):
         # Parameter-free template for the packed path: it is not a submodule, so it adds nothing to
         # state_dict(); functional_call gives it ``self.layers``' weights. Per direction: one stack of one
         # direction, run on each direction's input in turn.
-        joint = cfg.stacking == "joint"
         self.__dict__["_fused_lstm"] = nn.LSTM(cfg.embedding_dim, cfg.hidden_dim, num_layers=cfg.n_layers,
-                                               bidirectional=cfg.bidirectional and joint, batch_first=True,
+                                               bidirectional=not cfg.separate_stacks, batch_first=True,
                                                dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
         self.fc = nn.Linear(cfg.pooled_dim, cfg.output_dim)
 
@@ -239,20 +238,26 @@ class LSTMClassifier(nn.Module):
 
     def _encode_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The stack as packed cuDNN calls (one, or one per direction's stack): [B, T, E] -> [B, T, H * directions]."""
-        if self._config.stacking == "joint" or not self._config.bidirectional:  # one nn.LSTM computes it all
+        if not self._config.separate_stacks or not self._config.bidirectional:  # one nn.LSTM computes it all
             return self._run_packed(embedded, lengths, self._fused_weights())
         forward = self._run_packed(embedded, lengths, self._fused_weights(0))
         backward = self._run_packed(reverse_within_length(embedded, lengths), lengths, self._fused_weights(1))
         return torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1)
 
-    def direction_stack(self, embedded: torch.Tensor, direction: int, layers: Optional[int] = None) -> torch.Tensor:
+    def direction_stack(self, embedded: torch.Tensor, direction: int, layers: Optional[int] = None,
+                        between: Optional[nn.Module] = None) -> torch.Tensor:
         """The first ``layers`` (default: all) of one direction's stack on a batch already in that direction's
-        reading order (reversed for the backward one): [B, T, E] -> [B, T, H]. Only for the layers that read
-        one direction (``config.language_model_layers``): the language-model pretraining runs them too."""
+        reading order (reversed for the backward one): [B, T, E] -> [B, T, H], with ``between`` (default: the
+        model's dropout) between layers. Only for the layers that read one direction
+        (``config.language_model_layers``): the language-model pretraining runs them too."""
+        layers = self._config.n_layers if layers is None else layers
+        if layers > self._config.language_model_layers:
+            raise ValueError(f"only the first {self._config.language_model_layers} layer(s) of this model read one "
+                             f"direction, not {layers}: its upper layers read both (stacking='joint')")
         x = embedded
-        for index in range(self._config.n_layers if layers is None else layers):
+        for index in range(layers):
             if index > 0:
-                x = self.dropout(x)
+                x = (between or self.dropout)(x)
             x = self.layers[index][direction](x)[0]
         return x
 

@@ -226,7 +226,8 @@ def _step_loss(model: LSTMClassifier, heads: _LanguageModelHeads, batch: torch.T
     pad_idx, layers = model.config.pad_idx, model.config.language_model_layers
     total = batch.new_zeros((), dtype=torch.float32)
     for direction, sequence in zip(range(model.config.directions), (batch, batch.flip(1))):
-        states = model.direction_stack(heads.dropout(model.embedding(sequence[:, :-1])), direction, layers)  # [B, W, H]
+        embedded = heads.dropout(model.embedding(sequence[:, :-1]))  # [B, W, E]
+        states = model.direction_stack(embedded, direction, layers, between=heads.dropout)  # [B, W, H]
         total = total + heads.loss(direction, states, sequence[:, 1:], model.embedding, sampled, log_expected,
                                    pad_idx)
     return total

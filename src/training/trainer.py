@@ -9,7 +9,7 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -459,8 +459,13 @@ class Trainer:
             raise CheckpointError(f"checkpoint {where} does not fit this trainer ({reason})") from None
 
     def _check_model_config(self, saved: Optional[Dict[str, Any]], where: Any) -> None:
+        """Refuse a checkpoint of another model; a setting newer than the checkpoint counts as its default."""
         current = self._model_config()
-        if saved is None or current is None or saved == current:
+        if saved is None or current is None:
+            return
+        defaults = {f.name: f.default for f in fields(self.model.config) if f.default is not MISSING}
+        saved = {**{k: v for k, v in defaults.items() if k in current}, **saved}
+        if saved == current:
             return
         different = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}" for k in different)
@@ -594,7 +599,9 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
     groups = parameter_groups(model, learning_rate, check_setting("layer_lr_decay", layer_lr_decay, "layer_lr_decay"))
     optimizer = OPTIMIZERS[optimizer_type](groups, lr=learning_rate, weight_decay=weight_decay)
     criterion = _criterion(getattr(getattr(model, "config", None), "output_dim", 1), class_weights, device)
-    steps_per_epoch = math.ceil(len(train_loader) / trainer_kwargs.get("accumulation_steps", 1))
-    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    accumulation = check_setting("accumulation_steps", trainer_kwargs.get("accumulation_steps", 1),
+                                 "accumulation_steps")
+    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs,
+                                 steps_per_epoch=math.ceil(len(train_loader) / accumulation))
     return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler=scheduler,
                    gradient_clip=gradient_clip, checkpoint_dir=checkpoint_dir, device=device, **trainer_kwargs)
