@@ -264,6 +264,12 @@ def test_saved_pretraining_of_another_corpus_is_refused():
     pretrain_language_model(tiny_model(), cyclic_reviews(), config, save=saves.append)
     with pytest.raises(ValueError, match="the corpus or the settings differ"):
         pretrain_language_model(tiny_model(), cyclic_reviews(count=200), config, state=saves[-1])
+    edited = cyclic_reviews()
+    edited[3] = edited[3][::-1].copy()  # the same number of words, in another order
+    with pytest.raises(ValueError, match="read other texts than this run would"):
+        pretrain_language_model(tiny_model(), edited, config, state=saves[-1])
+    legacy = {key: value for key, value in saves[-1].items() if key != "corpus"}  # saved before the digest
+    assert pretrain_language_model(tiny_model(), cyclic_reviews(), config, state=legacy)["steps"] == saves[-1]["step"]
 
 
 def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ instead of the vocabulary-size multiple of a full softmax.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -62,6 +63,16 @@ def token_stream(token_ids: Sequence[np.ndarray], rng: np.random.Generator, sepa
     for index in order:
         parts.extend((np.asarray(token_ids[index], dtype=np.int64), boundary))
     return np.concatenate(parts)
+
+
+def corpus_digest(token_ids: Sequence[np.ndarray]) -> str:
+    """SHA-256 of the reviews' token ids, in order: a saved pretraining continues only on the same corpus."""
+    digest = hashlib.sha256()
+    for ids in token_ids:
+        review = np.ascontiguousarray(ids, dtype=np.int64)
+        digest.update(len(review).to_bytes(8, "little"))
+        digest.update(review.tobytes())
+    return digest.hexdigest()
 
 
 def sampling_distribution(token_ids: Sequence[np.ndarray], vocab_size: int, pad_idx: int) -> torch.Tensor:
@@ -144,6 +155,7 @@ class _PretrainingRun:
         self.rng = np.random.default_rng(config.seed)  # the order of the reviews in each pass
         self.generator = torch.Generator().manual_seed(config.seed)  # windows' order, sampled words
         self.words = sum(len(ids) for ids in token_ids)
+        self.corpus = corpus_digest(token_ids)
         self.total_steps = max(1, int(config.epochs * (self.words // config.window) // config.batch_size))
         self.step, self.position, self.losses, self.steps_done_here = 0, 0, [], 0
         self._pass_start: Optional[Dict[str, Any]] = None  # the random streams as the current pass began
@@ -151,7 +163,7 @@ class _PretrainingRun:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"step": self.step, "position": self.position, "losses": list(self.losses),
-                "total_steps": self.total_steps, "heads": self.heads.state_dict(),
+                "total_steps": self.total_steps, "corpus": self.corpus, "heads": self.heads.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "pass_start": self._pass_start,
                 "streams": {"generator": self.generator.get_state(), **rng_state_dict()}}
 
@@ -159,6 +171,10 @@ class _PretrainingRun:
         if state["total_steps"] != self.total_steps:
             raise ValueError(f"the saved pretraining ran {state['total_steps']} steps, this one would run "
                              f"{self.total_steps}: the corpus or the settings differ")
+        if state.get("corpus", self.corpus) != self.corpus:  # saves from before the digest have none
+            raise ValueError("the saved pretraining read other texts than this run would (the unlabeled file or "
+                             "the training reviews changed); delete checkpoint_pretraining.pt from the run "
+                             "directory to pretrain again from the start")
         self.step, self.position, self.losses = state["step"], state["position"], list(state["losses"])
         self.heads.load_state_dict(state["heads"])
         self.optimizer.load_state_dict(state["optimizer"])
