@@ -104,6 +104,20 @@ def tokens_per_second(step: Callable[[tuple], None], batches: Iterable[tuple]) -
     return tokens / (time.perf_counter() - started)
 
 
+def profile_shares(step: Callable[[tuple], None], batches: List[tuple], top: int = 8) -> Dict[str, float]:
+    """The share of the step's CPU time that each of its ``top`` costliest operators takes by itself (its own
+    time, not its callees'): where a faster step would have to come from."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        for batch in batches:
+            step(batch)
+    events = profiled.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    ranked = sorted(events, key=lambda event: event.self_cpu_time_total, reverse=True)[:top]
+    return {event.key: round(event.self_cpu_time_total / total, 3) for event in ranked}
+
+
 def summary(rates: List[float]) -> Dict[str, float]:
     return {"median": round(statistics.median(rates)), "min": round(min(rates)), "max": round(max(rates))}
 
@@ -115,6 +129,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--adversarial-eps", type=float, default=0.0,
                         help="also time the float32 step with adversarial training at this eps")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the float32 step once over the pool: each costliest operator's share")
     args = parser.parse_args()
     cfg = TrainConfig()
     torch.manual_seed(0)
@@ -154,7 +170,8 @@ def main() -> None:
         for precision, step in steps.items():
             our_rates[precision].append(tokens_per_second(step, ours))
         their_rates.append(tokens_per_second(reference_step, theirs))
-    report(cfg, our_rates, their_rates, len(ours), len(dataset))
+    shares = {"float32_step_self_cpu_share": profile_shares(steps["float32"], ours)} if args.profile else {}
+    report(cfg, our_rates, their_rates, len(ours), len(dataset), shares)
 
 
 def pipeline_step(vocab_size: int, cfg: TrainConfig, loader: DataLoader, precision: str,
@@ -169,7 +186,7 @@ def pipeline_step(vocab_size: int, cfg: TrainConfig, loader: DataLoader, precisi
 
 
 def report(cfg: TrainConfig, our_rates: Dict[str, List[float]], their_rates: List[float], batches: int,
-           reviews: int) -> None:
+           reviews: int, extra: Dict[str, object]) -> None:
     """One JSON line: each precision's and the reference's tokens/s, the ratios, and each step against the
     matmul limit of its precision; ``precision`` names the one ``--precision auto`` trains in here."""
     hidden4 = 4 * cfg.hidden_dim
@@ -188,7 +205,7 @@ def report(cfg: TrainConfig, our_rates: Dict[str, List[float]], their_rates: Lis
         "precision": "bfloat16" if cpu_training_dtype("auto") is not None else "float32",
         "training_mflop_per_token": round(flops / 1e6, 2),
         "matmul_gflop_per_s": {k: round(v, 1) for k, v in gemm.items()},
-        "batches_per_round": batches, "reviews": reviews, "rounds": len(their_rates), **cpu_facts()}))
+        "batches_per_round": batches, "reviews": reviews, "rounds": len(their_rates), **extra, **cpu_facts()}))
 
 
 if __name__ == "__main__":
