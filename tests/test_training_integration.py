@@ -262,3 +262,83 @@ def test_last_short_accumulation_group_gets_a_full_weight_gradient(tmp_path):
     trainer.train(epochs=1)
     remainder = len(batches) % 5
     assert divisors == [5] * (len(batches) - remainder) + [remainder] * remainder
+
+
+class FakeClock:
+    """``time.perf_counter`` for the time-limit tests: an epoch's training steps take ``epoch_seconds``."""
+
+    def __init__(self, monkeypatch, trainer, epoch_seconds: float = 60.0):
+        self.now = 0.0
+        monkeypatch.setattr("time.perf_counter", lambda: self.now)
+        trainer.time_budget.started = 0.0
+        step, per_step = trainer.train_step, epoch_seconds / len(trainer.train_loader)
+
+        def timed_step(*args, **kwargs):
+            self.now += per_step
+            return step(*args, **kwargs)
+
+        trainer.train_step = timed_step
+
+
+class TestTimeLimit:
+    def test_training_stops_before_an_epoch_that_would_end_past_the_limit(self, tmp_path, monkeypatch):
+        trainer = make_trainer(tmp_path, max_minutes=3.5)
+        FakeClock(monkeypatch, trainer)
+        history = trainer.train(epochs=6, early_stopping_patience=5)
+        # epochs end at 1, 2 and 3 minutes; a fourth would end at 4 > 3.5
+        assert history["epochs_completed"] == 3 and history["time_limit_reached"] and history["stopped_early"]
+        assert (tmp_path / "checkpoint_epoch_003.pt").is_file()
+        assert trainer.get_training_summary()["training_status"]["time_limit_reached"] is True
+
+    def test_without_a_limit_every_epoch_runs(self, tmp_path, monkeypatch):
+        trainer = make_trainer(tmp_path)
+        FakeClock(monkeypatch, trainer, epoch_seconds=3600.0)
+        history = trainer.train(epochs=4)
+        assert history["epochs_completed"] == 4 and not history["time_limit_reached"]
+
+    def test_a_resumed_run_counts_the_time_its_checkpoint_spent(self, tmp_path, monkeypatch):
+        first = make_trainer(tmp_path, max_minutes=3.5)
+        FakeClock(monkeypatch, first)
+        first.train(epochs=2)
+        assert load_state(tmp_path / "checkpoint_epoch_002.pt")["time_budget"]["spent"] == pytest.approx(120.0)
+        resumed = make_trainer(tmp_path, max_minutes=3.5)
+        FakeClock(monkeypatch, resumed)  # the new process's clock starts at 0
+        history = resumed.resume_training(tmp_path / "checkpoint_epoch_002.pt", additional_epochs=4)
+        assert history["epochs_completed"] == 3 and history["time_limit_reached"]
+
+    def test_a_spent_budget_stops_a_resumed_run_before_any_epoch(self, tmp_path, monkeypatch):
+        first = make_trainer(tmp_path, max_minutes=2.5)
+        FakeClock(monkeypatch, first)
+        assert first.train(epochs=6)["epochs_completed"] == 2
+        resumed = make_trainer(tmp_path, max_minutes=2.5)
+        FakeClock(monkeypatch, resumed)
+        history = resumed.resume_training(tmp_path / "checkpoint_epoch_002.pt", additional_epochs=4)
+        assert history["epochs_completed"] == 2 and history["time_limit_reached"]
+
+    @pytest.mark.parametrize("spent", [-1.0, float("nan"), "soon", True])
+    def test_a_checkpoint_with_a_bad_time_spent_is_refused(self, tmp_path, spent):
+        trainer = make_trainer(tmp_path, max_minutes=10)
+        trainer.train(epochs=1)
+        state = load_state(tmp_path / "checkpoint_epoch_001.pt")
+        state["time_budget"] = {"spent": spent}
+        with pytest.raises(CheckpointError, match="time spent"):
+            make_trainer(tmp_path / "other", max_minutes=10).load_state_dict(state)
+
+    @pytest.mark.parametrize("minutes", [0, -1])
+    def test_the_limit_must_be_positive(self, tmp_path, minutes):
+        with pytest.raises(ValueError, match="max_minutes must be positive"):
+            make_trainer(tmp_path, max_minutes=minutes)
+
+    def test_the_pipeline_counts_the_run_from_its_start_and_says_so_in_the_card(self, tmp_path):
+        from src.config import TrainConfig
+        from src.training.pipeline import run_training
+        from tests.helpers import synthetic_reviews, write_imdb_tree
+
+        tree = write_imdb_tree(tmp_path / "data", {"train": synthetic_reviews(60), "test": synthetic_reviews(20, seed=1)})
+        # a limit shorter than loading the data: the first epoch always runs, no second one
+        metrics = run_training(TrainConfig(
+            data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"), epochs=3,
+            max_minutes=1e-6, embedding_dim=8, hidden_dim=4, n_layers=1, max_length=20, batch_size=16,
+            pretrain_lm_epochs=0, quiet=True, tensorboard=False))
+        assert metrics["history"]["epochs_completed"] == 1 and metrics["history"]["time_limit_reached"]
+        assert "stopped at the time limit (--max-minutes)" in (tmp_path / "model" / "MODEL_CARD.md").read_text()

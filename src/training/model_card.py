@@ -90,10 +90,16 @@ def _training_lines(cfg: TrainConfig, metrics: Dict[str, Any]) -> List[str]:
     return [
         f"{status['epochs_completed']} of at most {cfg.epochs} epochs, the weights of epoch "
         f"{metrics['best_epoch']} kept (best {status['monitor']}), "
-        f"{'stopped early' if status['stopped_early'] else 'ran to the end'}",
+        f"{_how_it_ended(status)}",
         f"{status['total_time'] / 60:.1f} minutes on {metrics['speed']['device']}",
         f"optimizer {cfg.optimizer}, learning rate {cfg.learning_rate}, batch size {cfg.batch_size}, seed {cfg.seed}",
     ]
+
+
+def _how_it_ended(status: Dict[str, Any]) -> str:
+    if status.get("time_limit_reached"):
+        return "stopped at the time limit (--max-minutes)"
+    return "stopped early" if status["stopped_early"] else "ran to the end"
 
 
 def _evaluation(metrics: Dict[str, Any], reviews: int) -> str:

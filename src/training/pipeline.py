@@ -186,6 +186,7 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
 
 def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, Any]:
     """Rank 0 holds the run lock from before its first write in the run directory."""
+    started = time.perf_counter()  # --max-minutes counts from here
     main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
     if main_process:
@@ -193,11 +194,11 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
             _check_own_data(cfg)
         ensure_writable(run_dir)
     with RunLock(run_dir) if main_process else contextlib.nullcontext():
-        return _run_locked(cfg, context, main_process, run_dir)
+        return _run_locked(cfg, context, main_process, run_dir, started)
 
 
 def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_process: bool,
-                run_dir: Path) -> Dict[str, Any]:
+                run_dir: Path, started: float) -> Dict[str, Any]:
     configure_logging(run_dir, cfg.quiet, main_process)
     if main_process:
         check_output_directory(cfg.output_dir)
@@ -228,6 +229,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly, adversarial_eps=cfg.adversarial_eps,
         precision=cfg.precision, class_weights=_class_weights(cfg, train_loader.dataset),
         layer_lr_decay=cfg.layer_lr_decay, gradual_unfreezing=cfg.gradual_unfreezing,
+        max_minutes=cfg.max_minutes, run_started=started,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     if not main_process:

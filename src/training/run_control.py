@@ -1,4 +1,5 @@
-"""Keeping a run safe: one run per checkpoint folder, a writable folder, clean stops on signals."""
+"""Keeping a run safe: one run per checkpoint folder, a writable folder, clean stops on signals, and a
+time limit."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from src.exceptions import TrainingError
 
@@ -149,3 +151,31 @@ def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class TimeBudget:
+    """The wall-clock limit of a run (``--max-minutes``): training stops before an epoch that would end
+    past it. The clock starts at ``started`` (a ``time.perf_counter()`` value; default now), so work
+    before training, such as pretraining, counts; a resumed run adds the time its checkpoint had spent."""
+
+    def __init__(self, minutes: Optional[float] = None, started: Optional[float] = None):
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.started = time.perf_counter() if started is None else started
+        self.spent_before = 0.0
+
+    def spent(self) -> float:
+        """Seconds of the run so far, earlier runs that this one resumes included."""
+        return self.spent_before + time.perf_counter() - self.started
+
+    def allows(self, more_seconds: float) -> bool:
+        """Whether work of ``more_seconds`` would end within the limit (always, without one)."""
+        return self.seconds is None or self.spent() + more_seconds <= self.seconds
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"spent": self.spent()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        spent = state["spent"]
+        if isinstance(spent, bool) or not isinstance(spent, (int, float)) or not 0 <= spent < float("inf"):
+            raise ValueError(f"its time spent must be a non-negative number of seconds, got {spent!r}")
+        self.spent_before = float(spent)

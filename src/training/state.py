@@ -77,7 +77,7 @@ class TrainingHistory(dict):
     def __init__(self) -> None:
         super().__init__({key: [] for key in HISTORY_LISTS})
         self.update(best_val_loss=float("inf"), best_val_accuracy=0.0, best_epoch=None, epochs_completed=0,
-                    stopped_early=False, total_time=0.0)
+                    stopped_early=False, time_limit_reached=False, total_time=0.0)
 
     def record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float],
                best_epoch: Optional[int]) -> None:

@@ -26,7 +26,7 @@ from src.training.epoch_log import EpochLog
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker
 from src.training.adversarial import adversarial_perturbation, word_vector_rms
 from src.training.precision import MixedPrecision
-from src.training.run_control import RunLock, StopSignals, ensure_writable, remove_stale_temporaries
+from src.training.run_control import RunLock, StopSignals, TimeBudget, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
 from src.training.state import EpochProgress, TrainingHistory, load_rng_state_dict, rng_state_dict
 from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION, WEIGHTS_FORMAT_VERSIONS, load_state
@@ -63,7 +63,8 @@ class Trainer:
                  save_every_steps: Optional[int] = None, detect_anomaly: bool = False,
                  tensorboard_dir: Optional[Union[str, Path]] = None,
                  adversarial_eps: float = default_of("adversarial_eps"), precision: str = default_of("precision"),
-                 gradual_unfreezing: bool = default_of("gradual_unfreezing")):
+                 gradual_unfreezing: bool = default_of("gradual_unfreezing"),
+                 max_minutes: Optional[float] = default_of("max_minutes"), run_started: Optional[float] = None):
         self.adversarial_eps = check_setting("adversarial_eps", adversarial_eps, "adversarial_eps")
         # ULMFiT: epoch k trains only the top k stages (the classifier, then each LSTM layer down, the embedding last)
         self.stages = model_stages(model) if check_setting("gradual_unfreezing", gradual_unfreezing,
@@ -96,6 +97,9 @@ class Trainer:
         self._signals: Optional[StopSignals] = None
         self.epoch_log = EpochLog(self.checkpoint_dir, Path(tensorboard_dir) if tensorboard_dir is not None else None)
         self.precision = MixedPrecision(self.device, use_amp, precision)
+        # --max-minutes; ``run_started`` (a time.perf_counter() value) lets work before training count
+        self.time_budget = TimeBudget(check_setting("max_minutes", max_minutes, "max_minutes"), run_started)
+        self._last_epoch_seconds: Optional[float] = None  # train + validation, measured in this process
 
     # -- set-up -----------------------------------------------------------------
     def _wrap_distributed(self, model: nn.Module) -> nn.Module:
@@ -338,11 +342,26 @@ class Trainer:
         last_epoch = self.epoch + epochs
         logger.info("training epochs %d to %d: %d batches per epoch on %s in %s", self.epoch + 1, last_epoch,
                     len(self.train_loader), self.device, self.precision.name)
-        self.history["stopped_early"] = False
+        self.history["stopped_early"] = self.history["time_limit_reached"] = False
         while self.epoch < last_epoch:
+            if self._out_of_time():
+                self.history["stopped_early"] = self.history["time_limit_reached"] = True
+                break
             if self._run_epoch(last_epoch, save_best, save_every):
                 self.history["stopped_early"] = True
                 break
+
+    def _out_of_time(self) -> bool:
+        """Whether the next epoch would end past ``--max-minutes`` (estimated from the last epoch; the
+        first epoch of a fresh run always runs). Every rank stops if one is out of time."""
+        estimate = self._last_epoch_seconds or self.history.last("epoch_times")
+        out = estimate is not None and not self.time_budget.allows(estimate)
+        if max_over_ranks(int(out), self.device):
+            logger.warning("stopping before epoch %d: it would end after the time limit of %.1f minutes "
+                           "(%.1f spent, an epoch takes about %.1f); the best epoch so far is kept", self.epoch + 1,
+                           self.time_budget.seconds / 60, self.time_budget.spent() / 60, (estimate or 0) / 60)
+            return True
+        return False
 
     def _forget_earlier_run(self) -> None:
         """A fresh run in a used folder: its registry and mid-epoch file must not be resumed from."""
@@ -371,8 +390,10 @@ class Trainer:
         epoch = self.epoch + 1
         self._set_sampler_epoch(epoch)
         lr = self.current_lr()
+        started = time.perf_counter()
         train_metrics = self.train_epoch()
         val_metrics = self.evaluate_model(self.val_loader)
+        self._last_epoch_seconds = time.perf_counter() - started
         monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
         improved = self.best.update(monitored, epoch)
         step_scheduler(self.scheduler, improved, val_metrics)
@@ -414,7 +435,7 @@ class Trainer:
         sampler = getattr(self.train_loader, "batch_sampler", None)
         return {"optimizer_state": self.optimizer, "scheduler_state": self.scheduler, "scaler_state": self.precision,
                 "best_tracker": self.best, "early_stopping": self.early_stopping,
-                "checkpoint_manager": self.checkpoint_manager, "history": self.history,
+                "checkpoint_manager": self.checkpoint_manager, "history": self.history, "time_budget": self.time_budget,
                 "sampler": sampler if hasattr(sampler, "state_dict") else None}
 
     def state_dict(self, metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -514,6 +535,7 @@ class Trainer:
             "training_status": {
                 "epochs_completed": history["epochs_completed"], "best_epoch": history["best_epoch"],
                 "stopped_early": history["stopped_early"], "total_time": history["total_time"],
+                "time_limit_reached": history.get("time_limit_reached", False),
                 "global_step": self.global_step, "monitor": self.monitor,
             },
             "performance_metrics": {
