@@ -31,7 +31,15 @@ SHORT_REVIEW_WORDS = 30  # the robustness proxy of the accuracy issue: reviews c
 
 
 def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, Any]:
-    """Train one variant and return its summary and probabilities (runs in a worker process)."""
+    """Train one variant and return its summary and probabilities (runs in a worker process); a variant
+    that fails returns its error, so the others go on."""
+    try:
+        return _train_variant(job)
+    except Exception as err:  # noqa: BLE001 - one variant's failure must not end the side-by-side runs
+        return {"name": job[0], "overrides": job[1], "error": f"{type(err).__name__}: {err}"}
+
+
+def _train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, Any]:
     import torch
 
     from src.inference import SentimentPredictor
@@ -57,7 +65,8 @@ def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, 
         "ngram_test_accuracy": blend.get("ngram_only_test_accuracy"),
         "short_reviews": short_review_accuracy(predictor, splits["test"].texts, splits["test"].labels),
         "best_val_accuracy": round(max(history["val_accuracies"]), 4), "best_epoch": history["best_epoch"],
-        "epochs": history["epochs_completed"], "seconds": round(seconds, 1),
+        "epochs": history["epochs_completed"], "time_limit_reached": history.get("time_limit_reached", False),
+        "seconds": round(seconds, 1),
         "val": predictor.probabilities(splits["train"].select(val_idx).texts).astype(np.float32),
         "test": predictor.probabilities(splits["test"].texts).astype(np.float32),
     }
@@ -95,6 +104,8 @@ def main() -> None:
     parser.add_argument("--out", default="sweep-results", help="folder for results.jsonl and probabilities.npz")
     parser.add_argument("--score-only", action="store_true", help="score OUT/probabilities.npz, train nothing")
     parser.add_argument("--work-dir", help="where the variants' runs and models go (default: OUT/runs)")
+    parser.add_argument("--max-minutes", type=float, help="time limit of each variant's run (--max-minutes; "
+                        "a variant's own max_minutes wins)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -106,14 +117,16 @@ def main() -> None:
     names = args.only or list(variants)
     out.mkdir(parents=True, exist_ok=True)
     common = {"data_dir": args.data_dir, "device": args.device, "glove_cache_dir": args.glove_cache_dir,
-              "work_dir": args.work_dir or str(out / "runs"), "threads": max(1, (os.cpu_count() or 1) // args.parallel)}
+              "work_dir": args.work_dir or str(out / "runs"), "threads": max(1, (os.cpu_count() or 1) // args.parallel),
+              "max_minutes": args.max_minutes}
     arrays: Dict[str, np.ndarray] = {}
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.parallel, maxtasksperchild=1) as pool:
         jobs = [(name, variants[name], dict(common)) for name in names]
         for result in pool.imap_unordered(train_variant, jobs):
-            arrays[f"{result['name']}/val"], arrays[f"{result['name']}/test"] = result.pop("val"), result.pop("test")
-            np.savez(out / "probabilities.npz", **arrays)
+            if "error" not in result:
+                arrays[f"{result['name']}/val"], arrays[f"{result['name']}/test"] = result.pop("val"), result.pop("test")
+                np.savez(out / "probabilities.npz", **arrays)
             with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(result) + "\n")
             print(json.dumps(result), flush=True)

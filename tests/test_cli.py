@@ -164,7 +164,7 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
                      "pretrain_lm_epochs": 1, "adversarial_eps": 1.0, "ngram_blend": True}),
     ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1, "pretrain_lm_epochs": 0,
               "adversarial_eps": 1.0, "ngram_blend": False}),
-    ("large-gpu", {"use_glove": False, "embedding_dim": 300, "hidden_dim": 512, "n_layers": 2,
+    ("large-gpu", {"use_glove": False, "embedding_dim": 256, "hidden_dim": 1024, "n_layers": 1,
                    "pretrain_lm_epochs": 3, "adversarial_eps": 1.0, "ngram_blend": True}),
 ])
 def test_shipped_config_files_resolve_to_the_documented_settings(name, expected):

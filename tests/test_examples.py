@@ -55,3 +55,14 @@ def test_every_sweep_variant_is_a_valid_training_config(sweep):
     assert variants
     for settings in variants.values():
         TrainConfig.from_settings(settings)  # unknown names and impossible values raise
+
+
+def test_the_gpu_sweep_trains_the_shipped_large_recipe():
+    """bench/README's large-recipe row must describe configs/large-gpu.yaml, not a variant that drifted from it."""
+    import json
+
+    from src.training.train_model import read_config_file
+
+    variant = json.loads((REPO_ROOT / "bench" / "sweeps" / "pretrained-encoder.json").read_text())["large_gpu"]
+    variant.pop("max_minutes")
+    assert variant == read_config_file(str(REPO_ROOT / "configs" / "large-gpu.yaml"))
