@@ -255,6 +255,31 @@ def test_stopping_the_batcher_fails_the_requests_in_and_waiting_for_the_model():
     assert [type(outcome) for outcome in asyncio.run(scenario())] == [BatchFailed, BatchFailed]
 
 
+def test_a_refused_request_is_told_when_the_queued_work_will_be_done():
+    def run(texts):
+        time.sleep(0.2)
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(run, wait_s=0, max_batch=4, max_queued=40)
+        await batcher.start()
+        assert batcher.seconds_to_clear() == 1  # no rate measured yet
+        await batcher.submit(["a", "b", "c", "d"])
+        measured = batcher.texts_per_second  # 4 texts in at least 0.2 s
+        batcher.texts_per_second, batcher.queued = 10.0, 35
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(["one too many"] * 6)
+        batcher.queued = 0
+        await batcher.stop()
+        return measured, refused.value.retry_after_s
+
+    measured, retry_after = asyncio.run(scenario())
+    assert 0 < measured <= 20 and retry_after == 4  # 35 texts at 10 a second
+    batcher = MicroBatcher(lambda texts: texts, wait_s=0, max_batch=1)
+    batcher.texts_per_second, batcher.queued = 0.01, 100  # a slow model: capped at a minute
+    assert batcher.seconds_to_clear() == 60
+
+
 def test_a_cancelled_request_is_dropped_and_frees_its_place_in_the_queue():
     release, calls = threading.Event(), []
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER_S = 60  # the longest wait a refused request is asked for
 
 
 def model_executor() -> ThreadPoolExecutor:
@@ -34,7 +37,12 @@ class BatchFailed(RuntimeError):
 
 class Overloaded(RuntimeError):
     """More texts wait for the model than the batcher takes: refused at once, so that a flood of requests
-    makes clients retry instead of making every request wait longer and longer (and the memory grow)."""
+    makes clients retry instead of making every request wait longer and longer (and the memory grow).
+    ``retry_after_s``: about when the work queued now will be done (whole seconds, at least 1)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -67,6 +75,7 @@ class MicroBatcher:
         self.batches = 0  # model calls made, and texts classified by them (for /health and tests)
         self.texts = 0
         self.queued = 0  # texts of the requests not yet answered
+        self.texts_per_second: Optional[float] = None  # the model's recent rate (a moving average over batches)
         self._executor = model_thread or model_executor()
         self._pending: Deque[_Job] = deque()
         self._pending_texts = 0
@@ -108,12 +117,19 @@ class MicroBatcher:
         """``count`` more texts queued while the block runs; Overloaded when they would pass ``max_queued``."""
         if count and self.max_queued is not None and self.queued + count > self.max_queued:
             raise Overloaded(f"{self.queued} texts' worth of work already waits for the model (this server queues at "
-                             f"most {self.max_queued})")
+                             f"most {self.max_queued})", self.seconds_to_clear())
         self.queued += count
         try:
             yield
         finally:
             self.queued -= count
+
+    def seconds_to_clear(self) -> int:
+        """Whole seconds the model needs for the texts queued now at its recent rate: 1 before the first
+        batch, at most ``MAX_RETRY_AFTER_S``."""
+        if not self.texts_per_second:
+            return 1
+        return max(1, min(MAX_RETRY_AFTER_S, math.ceil(self.queued / self.texts_per_second)))
 
     async def _dispatch(self) -> None:
         assert self._arrived is not None
@@ -155,6 +171,8 @@ class MicroBatcher:
 
     async def _execute(self, jobs: List[_Job]) -> None:
         texts = [text for job in jobs for text in job.texts]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             results = await self.call(self.run, texts)
             if len(results) != len(texts):
@@ -168,6 +186,8 @@ class MicroBatcher:
             return
         self.batches += 1
         self.texts += len(texts)
+        rate = len(texts) / max(loop.time() - started, 1e-6)
+        self.texts_per_second = rate if self.texts_per_second is None else (self.texts_per_second + rate) / 2
         offset = 0
         for job in jobs:
             if not job.future.done():

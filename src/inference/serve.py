@@ -67,7 +67,6 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.j
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
 MODEL_FAILED = "the model failed on this request; the server's log says why"
-RETRY_AFTER_S = 1  # what a 503 (too many texts queued) asks clients to wait
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
 PREDICT_SCHEMA = {
@@ -393,7 +392,7 @@ async def _predictions(predictor: Predictor, batcher: MicroBatcher, texts: List[
                              else batcher.submit(texts))
     except Overloaded as err:
         return _error(503, f"the server is busy: {err}; retry in a moment, or start it with a larger "
-                           "--max-queued-texts", {"Retry-After": str(RETRY_AFTER_S)})
+                           "--max-queued-texts", {"Retry-After": str(err.retry_after_s)})
     except ExplanationRefused as err:  # an ensemble's; the batcher wraps predict's errors
         return _error(400, str(err))
     except BatchFailed:  # logged by the batcher
