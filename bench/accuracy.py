@@ -27,14 +27,14 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import cpu_facts  # noqa: E402
-from src.config import TrainConfig, parse_glove_dim  # noqa: E402
+from src.config import TrainConfig, check_setting, parse_glove_dim  # noqa: E402
 from src.data import ReviewData, load_imdb_splits  # noqa: E402
 from src.data.loaders import DataSource, split_reviews  # noqa: E402
 from src.inference.metrics import classification_metrics  # noqa: E402
@@ -75,6 +75,23 @@ def write_rating_task(data_dir: str, folder: Path) -> Path:
     return folder
 
 
+def parse_settings(pairs: List[str]) -> Dict[str, Any]:
+    """``["scheduler=slanted_triangular", "epochs=5"]`` -> checked training settings."""
+    settings = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator:
+            raise ValueError(f"--set takes SETTING=VALUE, got {pair!r}")
+        TrainConfig.check_names([name], "--set")
+        settings[name] = check_setting(name, value)
+    return settings
+
+
+def peak_rss_mb() -> int:
+    """The largest resident memory of this process so far, in MB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
@@ -88,10 +105,16 @@ def main() -> None:
     parser.add_argument("--ngram-blend", action="store_true", help="add the n-gram blend to the preset's settings")
     parser.add_argument("--max-train-samples", type=int, default=None, help="for a quick check of the script")
     parser.add_argument("--work-dir", default=None, help="where checkpoints go (default: a temporary folder)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SETTING=VALUE",
+                        help="training settings on top of the preset, e.g. scheduler=slanted_triangular max_minutes=55")
     args = parser.parse_args()
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="accuracy-"))
-    settings = {**PRESETS[args.preset], **({"ngram_blend": True} if args.ngram_blend else {})}
+    try:
+        chosen = parse_settings(args.set)
+    except ValueError as err:
+        parser.error(str(err))
+    settings = {**PRESETS[args.preset], **({"ngram_blend": True} if args.ngram_blend else {}), **chosen}
     if settings.get("use_glove"):
         cache = work / "glove"
         cache.mkdir(parents=True, exist_ok=True)
@@ -101,12 +124,13 @@ def main() -> None:
         settings.update(glove_dim=args.glove_dim, embedding_dim=parse_glove_dim(args.glove_dim),
                         glove_cache_dir=str(cache))
     data_dir = args.data_dir if args.task == "imdb" else str(write_rating_task(args.data_dir, work / "ratings"))
-    cfg = TrainConfig(data_dir=data_dir, epochs=args.epochs, output_dir=str(work / "model"),
-                      checkpoint_dir=str(work / "run"), max_train_samples=args.max_train_samples, quiet=True,
-                      **settings)
+    cfg = TrainConfig(**{"data_dir": data_dir, "epochs": args.epochs, "output_dir": str(work / "model"),
+                         "checkpoint_dir": str(work / "run"), "max_train_samples": args.max_train_samples,
+                         "quiet": True, **settings})
     started = time.perf_counter()
     metrics = run_training(cfg)
     lstm_seconds = time.perf_counter() - started
+    run_peak_mb = peak_rss_mb()
     train, _, test = split_reviews(DataSource.from_config(cfg), cfg.validation_split, cfg.seed, args.max_train_samples)
     baseline = baseline_metrics(train, test)
     history = metrics["history"]
@@ -120,7 +144,8 @@ def main() -> None:
         "baseline_test_macro_f1": baseline["macro_f1"], "task": args.task, "classes": list(test.class_names),
         "epochs": history["epochs_completed"], "best_epoch": history["best_epoch"],
         "epoch_seconds": [round(s, 1) for s in history["epoch_times"]],
-        "total_seconds": round(lstm_seconds), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "total_seconds": round(lstm_seconds), "time_limit_reached": history.get("time_limit_reached", False),
+        "peak_rss_mb": run_peak_mb, "peak_rss_with_baseline_mb": peak_rss_mb(),
         "preset": args.preset, "config": asdict(cfg), **cpu_facts(),
     }
     print(json.dumps(result))

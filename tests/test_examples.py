@@ -66,3 +66,14 @@ def test_the_gpu_sweep_trains_the_shipped_large_recipe():
     variant = json.loads((REPO_ROOT / "bench" / "sweeps" / "pretrained-encoder.json").read_text())["large_gpu"]
     variant.pop("max_minutes")
     assert variant == read_config_file(str(REPO_ROOT / "configs" / "large-gpu.yaml"))
+
+
+def test_the_accuracy_bench_takes_checked_settings_on_top_of_a_preset():
+    from bench.accuracy import parse_settings
+
+    assert parse_settings(["scheduler=slanted_triangular", "epochs=5", "max_minutes=55"]) == {
+        "scheduler": "slanted_triangular", "epochs": 5, "max_minutes": 55.0}
+    for bad, message in ((["no_such=1"], "unknown settings: no_such"), (["epochs=0"], "at least 1"),
+                         (["epochs"], "SETTING=VALUE")):
+        with pytest.raises(ValueError, match=message):
+            parse_settings(bad)
