@@ -87,6 +87,21 @@ def parse_settings(pairs: List[str]) -> Dict[str, Any]:
     return settings
 
 
+def training_settings(args: argparse.Namespace, work: Path, chosen: Dict[str, Any]) -> Dict[str, Any]:
+    """The preset's settings, with the GloVe archive linked into ``work``; ``--set``'s come last and win (over
+    ``--epochs`` and ``--glove-dim`` too)."""
+    settings = {"epochs": args.epochs, **PRESETS[args.preset], **({"ngram_blend": True} if args.ngram_blend else {})}
+    if settings.get("use_glove"):
+        cache = work / "glove"
+        cache.mkdir(parents=True, exist_ok=True)
+        link = cache / "glove.6B.zip"
+        if not link.exists():
+            link.symlink_to(Path(args.glove_zip).resolve())
+        settings.update(glove_dim=args.glove_dim, embedding_dim=parse_glove_dim(args.glove_dim),
+                        glove_cache_dir=str(cache))
+    return {**settings, **chosen}
+
+
 def peak_rss_mb() -> int:
     """The largest resident memory of this process so far, in MB."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -106,7 +121,8 @@ def main() -> None:
     parser.add_argument("--max-train-samples", type=int, default=None, help="for a quick check of the script")
     parser.add_argument("--work-dir", default=None, help="where checkpoints go (default: a temporary folder)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SETTING=VALUE",
-                        help="training settings on top of the preset, e.g. scheduler=slanted_triangular max_minutes=55")
+                        help="training settings on top of the preset and the flags above, e.g. "
+                        "scheduler=slanted_triangular max_minutes=55")
     args = parser.parse_args()
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="accuracy-"))
@@ -114,19 +130,10 @@ def main() -> None:
         chosen = parse_settings(args.set)
     except ValueError as err:
         parser.error(str(err))
-    settings = {**PRESETS[args.preset], **({"ngram_blend": True} if args.ngram_blend else {}), **chosen}
-    if settings.get("use_glove"):
-        cache = work / "glove"
-        cache.mkdir(parents=True, exist_ok=True)
-        link = cache / "glove.6B.zip"
-        if not link.exists():
-            link.symlink_to(Path(args.glove_zip).resolve())
-        settings.update(glove_dim=args.glove_dim, embedding_dim=parse_glove_dim(args.glove_dim),
-                        glove_cache_dir=str(cache))
     data_dir = args.data_dir if args.task == "imdb" else str(write_rating_task(args.data_dir, work / "ratings"))
-    cfg = TrainConfig(**{"data_dir": data_dir, "epochs": args.epochs, "output_dir": str(work / "model"),
-                         "checkpoint_dir": str(work / "run"), "max_train_samples": args.max_train_samples,
-                         "quiet": True, **settings})
+    cfg = TrainConfig(**{"data_dir": data_dir, "output_dir": str(work / "model"), "checkpoint_dir": str(work / "run"),
+                         "max_train_samples": args.max_train_samples, "quiet": True,
+                         **training_settings(args, work, chosen)})
     started = time.perf_counter()
     metrics = run_training(cfg)
     lstm_seconds = time.perf_counter() - started

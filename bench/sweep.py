@@ -18,8 +18,9 @@ import multiprocessing
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -36,7 +37,8 @@ def train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, 
     try:
         return _train_variant(job)
     except Exception as err:  # noqa: BLE001 - one variant's failure must not end the side-by-side runs
-        return {"name": job[0], "overrides": job[1], "error": f"{type(err).__name__}: {err}"}
+        return {"name": job[0], "overrides": job[1], "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc()}
 
 
 def _train_variant(job: Tuple[str, Dict[str, Any], Dict[str, Any]]) -> Dict[str, Any]:
@@ -120,17 +122,22 @@ def main() -> None:
               "work_dir": args.work_dir or str(out / "runs"), "threads": max(1, (os.cpu_count() or 1) // args.parallel),
               "max_minutes": args.max_minutes}
     arrays: Dict[str, np.ndarray] = {}
+    failed: List[str] = []
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.parallel, maxtasksperchild=1) as pool:
         jobs = [(name, variants[name], dict(common)) for name in names]
         for result in pool.imap_unordered(train_variant, jobs):
-            if "error" not in result:
+            if "error" in result:
+                failed.append(result["name"])
+            else:
                 arrays[f"{result['name']}/val"], arrays[f"{result['name']}/test"] = result.pop("val"), result.pop("test")
                 np.savez(out / "probabilities.npz", **arrays)
             with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(result) + "\n")
             print(json.dumps(result), flush=True)
     score_ensembles(arrays, test_labels)
+    if failed:
+        sys.exit(f"{len(failed)} variant(s) failed: {', '.join(failed)} (their errors are in {out / 'results.jsonl'})")
 
 
 if __name__ == "__main__":

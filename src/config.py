@@ -152,7 +152,7 @@ class TrainConfig:
     max_minutes: Optional[float] = setting(None, "time limit of the run: training stops before an epoch that "
                                            "would end after this many minutes from the start (data loading and "
                                            "pretraining count; the test evaluation and the n-gram fit come after); "
-                                           "the best epoch so far is kept", "training", above=0, resume=ALLOW)
+                                           "the model directory gets the best epoch so far", "training", above=0, resume=ALLOW)
     adversarial_eps: float = setting(0.0, "adversarial training on the word vectors (Miyato et al.): also train "
                                      "on each batch moved this far up the loss gradient, in word-vector norms "
                                      "per review; a step then costs about twice as much; 0 turns it off", "training",

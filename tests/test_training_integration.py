@@ -290,6 +290,14 @@ class TestTimeLimit:
         assert (tmp_path / "checkpoint_epoch_003.pt").is_file()
         assert trainer.get_training_summary()["training_status"]["time_limit_reached"] is True
 
+    def test_the_epoch_that_stops_at_the_limit_is_saved_whatever_save_every_says(self, tmp_path, monkeypatch):
+        trainer = make_trainer(tmp_path, max_minutes=3.5, scheduler_type=None)
+        FakeClock(monkeypatch, trainer)
+        scripted_validation(trainer, [0.5, 0.4, 0.45, 0.6])  # epoch 3 neither best nor due by save_every
+        history = trainer.train(epochs=6, save_every=5)
+        assert history["epochs_completed"] == 3 and history["time_limit_reached"]
+        assert load_state(tmp_path / "checkpoint_epoch_003.pt")["epoch"] == 3  # so --resume continues after it
+
     def test_without_a_limit_every_epoch_runs(self, tmp_path, monkeypatch):
         trainer = make_trainer(tmp_path)
         FakeClock(monkeypatch, trainer, epoch_seconds=3600.0)
@@ -329,16 +337,33 @@ class TestTimeLimit:
         with pytest.raises(ValueError, match="max_minutes must be positive"):
             make_trainer(tmp_path, max_minutes=minutes)
 
-    def test_the_pipeline_counts_the_run_from_its_start_and_says_so_in_the_card(self, tmp_path):
+    def test_the_pipeline_counts_the_run_from_its_start_and_says_so_in_the_card(self, tmp_path, monkeypatch):
+        import time
+
         from src.config import TrainConfig
+        from src.training import pipeline
         from src.training.pipeline import run_training
         from tests.helpers import synthetic_reviews, write_imdb_tree
 
+        seen = {}
+        load_data, create = pipeline._load_data, pipeline.create_trainer
+
+        def timed_load(*args):
+            seen["data_loaded_at"] = time.perf_counter()
+            return load_data(*args)
+
+        def recording_create(*args, **kwargs):
+            seen["run_started"] = kwargs["run_started"]
+            return create(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "_load_data", timed_load)
+        monkeypatch.setattr(pipeline, "create_trainer", recording_create)
         tree = write_imdb_tree(tmp_path / "data", {"train": synthetic_reviews(60), "test": synthetic_reviews(20, seed=1)})
         # a limit shorter than loading the data: the first epoch always runs, no second one
         metrics = run_training(TrainConfig(
             data_dir=str(tree), output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "run"), epochs=3,
             max_minutes=1e-6, embedding_dim=8, hidden_dim=4, n_layers=1, max_length=20, batch_size=16,
             pretrain_lm_epochs=0, quiet=True, tensorboard=False))
+        assert seen["run_started"] < seen["data_loaded_at"]  # loading the data counts
         assert metrics["history"]["epochs_completed"] == 1 and metrics["history"]["time_limit_reached"]
         assert "stopped at the time limit (--max-minutes)" in (tmp_path / "model" / "MODEL_CARD.md").read_text()

@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +170,16 @@ class MicroBatcher:
                 count += len(job.texts)
         return jobs
 
+    def _timed_run(self, texts: List[str]) -> Tuple[Sequence[Any], float]:
+        """``run(texts)`` and the seconds it took, timed in the model's thread (not counting the wait for it)."""
+        started = time.perf_counter()
+        results = self.run(texts)
+        return results, time.perf_counter() - started
+
     async def _execute(self, jobs: List[_Job]) -> None:
         texts = [text for job in jobs for text in job.texts]
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
-            results = await self.call(self.run, texts)
+            results, seconds = await self.call(self._timed_run, texts)
             if len(results) != len(texts):
                 raise BatchFailed(f"the model returned {len(results)} results for {len(texts)} texts")
         except asyncio.CancelledError:  # stop() during the call
@@ -186,7 +191,7 @@ class MicroBatcher:
             return
         self.batches += 1
         self.texts += len(texts)
-        rate = len(texts) / max(loop.time() - started, 1e-6)
+        rate = len(texts) / max(seconds, 1e-6)
         self.texts_per_second = rate if self.texts_per_second is None else (self.texts_per_second + rate) / 2
         offset = 0
         for job in jobs:

@@ -156,7 +156,8 @@ def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
 class TimeBudget:
     """The wall-clock limit of a run (``--max-minutes``): training stops before an epoch that would end
     past it. The clock starts at ``started`` (a ``time.perf_counter()`` value; default now), so work
-    before training, such as pretraining, counts; a resumed run adds the time its checkpoint had spent."""
+    before training, such as pretraining, counts. Loading a checkpoint's state restarts the clock from the
+    time the checkpoint had spent (the minutes of this process before the load are not counted twice)."""
 
     def __init__(self, minutes: Optional[float] = None, started: Optional[float] = None):
         self.seconds = None if minutes is None else 60.0 * minutes
@@ -178,4 +179,4 @@ class TimeBudget:
         spent = state["spent"]
         if isinstance(spent, bool) or not isinstance(spent, (int, float)) or not 0 <= spent < float("inf"):
             raise ValueError(f"its time spent must be a non-negative number of seconds, got {spent!r}")
-        self.spent_before = float(spent)
+        self.spent_before, self.started = float(spent), time.perf_counter()

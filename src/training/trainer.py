@@ -99,7 +99,7 @@ class Trainer:
         self.precision = MixedPrecision(self.device, use_amp, precision)
         # --max-minutes; ``run_started`` (a time.perf_counter() value) lets work before training count
         self.time_budget = TimeBudget(check_setting("max_minutes", max_minutes, "max_minutes"), run_started)
-        self._last_epoch_seconds: Optional[float] = None  # train + validation, measured in this process
+        self._last_epoch_seconds: Optional[float] = None  # train + validation of the last epoch in this process
 
     # -- set-up -----------------------------------------------------------------
     def _wrap_distributed(self, model: nn.Module) -> nn.Module:
@@ -343,25 +343,26 @@ class Trainer:
         logger.info("training epochs %d to %d: %d batches per epoch on %s in %s", self.epoch + 1, last_epoch,
                     len(self.train_loader), self.device, self.precision.name)
         self.history["stopped_early"] = self.history["time_limit_reached"] = False
+        if self._out_of_time():  # a resumed run whose time is spent
+            return
         while self.epoch < last_epoch:
-            if self._out_of_time():
-                self.history["stopped_early"] = self.history["time_limit_reached"] = True
-                break
             if self._run_epoch(last_epoch, save_best, save_every):
                 self.history["stopped_early"] = True
                 break
 
     def _out_of_time(self) -> bool:
         """Whether the next epoch would end past ``--max-minutes`` (estimated from the last epoch; the
-        first epoch of a fresh run always runs). Every rank stops if one is out of time."""
+        first epoch of a fresh run always runs); if so, the history says so. Every rank stops if one is
+        out of time."""
         estimate = self._last_epoch_seconds or self.history.last("epoch_times")
         out = estimate is not None and not self.time_budget.allows(estimate)
-        if max_over_ranks(int(out), self.device):
-            logger.warning("stopping before epoch %d: it would end after the time limit of %.1f minutes "
-                           "(%.1f spent, an epoch takes about %.1f); the best epoch so far is kept", self.epoch + 1,
-                           self.time_budget.seconds / 60, self.time_budget.spent() / 60, (estimate or 0) / 60)
-            return True
-        return False
+        if not max_over_ranks(int(out), self.device):
+            return False
+        logger.warning("stopping before epoch %d: it would end after the time limit of %.1f minutes (%.1f spent, "
+                       "an epoch takes about %.1f); best_model.pt holds the best epoch so far", self.epoch + 1,
+                       self.time_budget.seconds / 60, self.time_budget.spent() / 60, estimate / 60)
+        self.history["stopped_early"] = self.history["time_limit_reached"] = True
+        return True
 
     def _forget_earlier_run(self) -> None:
         """A fresh run in a used folder: its registry and mid-epoch file must not be resumed from."""
@@ -390,10 +391,11 @@ class Trainer:
         epoch = self.epoch + 1
         self._set_sampler_epoch(epoch)
         lr = self.current_lr()
-        started = time.perf_counter()
         train_metrics = self.train_epoch()
+        validation_started = time.perf_counter()
         val_metrics = self.evaluate_model(self.val_loader)
-        self._last_epoch_seconds = time.perf_counter() - started
+        # the whole epoch, with its part before a mid-epoch resume: the time limit's estimate of the next one
+        self._last_epoch_seconds = train_metrics["seconds"] + time.perf_counter() - validation_started
         monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
         improved = self.best.update(monitored, epoch)
         step_scheduler(self.scheduler, improved, val_metrics)
@@ -401,6 +403,7 @@ class Trainer:
         self.history.record(epoch, lr, train_metrics, val_metrics, self.best.best_epoch)
         stop = self.early_stopping is not None and self.early_stopping.after_epoch(improved, self.model, epoch)
         self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
+        stop = stop or (epoch < last_epoch and self._out_of_time())  # either way, this epoch's checkpoint is due
         signalled = self._agreed_signal()
         due = save_every is None or epoch % save_every == 0 or epoch == last_epoch or stop or signalled
         if due or (save_best and improved):
