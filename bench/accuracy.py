@@ -151,7 +151,7 @@ def main() -> None:
         "baseline_test_macro_f1": baseline["macro_f1"], "task": args.task, "classes": list(test.class_names),
         "epochs": history["epochs_completed"], "best_epoch": history["best_epoch"],
         "epoch_seconds": [round(s, 1) for s in history["epoch_times"]],
-        "total_seconds": round(lstm_seconds), "time_limit_reached": history.get("time_limit_reached", False),
+        "total_seconds": round(lstm_seconds), "time_limit_reached": history["time_limit_reached"],
         "peak_rss_mb": run_peak_mb, "peak_rss_with_baseline_mb": peak_rss_mb(),
         "preset": args.preset, "config": asdict(cfg), **cpu_facts(),
     }

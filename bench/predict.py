@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.inference.onnx_model import export_onnx  # noqa: E402
-from machine import cpu_facts  # noqa: E402  (bench/machine.py)
+from bench.machine import cpu_facts  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
 from src.models.ngram_model import NGRAM_FILE, NgramBlend, _vectorizer  # noqa: E402
@@ -73,7 +73,7 @@ def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str
     CountVectorizer over the same n-grams): set-up time, reviews/s, and the largest difference."""
     blend = NgramBlend.load(model_dir)
     started = time.perf_counter()
-    vectorizer = _vectorizer(blend.model.max_n, vocabulary=blend.model.ngrams)
+    vectorizer = _vectorizer(blend.model.max_n, blend.model.tokenizer, vocabulary=blend.model.ngrams)
     reference_setup = time.perf_counter() - started
     started = time.perf_counter()
     reference = vectorizer.transform(texts) @ blend.model.weights.astype(np.float64) + blend.model.bias

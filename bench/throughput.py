@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import numpy as np
 import torch
@@ -90,6 +90,19 @@ def training_flops_per_token(cfg: TrainConfig) -> float:
     return 3.0 * total
 
 
+def training_pool(data_dir: str, batches: int, cfg: TrainConfig) -> Tuple[ReviewDataset, int, DataLoader]:
+    """``batches`` batches' worth of real IMDB training reviews (a fixed draw), encoded and cut as ``cfg``
+    says, with the vocabulary's size and a loader that buckets them as training does."""
+    reviews = load_imdb(data_dir, "train")
+    pool = np.random.default_rng(0).permutation(len(reviews.texts))[: batches * cfg.batch_size]
+    reviews = reviews.select(pool)
+    processor = TextPreprocessor(max_length=cfg.max_length, truncation=cfg.truncation)
+    dataset = ReviewDataset([processor.truncate(x) for x in processor.fit_encode(reviews.texts)], reviews.labels)
+    loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, cfg.batch_size, seed=0),
+                        collate_fn=collate_batch)
+    return dataset, processor.vocab_size, loader
+
+
 def reference_batches(dataset: ReviewDataset, batch_size: int, seed: int) -> List[tuple]:
     order = np.random.default_rng(seed).permutation(len(dataset))
     return [collate_batch([dataset[i] for i in order[start: start + batch_size]])
@@ -135,22 +148,14 @@ def main() -> None:
     cfg = TrainConfig()
     torch.manual_seed(0)
 
-    reviews = load_imdb(args.data_dir, "train")
-    pool = np.random.default_rng(0).permutation(len(reviews.texts))[: args.batches * cfg.batch_size]
-    reviews = reviews.select(pool)
-    processor = TextPreprocessor(max_length=cfg.max_length, truncation=cfg.truncation)
-    ids = [processor.truncate(x) for x in processor.fit_encode(reviews.texts)]
-    dataset = ReviewDataset(ids, reviews.labels)
-
-    loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.lengths, cfg.batch_size, seed=0),
-                        collate_fn=collate_batch)
+    dataset, vocab_size, loader = training_pool(args.data_dir, args.batches, cfg)
     ours = list(loader)
     precisions = ["float32", "bfloat16"] if cpu_has_native_bfloat16() else ["float32"]
-    steps = {precision: pipeline_step(processor.vocab_size, cfg, loader, precision) for precision in precisions}
+    steps = {precision: pipeline_step(vocab_size, cfg, loader, precision) for precision in precisions}
     if args.adversarial_eps:
-        steps["float32_adversarial"] = pipeline_step(processor.vocab_size, cfg, loader, "float32",
+        steps["float32_adversarial"] = pipeline_step(vocab_size, cfg, loader, "float32",
                                                      args.adversarial_eps)
-    reference = TutorialLSTM(processor.vocab_size, cfg).train()
+    reference = TutorialLSTM(vocab_size, cfg).train()
     ref_optimizer = torch.optim.Adam(reference.parameters(), lr=cfg.learning_rate)
     criterion = nn.BCEWithLogitsLoss()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import signal
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -260,3 +261,16 @@ class ServedApp:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.socket.close()
+
+
+def interrupt_at(trainer, step_count, signum=signal.SIGTERM):
+    """Send ``signum`` to this process during the ``step_count``-th training step."""
+    original, calls = trainer.train_step, {"n": 0}
+
+    def step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step_count:
+            os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    trainer.train_step = step

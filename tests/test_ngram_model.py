@@ -151,3 +151,14 @@ def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_pa
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
     assert f"NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams" in card
     assert f"| LSTM alone (no temperature) | {100 * metrics['test_lstm_only']['accuracy']:.2f}% |" in card
+
+
+def test_the_prediction_bench_compares_the_n_gram_part_with_its_sparse_reference(tmp_path):
+    """bench/predict.py's comparison of the n-gram part with scikit-learn's vectoriser runs on a saved blend
+    and finds the same log-odds."""
+    from bench.predict import ngram_against_sparse_reference
+
+    fitted_blend().save(tmp_path)
+    texts, _ = pair_reviews(40, seed=5)
+    result = ngram_against_sparse_reference(str(tmp_path), texts)
+    assert result["max_abs_difference"] < 1e-9 and result["packed_reviews_per_s"] > 0

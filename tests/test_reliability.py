@@ -21,20 +21,7 @@ from src.training import GloVeLoader
 from src.utils.checkpoint_io import load_state, save_state
 from src.training.trainer import MID_EPOCH_NAME
 from src.training.train_model import main
-from tests.helpers import REPO_ROOT, make_trainer, tiny_model
-
-
-def interrupt_at(trainer, step_count, signum=signal.SIGTERM):
-    """Send ``signum`` to this process during the ``step_count``-th training step."""
-    original, calls = trainer.train_step, {"n": 0}
-
-    def step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == step_count:
-            os.kill(os.getpid(), signum)
-        return original(*args, **kwargs)
-
-    trainer.train_step = step
+from tests.helpers import REPO_ROOT, interrupt_at, make_trainer, tiny_model
 
 
 @pytest.mark.parametrize("options", [{}, {"scheduler_type": "slanted_triangular", "layer_lr_decay": 2.6,

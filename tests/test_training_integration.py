@@ -314,6 +314,23 @@ class TestTimeLimit:
         history = resumed.resume_training(tmp_path / "checkpoint_epoch_002.pt", additional_epochs=4)
         assert history["epochs_completed"] == 3 and history["time_limit_reached"]
 
+    def test_after_a_mid_epoch_resume_the_next_epoch_is_estimated_whole(self, tmp_path, monkeypatch):
+        from src.exceptions import TrainingInterrupted
+        from src.training.trainer import MID_EPOCH_NAME
+        from tests.helpers import interrupt_at
+
+        first = make_trainer(tmp_path, max_minutes=2.6)
+        FakeClock(monkeypatch, first)  # 12 steps of 5 s an epoch
+        interrupt_at(first, 18)  # the 6th step of epoch 2, at 85-90 s
+        with pytest.raises(TrainingInterrupted):
+            first.train(epochs=6)
+        resumed = make_trainer(tmp_path, max_minutes=2.6)
+        FakeClock(monkeypatch, resumed)
+        history = resumed.resume_training(tmp_path / MID_EPOCH_NAME, additional_epochs=4)
+        # epoch 2 ends at 120 s; its part after the resume took 30 s, but the epoch took 60: a third epoch
+        # would end at 180 s, past the limit of 156 (estimated from the 30 s part, it would seem to fit)
+        assert history["epochs_completed"] == 2 and history["time_limit_reached"]
+
     def test_a_spent_budget_stops_a_resumed_run_before_any_epoch(self, tmp_path, monkeypatch):
         first = make_trainer(tmp_path, max_minutes=2.5)
         FakeClock(monkeypatch, first)
@@ -331,6 +348,15 @@ class TestTimeLimit:
         state["time_budget"] = {"spent": spent}
         with pytest.raises(CheckpointError, match="time spent"):
             make_trainer(tmp_path / "other", max_minutes=10).load_state_dict(state)
+
+    def test_a_checkpoint_from_before_the_time_limit_loads_as_not_reached(self, tmp_path):
+        make_trainer(tmp_path).train(epochs=1)
+        state = load_state(tmp_path / "checkpoint_epoch_001.pt")
+        del state["history"]["time_limit_reached"]
+        trainer = make_trainer(tmp_path / "other")
+        trainer.load_state_dict(state)
+        assert trainer.history["time_limit_reached"] is False
+        assert trainer.get_training_summary()["training_status"]["time_limit_reached"] is False
 
     @pytest.mark.parametrize("minutes", [0, -1])
     def test_the_limit_must_be_positive(self, tmp_path, minutes):

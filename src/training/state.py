@@ -100,8 +100,9 @@ class TrainingHistory(dict):
         return copy.deepcopy(dict(self))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """The saved history; totals that a checkpoint from before they existed lacks keep their defaults."""
         self.clear()
-        self.update(copy.deepcopy(state))
+        self.update({**TrainingHistory(), **copy.deepcopy(state)})
 
 
 def rng_state_dict() -> Dict[str, Any]:

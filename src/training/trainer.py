@@ -538,7 +538,7 @@ class Trainer:
             "training_status": {
                 "epochs_completed": history["epochs_completed"], "best_epoch": history["best_epoch"],
                 "stopped_early": history["stopped_early"], "total_time": history["total_time"],
-                "time_limit_reached": history.get("time_limit_reached", False),
+                "time_limit_reached": history["time_limit_reached"],
                 "global_step": self.global_step, "monitor": self.monitor,
             },
             "performance_metrics": {
