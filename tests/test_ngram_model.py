@@ -159,6 +159,6 @@ def test_the_prediction_bench_compares_the_n_gram_part_with_its_sparse_reference
     from bench.predict import ngram_against_sparse_reference
 
     fitted_blend().save(tmp_path)
-    texts, _ = pair_reviews(40, seed=5)
+    texts = pair_reviews(40, seed=5)[0] + ["Not GOOD!!! very bad...", "very good :) not bad, <br />"]
     result = ngram_against_sparse_reference(str(tmp_path), texts)
     assert result["max_abs_difference"] < 1e-9 and result["packed_reviews_per_s"] > 0

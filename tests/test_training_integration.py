@@ -355,7 +355,7 @@ class TestTimeLimit:
         del state["history"]["time_limit_reached"]
         trainer = make_trainer(tmp_path / "other")
         trainer.load_state_dict(state)
-        assert trainer.history["time_limit_reached"] is False
+        assert trainer.history["time_limit_reached"] is False and trainer.history["epochs_completed"] == 1
         assert trainer.get_training_summary()["training_status"]["time_limit_reached"] is False
 
     @pytest.mark.parametrize("minutes", [0, -1])
