@@ -107,7 +107,7 @@ def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="recommended")
@@ -124,16 +124,20 @@ def main() -> None:
                         help="training settings on top of the preset and the flags above, e.g. "
                         "scheduler=slanted_triangular max_minutes=55")
     args = parser.parse_args()
-
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="accuracy-"))
     try:
-        chosen = parse_settings(args.set)
+        args.set = parse_settings(args.set)
     except ValueError as err:
         parser.error(str(err))
+    return args
+
+
+def main() -> None:
+    args = _arguments()
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="accuracy-"))
     data_dir = args.data_dir if args.task == "imdb" else str(write_rating_task(args.data_dir, work / "ratings"))
     cfg = TrainConfig(**{"data_dir": data_dir, "output_dir": str(work / "model"), "checkpoint_dir": str(work / "run"),
                          "max_train_samples": args.max_train_samples, "quiet": True,
-                         **training_settings(args, work, chosen)})
+                         **training_settings(args, work, args.set)})
     started = time.perf_counter()
     metrics = run_training(cfg)
     lstm_seconds = time.perf_counter() - started

@@ -23,7 +23,7 @@ from src.inference import SentimentPredictor  # noqa: E402
 from src.inference.metrics import calibration, fit_temperature, metrics_for  # noqa: E402
 from src.inference.predictor import probabilities_of  # noqa: E402
 from src.models.model_dir import load_temperature, training_config  # noqa: E402
-from machine import cpu_facts  # noqa: E402  (bench/machine.py)
+from bench.machine import cpu_facts  # noqa: E402
 
 
 def measure(model_dir: str, data_dir: str) -> Dict[str, Any]:

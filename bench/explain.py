@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from machine import cpu_facts  # noqa: E402  (bench/machine.py)
+from bench.machine import cpu_facts  # noqa: E402
 from src.data import load_imdb  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.inference.explain import DEFAULT_STEPS, METHODS, deletion_drops  # noqa: E402

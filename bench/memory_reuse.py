@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import TrainConfig  # noqa: E402
 from src.training.train_model import read_config_file  # noqa: E402
-from machine import cpu_facts  # noqa: E402  (bench/machine.py)
-from throughput import pipeline_step, tokens_per_second, training_pool  # noqa: E402  (bench/throughput.py)
+from bench.machine import cpu_facts  # noqa: E402
+from bench.throughput import pipeline_step, tokens_per_second, training_pool  # noqa: E402
 
 WAYS = ("system", "reuse")
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameters (<malloc.h>)

@@ -43,7 +43,7 @@ from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
 from src.inference.serve import DEFAULT_BATCH_WAIT_MS, SERVE_BATCH_SIZE  # noqa: E402
 from src.utils.io import atomic_write_text  # noqa: E402
-from machine import cpu_facts  # noqa: E402  (bench/machine.py)
+from bench.machine import cpu_facts  # noqa: E402
 
 REQUEST_TIMEOUT_S = 30
 

@@ -45,7 +45,7 @@ from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
 from src.training import create_trainer  # noqa: E402
 from src.training.precision import cpu_training_dtype  # noqa: E402
 from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
-from machine import cpu_facts  # noqa: E402  (bench/machine.py)
+from bench.machine import cpu_facts  # noqa: E402
 
 
 class TutorialLSTM(nn.Module):

@@ -132,8 +132,9 @@ class TrainConfig:
     weight_decay: float = setting(1e-5, "L2 penalty of the optimizer", "training", minimum=0)
     optimizer: str = setting("adam", "optimizer", "training", choices=OPTIMIZER_TYPES)
     scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after 3 epochs in a row "
-                             "without a new best; slanted_triangular (ULMFiT) sets it every step, up from 1/32 of "
-                             "it over the first tenth of --epochs' steps, then down again", "training",
+                             "without a new best; cosine lowers it towards zero over --epochs, or over the epochs "
+                             "that --max-minutes leaves time for; slanted_triangular (ULMFiT) sets it every step, "
+                             "up from 1/32 of it over the first tenth of --epochs' steps, then down again", "training",
                              choices=SCHEDULER_TYPES)
     layer_lr_decay: float = setting(1.0, "discriminative fine-tuning (ULMFiT): the classifier learns at "
                                     "--learning-rate, each LSTM layer below it at the rate above divided by this, "

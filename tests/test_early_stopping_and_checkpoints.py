@@ -100,6 +100,45 @@ def test_slanted_triangular_rises_over_a_tenth_of_the_steps_then_falls_to_a_32nd
         create_scheduler(optimizer, "slanted_triangular", epochs=10)
 
 
+def test_cosine_falls_to_zero_over_its_length_which_can_be_refitted_and_resumes():
+    optimizer = torch.optim.Adam([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 2.0},
+                                  {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.2}])
+    scheduler = create_scheduler(optimizer, "cosine", epochs=4)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(5):
+        step_scheduler(scheduler, improved=False, val_metrics={"loss": 1.0, "accuracy": 0.5})
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([2.0, 1.0 + 2 ** -0.5, 1.0, 1.0 - 2 ** -0.5, 0.0, 0.0])  # stays at zero after
+    assert optimizer.param_groups[1]["lr"] == 0.0
+    scheduler.fit_length(10)  # five of ten epochs done: half way down
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0) and optimizer.param_groups[1]["lr"] == pytest.approx(0.1)
+    fresh = torch.optim.Adam([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 2.0},
+                              {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 2.0}])
+    restored = create_scheduler(fresh, "cosine", epochs=3)
+    restored.load_state_dict(scheduler.state_dict())
+    assert (restored.length, restored.epochs, restored.planned) == (10, 5, 3)  # planned: its own --epochs
+    assert [group["lr"] for group in fresh.param_groups] == pytest.approx([1.0, 0.1])
+    with pytest.raises(ValueError, match="at least one epoch"):
+        scheduler.fit_length(0)
+    with pytest.raises(ValueError, match="2 peak rates for 1 parameter groups"):
+        create_scheduler(torch.optim.Adam(torch.nn.Linear(2, 1).parameters()), "cosine").load_state_dict(
+            scheduler.state_dict())
+
+
+def test_cosine_resumes_from_a_checkpoint_of_torchs_cosine_annealing():
+    model = torch.nn.Linear(2, 1)
+    old_optimizer = torch.optim.Adam(model.parameters(), lr=1.0)
+    old = torch.optim.lr_scheduler.CosineAnnealingLR(old_optimizer, T_max=6)
+    for _ in range(2):
+        old_optimizer.step()
+        old.step()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0)
+    scheduler = create_scheduler(optimizer, "cosine", epochs=20)
+    scheduler.load_state_dict(old.state_dict())
+    assert (scheduler.length, scheduler.epochs) == (6, 2)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(old_optimizer.param_groups[0]["lr"])
+
+
 def test_layer_lr_decay_gives_each_layer_its_own_rate_below_the_classifiers(tmp_path):
     from src.training.trainer import parameter_groups
 

@@ -77,3 +77,19 @@ def test_the_accuracy_bench_takes_checked_settings_on_top_of_a_preset():
                          (["epochs"], "SETTING=VALUE")):
         with pytest.raises(ValueError, match=message):
             parse_settings(bad)
+
+
+def test_the_averaging_bench_takes_the_epochs_in_order_and_averages_their_floats(tmp_path):
+    import torch
+
+    from bench.average_checkpoints import average_weights, epoch_checkpoints
+
+    for name in ("checkpoint_epoch_010.pt", "checkpoint_epoch_009.pt", "checkpoint_epoch_100.pt", "best_model.pt",
+                 "checkpoint_epoch_011.pt.tmp"):
+        (tmp_path / name).touch()
+    assert [path.name for path in epoch_checkpoints(tmp_path)] == [
+        "checkpoint_epoch_009.pt", "checkpoint_epoch_010.pt", "checkpoint_epoch_100.pt"]
+    states = [{"w": torch.tensor([1.0, 2.0]), "count": torch.tensor(3)},
+              {"w": torch.tensor([3.0, 6.0]), "count": torch.tensor(5)}]
+    averaged = average_weights(states)
+    assert torch.equal(averaged["w"], torch.tensor([2.0, 4.0])) and int(averaged["count"]) == 5

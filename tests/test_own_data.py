@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from src.config import TrainConfig
+from src.data import loaders
 from src.data.labels import class_names_of, label_indices
 from src.data.loaders import DataSource, split_reviews
 from src.data.preprocessing import TextPreprocessor, tokenize
@@ -18,6 +19,7 @@ from src.inference.predict import main as predict_main
 from src.models.lstm_model import LSTMConfig
 from src.models.model_dir import save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
+from src.training import pipeline
 from src.training.pipeline import _unlabeled_texts, run_training
 from src.training.train_model import main as train_main
 from src.training.trainer import _criterion
@@ -136,7 +138,11 @@ def test_unlabeled_texts_come_from_the_named_file(tmp_path):
     assert _unlabeled_texts(own) == ["first text", "second text"]
 
 
-def test_pretraining_reads_the_unlabeled_file(tmp_path):
+def test_pretraining_reads_the_unlabeled_file_and_each_file_once(tmp_path, monkeypatch):
+    reads = []
+    for module, name in ((loaders, "read_table"), (pipeline, "read_texts")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda path, *args, _read=original: reads.append(path) or _read(path, *args))
     rng = np.random.default_rng(1)
     vocabulary = ["good", "bad", "film", "plot", "great", "awful", "the", "a", "was", "and"]
     texts = [" ".join(rng.choice(vocabulary, 15)) for _ in range(80)]
@@ -149,6 +155,8 @@ def test_pretraining_reads_the_unlabeled_file(tmp_path):
         checkpoint_dir=str(tmp_path / "run"), epochs=1, **{**TINY, "pretrain_lm_epochs": 1.0}))
     assert metrics["lm_pretraining"]["unlabeled_reviews"] == 50
     assert metrics["lm_pretraining"]["training_reviews"] == 64  # 80 less the validation split
+    # checked before the run starts, then used as read
+    assert sorted(map(str, reads)) == sorted(str(tmp_path / name) for name in ("more.txt", "test.jsonl", "train.jsonl"))
 
 
 def test_class_weights_weigh_each_class():

@@ -271,10 +271,10 @@ class FakeClock:
         self.now = 0.0
         monkeypatch.setattr("time.perf_counter", lambda: self.now)
         trainer.time_budget.started = 0.0
-        step, per_step = trainer.train_step, epoch_seconds / len(trainer.train_loader)
+        step, self.per_step = trainer.train_step, epoch_seconds / len(trainer.train_loader)
 
         def timed_step(*args, **kwargs):
-            self.now += per_step
+            self.now += self.per_step
             return step(*args, **kwargs)
 
         trainer.train_step = timed_step
@@ -289,6 +289,37 @@ class TestTimeLimit:
         assert history["epochs_completed"] == 3 and history["time_limit_reached"] and history["stopped_early"]
         assert (tmp_path / "checkpoint_epoch_003.pt").is_file()
         assert trainer.get_training_summary()["training_status"]["time_limit_reached"] is True
+
+    def test_a_cosine_schedule_ends_with_the_epochs_the_limit_leaves_time_for(self, tmp_path, monkeypatch):
+        trainer = make_trainer(tmp_path, max_minutes=4.5, scheduler_type="cosine", epochs=10)
+        FakeClock(monkeypatch, trainer)
+        history = trainer.train(epochs=10)
+        # after the first epoch (60 s) three more fit in 270 s: the rate falls over 4 epochs, not 10
+        assert history["epochs_completed"] == 4 and history["time_limit_reached"]
+        assert history["learning_rates"] == pytest.approx([0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+        assert load_state(tmp_path / "checkpoint_epoch_002.pt")["scheduler_state"]["length"] == 4
+
+    def test_a_cosine_schedule_follows_epochs_that_turn_out_slower(self, tmp_path, monkeypatch):
+        trainer = make_trainer(tmp_path, max_minutes=6.5, scheduler_type="cosine", epochs=10)
+        clock = FakeClock(monkeypatch, trainer)
+        trainer.train(epochs=1)
+        assert trainer.scheduler.length == 6  # 5 more epochs of 60 s fit in the 330 s left
+        clock.per_step *= 2  # the machine gets busy: epochs of 120 s
+        history = trainer.train(epochs=9)
+        # epoch 2 ends at 180 s, and one more of 120 s fits in the 210 s left: the course is 3 epochs
+        assert trainer.scheduler.length == 3 and history["epochs_completed"] == 3
+        assert history["learning_rates"] == pytest.approx([0.01, 0.01 * (1 + math.cos(math.pi / 6)) / 2, 0.0025])
+
+    def test_a_cosine_course_cut_short_by_the_limit_is_planned_again_on_a_resume_without_it(self, tmp_path, monkeypatch):
+        first = make_trainer(tmp_path, max_minutes=4.5, scheduler_type="cosine", epochs=10)
+        FakeClock(monkeypatch, first)
+        first.train(epochs=10)  # 4 epochs on a course of 4: the rate after the last is 0
+        assert load_state(tmp_path / "checkpoint_epoch_004.pt")["optimizer_state"]["param_groups"][0]["lr"] == 0.0
+        resumed = make_trainer(tmp_path, scheduler_type="cosine", epochs=10)
+        history = resumed.resume_training(tmp_path / "checkpoint_epoch_004.pt", additional_epochs=2)
+        assert history["epochs_completed"] == 6
+        assert history["learning_rates"][4:] == pytest.approx([0.01 * (1 + math.cos(math.pi * e / 10)) / 2
+                                                               for e in (4, 5)])
 
     def test_the_epoch_that_stops_at_the_limit_is_saved_whatever_save_every_says(self, tmp_path, monkeypatch):
         trainer = make_trainer(tmp_path, max_minutes=3.5, scheduler_type=None)

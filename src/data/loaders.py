@@ -191,6 +191,7 @@ def create_data_loaders(
     preprocessor: Optional[TextPreprocessor] = None,
     num_replicas: int = 1,
     rank: int = 0,
+    splits: Optional[Tuple[ReviewData, ReviewData, ReviewData]] = None,
 ) -> Tuple[DataLoader, DataLoader, DataLoader, TextPreprocessor]:
     """Load the data (IMDB is downloaded into a missing or empty folder), build the vocabulary, and return
     loaders.
@@ -201,7 +202,8 @@ def create_data_loaders(
     of ``train/`` before the split (for quick runs), ``max_test_samples`` likewise for
     ``test/``. Reviews are split into tokens and cut as the preprocessor says: ``max_length``,
     ``truncation`` and ``tokenizer`` set those of a new one (default: ``TrainConfig``'s); pass
-    a fitted ``preprocessor`` to reuse an existing vocabulary and encoding.
+    a fitted ``preprocessor`` to reuse an existing vocabulary and encoding. ``splits`` are the training,
+    validation and test reviews when ``split_reviews`` has read them already with these settings.
     Batches are ``(token_ids [B, T] long, lengths [B] long, labels [B] float)`` (labels are
     class indices); each loader's ``dataset.texts`` holds its reviews and ``dataset.class_names``
     the names of the classes.
@@ -210,7 +212,9 @@ def create_data_loaders(
     check_setting("validation_split", validation_split, "validation_split")
     preprocessor = _preprocessor(preprocessor, max_vocab_size, min_freq,
                                  {"max_length": max_length, "truncation": truncation, "tokenizer": tokenizer})
-    train, val, test = split_reviews(data_dir, validation_split, seed, max_train_samples, max_test_samples, download)
+    if splits is None:
+        splits = split_reviews(data_dir, validation_split, seed, max_train_samples, max_test_samples, download)
+    train, val, test = splits
     train_ids = (preprocessor.encode_batch(train.texts) if preprocessor.is_fitted
                  else preprocessor.fit_encode(train.texts))
     logger.info("data: %d train, %d validation, %d test reviews; vocabulary of %d words",

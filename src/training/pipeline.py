@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -20,7 +20,7 @@ import torch
 
 from src.config import TrainConfig
 from src.data.datasets import ReviewDataset
-from src.data.imdb import load_unlabeled_reviews
+from src.data.imdb import ReviewData, load_unlabeled_reviews
 from src.data.loaders import DataSource, create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
 from src.data.tables import read_texts
@@ -189,16 +189,17 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
     started = time.perf_counter()  # --max-minutes counts from here
     main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
+    own = _OwnData(None, None)
     if main_process:
         if not cfg.resume:  # a resumed run's data are the checkpoint's, checked against its fingerprint
-            _check_own_data(cfg)
+            own = _read_own_data(cfg)
         ensure_writable(run_dir)
     with RunLock(run_dir) if main_process else contextlib.nullcontext():
-        return _run_locked(cfg, context, main_process, run_dir, started)
+        return _run_locked(cfg, context, main_process, run_dir, started, own)
 
 
 def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_process: bool,
-                run_dir: Path, started: float) -> Dict[str, Any]:
+                run_dir: Path, started: float, own: _OwnData) -> Dict[str, Any]:
     configure_logging(run_dir, cfg.quiet, main_process)
     if main_process:
         check_output_directory(cfg.output_dir)
@@ -206,7 +207,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         cpu_training_dtype(cfg.precision)  # refused here, before the data are read, where the CPU lacks it
     set_seed(cfg.seed)
     resume = _resume_source(cfg)
-    train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume)
+    train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume, own.splits)
     fingerprint = _data_fingerprint(train_loader, val_loader)
     class_names = train_loader.dataset.class_names
     if resume is not None:
@@ -214,7 +215,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
     if main_process:
         _check_room_for_outputs(_model_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
-    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config)
+    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config,
+                                  own.take_unlabeled())
     if resume is not None and "pretraining" in resume:
         resume = None  # pretraining is done; training starts from its first epoch
     if main_process:
@@ -239,14 +241,30 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history, extra)
 
 
-def _check_own_data(cfg: TrainConfig) -> None:
+@dataclass
+class _OwnData:
+    """Your own data files as read before the run starts (None where there are none, or not read yet)."""
+
+    splits: Optional[Tuple[ReviewData, ReviewData, ReviewData]]  # training, validation, test
+    unlabeled: Optional[List[str]]  # --unlabeled's texts, kept only for pretraining
+
+    def take_unlabeled(self) -> Optional[List[str]]:
+        """The unlabeled texts, handed over once: pretraining is their only use, so they are not held
+        here for the rest of the run."""
+        texts, self.unlabeled = self.unlabeled, None
+        return texts
+
+
+def _read_own_data(cfg: TrainConfig) -> _OwnData:
     """Read and check your own data files (and the validation split) before anything is written: a bad
-    row costs nothing. IMDB is checked as it is loaded, after its download."""
+    row costs nothing, and the run then uses what was read here. IMDB is checked as it is loaded, after
+    its download."""
     source = DataSource.from_config(cfg)
+    splits = None
     if source.own_files() is not None:
-        split_reviews(source, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)
-    if cfg.unlabeled:
-        read_texts(cfg.unlabeled, cfg.text_column)
+        splits = split_reviews(source, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)
+    unlabeled = read_texts(cfg.unlabeled, cfg.text_column) if cfg.unlabeled else None
+    return _OwnData(splits, unlabeled if cfg.pretrain_lm_epochs else None)
 
 
 def _latest(trainer: Trainer) -> Path:
@@ -276,8 +294,10 @@ def _check_room_for_outputs(settings: LSTMConfig, cfg: TrainConfig, run_dir: Pat
                "--output-dir")
 
 
-def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]]):
-    """The three loaders and the preprocessor (a resumed run's comes from its checkpoint)."""
+def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
+               splits: Optional[Tuple[ReviewData, ReviewData, ReviewData]] = None):
+    """The three loaders and the preprocessor (a resumed run's comes from its checkpoint); ``splits``
+    are the reviews when they have been read already."""
     preprocessor = TextPreprocessor.from_dict(resume["preprocessor"]) if resume else None
     encoding = {} if resume else {"max_length": cfg.max_length, "truncation": cfg.truncation,
                                   "tokenizer": cfg.tokenizer}
@@ -286,15 +306,17 @@ def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: 
         validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
         max_train_samples=cfg.max_train_samples, max_test_samples=cfg.max_test_samples,
         preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
-        num_replicas=context.world_size if context else 1, rank=context.rank if context else 0, **encoding)
+        num_replicas=context.world_size if context else 1, rank=context.rank if context else 0, splits=splits,
+        **encoding)
 
 
 def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
-                   preprocessor: TextPreprocessor, train_loader, main_process: bool, run_config: Dict[str, Any]
-                   ) -> Tuple[LSTMClassifier, Dict[str, Any]]:
+                   preprocessor: TextPreprocessor, train_loader, main_process: bool, run_config: Dict[str, Any],
+                   unlabeled: Optional[List[str]] = None) -> Tuple[LSTMClassifier, Dict[str, Any]]:
     """The model to train: new (with GloVe and language-model pretraining as asked), one whose
     pretraining was interrupted (continued), or as an epoch checkpoint describes it (its weights are
-    loaded by the trainer). Returns it and the statistics of its set-up."""
+    loaded by the trainer). Returns it and the statistics of its set-up; ``unlabeled`` are
+    --unlabeled's texts when they have been read already."""
     model = LSTMClassifier.from_config(resume["model_config"] if resume else _model_settings(
         cfg, preprocessor.vocab_size, train_loader.dataset.class_names))
     model.sequence_path = cfg.sequence_path
@@ -310,7 +332,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
                                             run_config, extra, main_process)
         stats = _pretrain_language_model(cfg, model, preprocessor, train_loader.dataset.token_ids,
                                          context.device if context else resolve_device(cfg.device), checkpoint,
-                                         pretraining)
+                                         pretraining, unlabeled)
         if stats is not None:
             extra["lm_pretraining"] = stats
     return model, extra
@@ -353,13 +375,15 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
 
 def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
                              train_ids: List[np.ndarray], device: torch.device, checkpoint: _PretrainingCheckpoint,
-                             saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
-    """Pretrain on the unlabeled texts plus the training reviews (continuing ``saved``); None when they are
-    too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training.
+                             saved: Optional[Dict[str, Any]] = None, unlabeled: Optional[List[str]] = None
+                             ) -> Optional[Dict[str, Any]]:
+    """Pretrain on the unlabeled texts (``unlabeled`` if read already) plus the training reviews (continuing
+    ``saved``); None when they are too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises
+    TrainingInterrupted, as during training.
 
     Under torchrun every process does the same; DistributedDataParallel then starts
     all of them from rank 0's weights."""
-    unlabeled = _unlabeled_texts(cfg)
+    unlabeled = _unlabeled_texts(cfg) if unlabeled is None else unlabeled
     if cfg.max_train_samples is not None:  # a quick run pretrains on no more unlabeled reviews than it trains on
         unlabeled = unlabeled[: cfg.max_train_samples]
     corpus = preprocessor.encode_batch(unlabeled) + list(train_ids)

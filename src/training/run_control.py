@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -171,6 +172,13 @@ class TimeBudget:
     def allows(self, more_seconds: float) -> bool:
         """Whether work of ``more_seconds`` would end within the limit (always, without one)."""
         return self.seconds is None or self.spent() + more_seconds <= self.seconds
+
+    def epochs_left(self, epoch_seconds: float) -> Optional[int]:
+        """How many more epochs of ``epoch_seconds`` end within the limit (None without one): the
+        epochs ``allows`` will let run."""
+        if self.seconds is None:
+            return None
+        return max(0, math.floor((self.seconds - self.spent()) / max(epoch_seconds, 1e-9)))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"spent": self.spent()}

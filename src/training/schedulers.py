@@ -3,7 +3,8 @@
 The plateau schedule does not judge improvement itself: it is told, each epoch,
 whether the run's ``BestTracker`` saw a new best, so it lowers the rate on exactly
 the epochs that early stopping counts as "no improvement". The slanted triangular
-one (``per_step``) is advanced by the trainer after every optimizer step instead.
+one (``per_step``) is advanced by the trainer after every optimizer step instead. The
+cosine one's length follows the time limit when there is one (``fit_length``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau, StepLR
+from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 
 from src.config import SCHEDULER_TYPES, check_setting
 
@@ -45,6 +46,55 @@ class PlateauScheduler:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.factor, self.patience, self.min_lr = state["factor"], state["patience"], state["min_lr"]
         self.bad_epochs = int(state["bad_epochs"])
+
+
+class Cosine:
+    """Cosine annealing by epoch: after ``epochs`` epochs each parameter group learns at
+    ``peak * (1 + cos(pi * epochs / length)) / 2`` (its peak is its rate when the schedule was made), so the
+    rate falls from the peak towards zero over ``length`` epochs and stays at zero after them.
+    ``planned`` is the length it was made with (``--epochs``); ``fit_length`` changes the length
+    mid-run: ``--max-minutes`` sets it to the epochs the time limit leaves room for (at most
+    ``planned``), so the rate is low in the last epochs the run will have."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, length: int):
+        self.optimizer, self.peaks, self.epochs = optimizer, [group["lr"] for group in optimizer.param_groups], 0
+        self.fit_length(length)
+        self.planned = self.length
+
+    def fit_length(self, length: int) -> None:
+        if length < 1:
+            raise ValueError(f"a cosine schedule needs a length of at least one epoch, got {length}")
+        self.length = int(length)
+        self._apply()
+
+    def step(self) -> None:
+        self.epochs += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        share = (1.0 + math.cos(math.pi * min(self.epochs, self.length) / self.length)) / 2.0
+        for group, peak in zip(self.optimizer.param_groups, self.peaks):
+            group["lr"] = peak * share
+
+    def get_last_lr(self) -> List[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"length": self.length, "peaks": list(self.peaks), "epochs": self.epochs}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """The saved course; ``planned`` stays this schedule's own (a resumed run's ``--epochs``)."""
+        if "T_max" in state:  # a checkpoint of torch's CosineAnnealingLR, the cosine schedule before this class
+            state = {"length": state["T_max"], "peaks": state["base_lrs"], "epochs": state["last_epoch"]}
+        self.peaks, self.epochs = _peaks_for(self.optimizer, state["peaks"]), int(state["epochs"])
+        self.fit_length(int(state["length"]))
+
+
+def _peaks_for(optimizer: torch.optim.Optimizer, peaks: List[Any]) -> List[float]:
+    """Saved peak rates, one per parameter group of ``optimizer`` (ValueError if the count differs)."""
+    if len(peaks) != len(optimizer.param_groups):
+        raise ValueError(f"{len(peaks)} peak rates for {len(optimizer.param_groups)} parameter groups")
+    return [float(peak) for peak in peaks]
 
 
 class SlantedTriangular:
@@ -88,7 +138,7 @@ class SlantedTriangular:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.total_steps, self.cut_frac, self.ratio = int(state["total_steps"]), state["cut_frac"], state["ratio"]
-        self.peaks, self.steps = [float(peak) for peak in state["peaks"]], int(state["steps"])
+        self.peaks, self.steps = _peaks_for(self.optimizer, state["peaks"]), int(state["steps"])
         self._apply()
 
 
@@ -109,7 +159,7 @@ def create_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: Optional[
     if scheduler_type == "step":
         return StepLR(optimizer, step_size=step_size, gamma=gamma)
     if scheduler_type == "cosine":
-        return CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+        return Cosine(optimizer, length=max(1, epochs))
     return None
 
 
@@ -127,4 +177,4 @@ def step_scheduler(scheduler, improved: bool, val_metrics: Dict[str, float]) -> 
         scheduler.step()
 
 
-__all__ = ["SCHEDULER_TYPES", "PlateauScheduler", "SlantedTriangular", "create_scheduler", "step_scheduler"]
+__all__ = ["SCHEDULER_TYPES", "Cosine", "PlateauScheduler", "SlantedTriangular", "create_scheduler", "step_scheduler"]

@@ -343,6 +343,7 @@ class Trainer:
         logger.info("training epochs %d to %d: %d batches per epoch on %s in %s", self.epoch + 1, last_epoch,
                     len(self.train_loader), self.device, self.precision.name)
         self.history["stopped_early"] = self.history["time_limit_reached"] = False
+        self._fit_schedule_to_time(self.epoch)
         if self._out_of_time():  # a resumed run whose time is spent
             return
         while self.epoch < last_epoch:
@@ -363,6 +364,20 @@ class Trainer:
                        self.time_budget.seconds / 60, self.time_budget.spent() / 60, estimate / 60)
         self.history["stopped_early"] = self.history["time_limit_reached"] = True
         return True
+
+    def _fit_schedule_to_time(self, epoch: int) -> None:
+        """A schedule with a length (cosine) ends with the last epoch the time limit is estimated to leave
+        room for after ``epoch`` (as ``_out_of_time`` estimates it), or at its planned length if that comes
+        first or there is no limit. Done after every epoch and when training starts, so a run resumed
+        with another limit or more epochs gets a course that fits them. Every rank takes the fewest
+        epochs any rank estimates."""
+        if not hasattr(self.scheduler, "fit_length"):
+            return
+        estimate = self._last_epoch_seconds or self.history.last("epoch_times")
+        left = self.time_budget.epochs_left(estimate) if estimate else None
+        planned = self.scheduler.planned
+        fitted = planned if left is None else min(planned, epoch - max_over_ranks(-left, self.device))
+        self.scheduler.fit_length(max(1, fitted))
 
     def _forget_earlier_run(self) -> None:
         """A fresh run in a used folder: its registry and mid-epoch file must not be resumed from."""
@@ -398,6 +413,7 @@ class Trainer:
         self._last_epoch_seconds = train_metrics["seconds"] + time.perf_counter() - validation_started
         monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
         improved = self.best.update(monitored, epoch)
+        self._fit_schedule_to_time(epoch)
         step_scheduler(self.scheduler, improved, val_metrics)
         self.epoch = epoch
         self.history.record(epoch, lr, train_metrics, val_metrics, self.best.best_epoch)
@@ -613,8 +629,8 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
 
     Adam (or AdamW) over the trainable parameters (``layer_lr_decay``: see ``parameter_groups``),
     ``BCEWithLogitsLoss`` for one output and cross-entropy for several (``class_weights``, one per
-    class, weigh each class's examples), and the named scheduler (``epochs`` sets the cosine period
-    and the slanted triangular schedule's length). Extra keyword arguments go to ``Trainer``.
+    class, weigh each class's examples), and the named scheduler (``epochs`` sets the cosine schedule's
+    planned length, which ``max_minutes`` may shorten, and the slanted triangular schedule's length). Extra keyword arguments go to ``Trainer``.
     """
     learning_rate = check_setting("learning_rate", learning_rate, "learning_rate")
     weight_decay = check_setting("weight_decay", weight_decay, "weight_decay")

@@ -1,0 +1,103 @@
+"""Weight averaging of a finished run's last epochs, against each of those epochs alone.
+
+Stochastic weight averaging (Izmailov et al. 2018) averages the weights a run
+passes through at a constant or cyclic learning rate; the average often sits in
+a flatter, better place than any one of them. This bench measures that on a run
+directory's kept epoch checkpoints (the last ``--max-checkpoints``, 5 by default): each
+epoch alone and the average of its last 2, 3, ... epochs, each scored on the
+run's own validation split and on the test split (the loss without class
+weights). Choose on validation; the test column is there to see whether that
+choice carries over. A run keeps its last epochs and its best ones, so an
+average that reaches back past the last few may skip epochs (each line names
+the epochs it averages). One JSON line per candidate, then a summary line with
+the candidates validation picks.
+
+    .venv/bin/python bench/average_checkpoints.py --run-dir checkpoints --data-dir data/imdb
+"""
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_facts  # noqa: E402
+from src.data.loaders import DataSource, create_data_loaders  # noqa: E402
+from src.data.preprocessing import TextPreprocessor  # noqa: E402
+from src.models.lstm_model import LSTMClassifier  # noqa: E402
+from src.training import create_trainer  # noqa: E402
+from src.utils.checkpoint_io import load_state  # noqa: E402
+
+
+def epoch_checkpoints(run_dir: Path) -> List[Path]:
+    """The run's epoch checkpoints, oldest first."""
+    found = [(int(match.group(1)), path) for path in run_dir.glob("checkpoint_epoch_*.pt")
+             if (match := re.fullmatch(r"checkpoint_epoch_(\d+)\.pt", path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def average_weights(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """The element-wise mean of the floating-point tensors (others from the last state)."""
+    averaged = dict(states[-1])
+    for name, value in averaged.items():
+        if value.is_floating_point():
+            averaged[name] = torch.stack([state[name] for state in states]).mean(dim=0)
+    return averaged
+
+
+def run_loaders(run_config: Dict[str, Any], preprocessor: TextPreprocessor, data_dir: Optional[str]):
+    """The run's own training, validation and test loaders (its data settings, split and vocabulary),
+    checked against the fingerprint of its training and validation reviews."""
+    settings = {**run_config, **({"data_dir": data_dir} if data_dir else {})}
+    train, val, test, _ = create_data_loaders(
+        DataSource.from_config(SimpleNamespace(**settings)), batch_size=settings["batch_size"],
+        preprocessor=preprocessor, validation_split=settings["validation_split"], seed=settings["seed"],
+        max_train_samples=settings["max_train_samples"], max_test_samples=settings["max_test_samples"])
+    saved = run_config.get("data_fingerprint")
+    if saved is not None and saved != {"train": train.dataset.fingerprint(), "validation": val.dataset.fingerprint()}:
+        raise SystemExit("these are not the run's training and validation reviews: pass its --data-dir")
+    return train, val, test
+
+
+def candidates(states: List[Dict[str, Any]]) -> List[Tuple[str, List[Dict[str, Any]]]]:
+    """Each epoch alone, then the averages of the last 2, 3, ... epochs kept."""
+    epochs = [state["epoch"] for state in states]
+    alone = [(f"epoch {epoch}", [state]) for epoch, state in zip(epochs, states)]
+    return alone + [(f"average of epochs {', '.join(map(str, epochs[-k:]))}", states[-k:])
+                    for k in range(2, len(states) + 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True, help="a finished run's --checkpoint-dir")
+    parser.add_argument("--data-dir", default=None, help="the run's --data-dir, if it has moved since")
+    args = parser.parse_args()
+    paths = epoch_checkpoints(Path(args.run_dir))
+    if len(paths) < 2:
+        parser.error(f"{args.run_dir} holds {len(paths)} epoch checkpoints; averaging needs two or more")
+    states = [load_state(path) for path in paths]
+    train_loader, val_loader, test_loader = run_loaders(
+        states[-1]["run_config"], TextPreprocessor.from_dict(states[-1]["preprocessor"]), args.data_dir)
+    model = LSTMClassifier.from_config(states[-1]["model_config"])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="average-") as scratch:
+        trainer = create_trainer(model, train_loader, val_loader, checkpoint_dir=scratch)
+        for name, members in candidates(states):
+            model.load_state_dict(average_weights([member["model_state"] for member in members]))
+            validation, test = trainer.evaluate_model(val_loader), trainer.evaluate_model(test_loader)
+            rows.append({"candidate": name, "val_loss": round(validation["loss"], 4),
+                         "val_accuracy": round(validation["accuracy"], 4), "test_accuracy": round(test["accuracy"], 5)})
+            print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps({"run_dir": args.run_dir, "picked_by_val_loss": min(rows, key=lambda row: row["val_loss"]),
+                      "picked_by_val_accuracy": max(rows, key=lambda row: row["val_accuracy"]), **cpu_facts()}))
+
+
+if __name__ == "__main__":
+    main()
