@@ -93,3 +93,26 @@ def test_the_averaging_bench_takes_the_epochs_in_order_and_averages_their_floats
               {"w": torch.tensor([3.0, 6.0]), "count": torch.tensor(5)}]
     averaged = average_weights(states)
     assert torch.equal(averaged["w"], torch.tensor([2.0, 4.0])) and int(averaged["count"]) == 5
+
+
+def test_the_short_review_bench_scores_a_model_directory_and_its_checkpoint_alike(model_dir, monkeypatch, capsys):
+    import json
+
+    import numpy as np
+
+    from bench import short_reviews
+    from src.data import load_imdb_splits
+
+    checkpoint = model_dir.parent / "run" / "best_model.pt"
+    data_dir = model_dir.parent / "data"
+    monkeypatch.setattr(sys, "argv", ["short_reviews.py", str(model_dir), str(checkpoint), "--data-dir", str(data_dir)])
+    short_reviews.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["model"] for row in rows] == [str(model_dir), str(checkpoint)]
+    test = load_imdb_splits(data_dir, splits=("test",))["test"]
+    cut = [" ".join(text.split()[:30]) for text in test.texts]
+    predictor = short_reviews.load_predictor(model_dir)
+    predicted = [item["label"] for item in predictor.predict_batch(cut)]
+    expected = float(np.mean([label == predictor.class_names[truth] for label, truth in zip(predicted, test.labels)]))
+    assert rows[0]["lstm_alone"] == rows[1]["lstm_alone"] == round(expected, 4)
+    assert rows[0]["blend"] is None and rows[0]["reviews"] == len(test.texts) == 80
