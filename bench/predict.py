@@ -7,7 +7,8 @@ training reviews. The weights are untrained, which does not change the speed;
 ``--model-dir`` measures a trained model directory instead, and for a model with
 an n-gram blend also the same directory without it (the LSTM alone). Each
 directory is measured with PyTorch and with ONNX Runtime (``model.onnx`` is
-exported first if absent). Last line: one JSON object.
+exported first if absent) in float32, and where the CPU has bfloat16 instructions
+also with PyTorch in bfloat16. Last line: one JSON object.
 
     .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models]
 """
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.inference.onnx_model import export_onnx  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
+from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
 from src.models.ngram_model import NGRAM_FILE, NgramBlend, _vectorizer  # noqa: E402
@@ -36,11 +38,19 @@ SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
          "fast": {"embedding_dim": 50, "hidden_dim": 64, "n_layers": 1}}
 
 
+def variants() -> Dict[str, Tuple[str, str]]:
+    """The ways to run the LSTM that this CPU offers, by name: (runtime, precision)."""
+    ways = {"torch": ("torch", "float32"), "onnxruntime": ("onnxruntime", "float32")}
+    if cpu_has_native_bfloat16():
+        ways["torch_bfloat16"] = ("torch", "bfloat16")
+    return ways
+
+
 def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: int,
-            runtime: str) -> Dict[str, float]:
+            runtime: str, precision: str) -> Dict[str, float]:
     """Load time, batch reviews/s and single-review latency percentiles of one model directory."""
     started = time.perf_counter()
-    predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime)
+    predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime, precision=precision)
     load_s = time.perf_counter() - started
     predictor.predict_batch(texts[:64])  # warm-up
     started = time.perf_counter()
@@ -57,14 +67,15 @@ def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: in
 
 
 def measure_runtimes(model_dir: str, texts: List[str], singles: List[str], batch_size: int) -> Dict[str, object]:
-    """PyTorch and ONNX Runtime on the same directory, alternating, and the ratio of their speeds."""
+    """Each of ``variants()`` on the same directory, one after the other, and each one's speed-up over
+    PyTorch in float32."""
     if not (Path(model_dir) / "model.onnx").is_file():
         export_onnx(model_dir)
-    result = {runtime: measure(model_dir, texts, singles, batch_size, runtime) for runtime in ("torch", "onnxruntime")}
-    torch_side, onnx_side = result["torch"], result["onnxruntime"]
-    result["onnxruntime_vs_torch"] = {
-        "batch": round(onnx_side["batch_reviews_per_s"] / torch_side["batch_reviews_per_s"], 2),
-        "single_p50": round(torch_side["single_p50_ms"] / onnx_side["single_p50_ms"], 2)}
+    result = {name: measure(model_dir, texts, singles, batch_size, *how) for name, how in variants().items()}
+    reference = result["torch"]
+    result["vs_torch"] = {name: {"batch": round(side["batch_reviews_per_s"] / reference["batch_reviews_per_s"], 2),
+                                 "single_p50": round(reference["single_p50_ms"] / side["single_p50_ms"], 2)}
+                          for name, side in result.items() if name != "torch"}
     return result
 
 
@@ -87,12 +98,15 @@ def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str
 
 
 def parity(model_dir: str, texts: List[str], labels: List[int], batch_size: int) -> Dict[str, float]:
-    """Labels and accuracy of both runtimes on the same reviews."""
-    predicted = {runtime: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime)
-                 .probabilities(texts, batch_size) >= 0.5 for runtime in ("torch", "onnxruntime")}
+    """Each variant's accuracy on the same reviews, and the share of them on which it gives the label that
+    PyTorch in float32 gives."""
+    predicted = {name: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
+                                                          precision=precision).probabilities(texts, batch_size) >= 0.5
+                 for name, (runtime, precision) in variants().items()}
     truth = np.asarray(labels) == 1
-    return {"same_label": float(np.mean(predicted["torch"] == predicted["onnxruntime"])),
-            **{f"{runtime}_accuracy": float(np.mean(values == truth)) for runtime, values in predicted.items()}}
+    return {**{f"{name}_same_label": float(np.mean(values == predicted["torch"]))
+               for name, values in predicted.items() if name != "torch"},
+            **{f"{name}_accuracy": float(np.mean(values == truth)) for name, values in predicted.items()}}
 
 
 def main() -> None:
@@ -103,7 +117,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=200, help="reviews classified one at a time")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--parity", action="store_true",
-                        help="with --model-dir: also compare both runtimes' labels on the whole test split")
+                        help="with --model-dir: also compare the variants' labels on the whole test split")
     args = parser.parse_args()
 
     splits = load_imdb_splits(args.data_dir)

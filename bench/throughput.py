@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=32, help="batches in the pool, trained once per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--adversarial-eps", type=float, default=0.0,
-                        help="also time the float32 step with adversarial training at this eps")
+                        help="also time the step with adversarial training at this eps, in each precision")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the float32 step once over the pool: each costliest operator's share")
     args = parser.parse_args()
@@ -153,8 +153,8 @@ def main() -> None:
     precisions = ["float32", "bfloat16"] if cpu_has_native_bfloat16() else ["float32"]
     steps = {precision: pipeline_step(vocab_size, cfg, loader, precision) for precision in precisions}
     if args.adversarial_eps:
-        steps["float32_adversarial"] = pipeline_step(vocab_size, cfg, loader, "float32",
-                                                     args.adversarial_eps)
+        steps.update({f"{precision}_adversarial": pipeline_step(vocab_size, cfg, loader, precision,
+                                                                args.adversarial_eps) for precision in precisions})
     reference = TutorialLSTM(vocab_size, cfg).train()
     ref_optimizer = torch.optim.Adam(reference.parameters(), lr=cfg.learning_rate)
     criterion = nn.BCEWithLogitsLoss()

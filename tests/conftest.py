@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from src.inference import SentimentPredictor
+from src.utils.device import cpu_has_native_bfloat16
 from tests.helpers import IMDB_ARCHIVE, SHARED_DATA, SUBSET_IDS, tiny_trained_model, write_review_csvs
 
 _LABELLED = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt$")
@@ -23,12 +24,27 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+# Where training and prediction ask whether the CPU has bfloat16 instructions ("auto" precision)
+_NATIVE_BFLOAT16_CHECKS = ("src.training.precision.cpu_has_native_bfloat16",
+                           "src.inference.predictor.cpu_has_native_bfloat16")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def float32_on_every_cpu():
+    """Training and prediction in the test process compute in float32 on every CPU, so the numbers the tests
+    compare are the same on a CI machine with bfloat16 instructions (for the whole session, so models that
+    module fixtures train are float32 too); tests marked ``native_precision`` see the CPU as it is."""
+    with pytest.MonkeyPatch.context() as patch:
+        for target in _NATIVE_BFLOAT16_CHECKS:
+            patch.setattr(target, lambda: False)
+        yield
+
+
 @pytest.fixture(autouse=True)
-def float32_on_every_cpu(request, monkeypatch):
-    """In-process training computes in float32 on every CPU, so the numbers the tests compare are the same
-    on a CI machine with bfloat16 instructions; tests marked ``native_precision`` see the CPU as it is."""
-    if request.node.get_closest_marker("native_precision") is None:
-        monkeypatch.setattr("src.training.precision.cpu_has_native_bfloat16", lambda: False)
+def native_precision_where_marked(request, monkeypatch):
+    if request.node.get_closest_marker("native_precision") is not None:
+        for target in _NATIVE_BFLOAT16_CHECKS:
+            monkeypatch.setattr(target, cpu_has_native_bfloat16)
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn import metrics as sk
 
 from src.data import load_imdb
@@ -15,10 +16,13 @@ from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.export import main as export_main
 from src.inference.metrics import binary_metrics, calibration
+from src.inference import predictor as predictor_module
 from src.inference.predict import main as predict_main
+from src.inference.predictor import prediction_dtype
 from src.config import TrainConfig
 from src.models.model_dir import load_model_directory, save_model_directory
 from src.training.pipeline import run_training
+from src.utils.device import cpu_has_native_bfloat16
 from tests.helpers import REPO_ROOT
 
 REVIEWS = ["A wonderful, moving film with superb acting.", "Dull, boring and far too long. Awful.", "",
@@ -250,3 +254,41 @@ def test_predict_runtimes_give_the_same_labels(trained, capsys):
     assert [o["label"] for o in outputs["torch"]] == [o["label"] for o in outputs["onnxruntime"]]
     assert [o["probability"] for o in outputs["torch"]] == pytest.approx(
         [o["probability"] for o in outputs["onnxruntime"]], abs=1e-5)
+
+
+@pytest.mark.parametrize("native, precision, runtime, expected", [
+    (True, "auto", "auto", torch.bfloat16), (True, "auto", "torch", torch.bfloat16),
+    (True, "auto", "onnxruntime", None), (True, "float32", "auto", None), (True, "bfloat16", "torch", torch.bfloat16),
+    (False, "auto", "auto", None), (False, "float32", "torch", None)])
+def test_prediction_precision_auto_picks_bfloat16_only_where_the_cpu_has_it(monkeypatch, native, precision, runtime,
+                                                                           expected):
+    monkeypatch.setattr(predictor_module, "cpu_has_native_bfloat16", lambda: native)
+    assert prediction_dtype(precision, torch.device("cpu"), runtime) == expected
+
+
+def test_prediction_precision_refusals(trained, monkeypatch, capsys):
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+        prediction_dtype("float16", cpu)
+    monkeypatch.setattr(predictor_module, "cpu_has_native_bfloat16", lambda: True)
+    with pytest.raises(ValueError, match="ONNX Runtime runs the LSTM in float32"):
+        prediction_dtype("bfloat16", cpu, "onnxruntime")
+    monkeypatch.setattr(predictor_module, "cpu_has_native_bfloat16", lambda: False)
+    assert predict_main(["--model-dir", str(trained[0]), "--precision", "bfloat16", "Fine."]) == 1
+    err = capsys.readouterr().err
+    assert "needs a CPU with bfloat16 instructions" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.native_precision
+@pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
+def test_bfloat16_prediction_on_a_cpu_that_has_it(trained, imdb_tree):
+    """On such a CPU "auto" runs the LSTM in PyTorch in bfloat16 even where model.onnx exists, and it labels
+    real reviews as float32 does (log-odds within bfloat16's rounding)."""
+    texts = load_imdb(imdb_tree, "test").texts[:300]
+    fast = SentimentPredictor.from_pretrained(trained[0])
+    reference = SentimentPredictor.from_pretrained(trained[0], precision="float32", runtime="torch")
+    assert (fast.runtime, fast.precision, reference.precision) == ("torch", "bfloat16", "float32")
+    ours, theirs = fast.lstm_log_odds(texts), reference.lstm_log_odds(texts)
+    assert 0 < np.abs(ours - theirs).max() < 0.1
+    confident = np.abs(theirs) > 0.1
+    assert np.array_equal(ours[confident] > 0, theirs[confident] > 0)

@@ -31,7 +31,7 @@ from src.data.tables import is_table, iter_texts
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.models.model_dir import trained_column
-from src.inference.predictor import DEFAULT_BATCH_SIZE, RUNTIMES, load_predictor
+from src.inference.predictor import DEFAULT_BATCH_SIZE, add_runtime_arguments, load_predictor
 from src.utils.io import atomic_write
 
 CHUNK = 1024  # texts read, classified and written at a time: memory stays the same for a file of any size
@@ -50,9 +50,7 @@ def build_parser(prog: str = "python -m src.inference.predict") -> OneLineParser
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"reviews per batch; larger is faster on a GPU (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
-    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                        help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
-                             "(python -m src.inference.export), else PyTorch (default: auto)")
+    add_runtime_arguments(parser)
     parser.add_argument("--explain", action="store_true",
                         help="add each word's contribution to the log-odds (explanation; docs/explanations.md)")
     return parser
@@ -125,7 +123,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
         ((None, text) for text in args.reviews)
     try:
-        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
+        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision)
         if not args.output:
             _predict_all(predictor, numbered, sys.stdout, args)
             return 0

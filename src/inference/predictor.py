@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from src.config import PRECISIONS
 from src.data.datasets import collate_batch
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError, ExplanationRefused
@@ -17,14 +19,48 @@ from src.inference.onnx_model import OnnxLSTM
 from src.models.lstm_model import LSTMClassifier
 from src.models.model_dir import load_model_directory, load_temperature
 from src.models.ngram_model import NgramBlend
-from src.utils.device import resolve_device
+from src.utils.device import cpu_has_native_bfloat16, resolve_device
 
 # Measured with bench/predict.py on a 2-core CPU: batches of 64 ran 9% faster than 256
 # for the default model; on a GPU larger batches are faster.
 DEFAULT_BATCH_SIZE = 64
-# "auto": ONNX Runtime on a CPU when the model directory holds a current model.onnx (measured faster
-# there with bench/predict.py), else PyTorch
+# "auto": ONNX Runtime on a CPU when the model directory holds a current model.onnx and the LSTM runs in
+# float32 (measured faster there with bench/predict.py), else PyTorch
 RUNTIMES = ("auto", "torch", "onnxruntime")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--runtime`` and ``--precision``, shared by predict, evaluate and serve."""
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                        help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
+                             "(python -m src.inference.export) and the LSTM runs in float32, else PyTorch "
+                             "(default: auto)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the LSTM's arithmetic: bfloat16 needs a CPU with AVX512-BF16 or AMX (or a GPU) and "
+                             "PyTorch; auto picks it on such a CPU, float32 elsewhere (default: auto)")
+
+
+def prediction_dtype(precision: str, device: torch.device, runtime: str = "auto") -> Optional[torch.dtype]:
+    """The LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32).
+
+    "auto" picks bfloat16 on a CPU that multiplies it in hardware, unless ONNX Runtime is asked for
+    (bench/predict.py: faster than float32 in either runtime there, with the same label on all but a few
+    test reviews), and float32 elsewhere. bfloat16 is refused where the device lacks it and with ONNX
+    Runtime, which runs the LSTM in float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bfloat16()
+    if precision == "bfloat16":
+        if runtime == "onnxruntime":
+            raise ValueError("ONNX Runtime runs the LSTM in float32: use --precision float32, or --runtime torch "
+                             "for bfloat16")
+        if not native:
+            raise ValueError("--precision bfloat16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX) "
+                             "or a GPU that has it; use --precision float32 or auto")
+        return torch.bfloat16
+    use_bfloat16 = precision == "auto" and device.type == "cpu" and native and runtime != "onnxruntime"
+    return torch.bfloat16 if use_bfloat16 else None
 
 
 class _Classifier:
@@ -70,13 +106,14 @@ class SentimentPredictor(_Classifier):
 
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
                  device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None,
-                 onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0):
+                 onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0, dtype: Optional[torch.dtype] = None):
         self.device = resolve_device(device)
+        self.dtype = dtype  # the LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32)
         self.temperature = temperature
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
         self.ngram_blend = ngram_blend
-        self.onnx = onnx if self.device.type == "cpu" else None  # the same LSTM, run by ONNX Runtime
+        self.onnx = onnx if self.device.type == "cpu" and dtype is None else None  # the same LSTM, run by ONNX Runtime
         self.class_names = tuple(model.config.classes)
 
     @property
@@ -84,26 +121,35 @@ class SentimentPredictor(_Classifier):
         return "onnxruntime" if self.onnx is not None else "torch"
 
     @property
+    def precision(self) -> str:
+        """float32 or bfloat16: the LSTM's arithmetic."""
+        return "bfloat16" if self.dtype == torch.bfloat16 else "float32"
+
+    @property
     def max_length(self) -> int:
         return self.preprocessor.max_length
 
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
-                        runtime: str = "auto") -> "SentimentPredictor":
-        """Load a model directory written by training (``--output-dir``); ``runtime`` is one of ``RUNTIMES``."""
+                        runtime: str = "auto", precision: str = "auto") -> "SentimentPredictor":
+        """Load a model directory written by training (``--output-dir``); ``runtime`` is one of ``RUNTIMES``,
+        ``precision`` one of ``PRECISIONS`` (see ``prediction_dtype``)."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-        on_cpu = resolve_device(device).type == "cpu"
+        resolved = resolve_device(device)
+        on_cpu = resolved.type == "cpu"
         if runtime == "onnxruntime" and not on_cpu:
             raise ValueError("the onnxruntime runtime predicts on the CPU; use --device cpu or --runtime torch")
+        dtype = prediction_dtype(precision, resolved, runtime)
         model, preprocessor = load_model_directory(model_dir)
-        onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if runtime != "torch" and on_cpu else None
+        use_onnx = runtime != "torch" and on_cpu and dtype is None
+        onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if use_onnx else None
         blend = NgramBlend.load(model_dir)
         if blend is not None and blend.model.classes != len(model.config.classes):
             raise CheckpointError(f"{model_dir}: the n-gram model has {blend.model.classes} classes but the LSTM "
                                   f"{len(model.config.classes)}; the directory mixes files of two runs")
-        return cls(model, preprocessor, device=device, ngram_blend=blend, onnx=onnx,
-                   temperature=load_temperature(model_dir))
+        return cls(model, preprocessor, device=resolved, ngram_blend=blend, onnx=onnx,
+                   temperature=load_temperature(model_dir), dtype=dtype)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         for index, text in enumerate(texts):
@@ -146,7 +192,9 @@ class SentimentPredictor(_Classifier):
     def _logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
         if self.onnx is not None:
             return self.onnx(ids.numpy(), lengths.numpy())
-        return self.model(ids.to(self.device), lengths.to(self.device)).float().cpu().numpy()
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            logits = self.model(ids.to(self.device), lengths.to(self.device))
+        return logits.float().cpu().numpy()
 
     def explain(self, text: str, method: str = DEFAULT_METHOD, steps: int = DEFAULT_STEPS) -> Dict[str, object]:
         """``predict(text)`` with an ``explanation``: each word's contribution to the log-odds, toward the
@@ -188,8 +236,9 @@ class EnsemblePredictor(_Classifier):
 
     @classmethod
     def from_pretrained(cls, model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None,
-                        runtime: str = "auto") -> "EnsemblePredictor":
-        return cls([SentimentPredictor.from_pretrained(path, device=device, runtime=runtime) for path in model_dirs])
+                        runtime: str = "auto", precision: str = "auto") -> "EnsemblePredictor":
+        return cls([SentimentPredictor.from_pretrained(path, device=device, runtime=runtime, precision=precision)
+                    for path in model_dirs])
 
     def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return np.mean([member.class_probabilities(texts, batch_size) for member in self.members], axis=0)
@@ -209,11 +258,11 @@ Predictor = Union[SentimentPredictor, EnsemblePredictor]
 
 
 def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None,
-                   runtime: str = "auto") -> Predictor:
+                   runtime: str = "auto", precision: str = "auto") -> Predictor:
     """One model directory gives a ``SentimentPredictor``, several an ``EnsemblePredictor``."""
     if len(model_dirs) == 1:
-        return SentimentPredictor.from_pretrained(model_dirs[0], device=device, runtime=runtime)
-    return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime)
+        return SentimentPredictor.from_pretrained(model_dirs[0], device=device, runtime=runtime, precision=precision)
+    return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime, precision=precision)
 
 
 def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) -> Dict[str, object]:

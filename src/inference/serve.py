@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from src.exceptions import ExplanationRefused, PipelineError
 from src.inference.batching import BatchFailed, MicroBatcher, Overloaded, model_executor
 from src.inference.explain import DEFAULT_STEPS as EXPLAIN_COST
-from src.inference.predictor import RUNTIMES, Predictor, load_predictor
+from src.inference.predictor import Predictor, add_runtime_arguments, load_predictor
 from src.models.model_dir import CARD_FILE, CONFIG_FILE, METRICS_FILE
 from src.utils.cli import OneLineParser, fail
 
@@ -256,7 +256,8 @@ def service_metadata(predictor: Predictor, model_dirs: Sequence[Union[str, Path]
     members = _members(predictor)
     described = [directory_metadata(path, getattr(getattr(member, "preprocessor", None), "vocab_size", None),
                                     getattr(member, "temperature", None)) for path, member in zip(model_dirs, members)]
-    common = {"class_names": list(predictor.class_names), "runtime": getattr(members[0], "runtime", None)}
+    common = {"class_names": list(predictor.class_names), "runtime": getattr(members[0], "runtime", None),
+              "precision": getattr(members[0], "precision", None)}
     return {**common, **described[0]} if len(described) == 1 else {**common, "members": described}
 
 
@@ -369,8 +370,8 @@ def _add_routes(app: FastAPI, predictor: Predictor, batcher: MicroBatcher, metad
     @app.get("/health", summary="Whether the service is up, whether /predict needs a key, and its batch counts")
     async def health() -> Dict[str, Any]:
         return {"status": "ok", "auth_required": metadata["auth_required"], "class_names": metadata["class_names"],
-                "runtime": metadata["runtime"], "batches": batcher.batches, "texts_classified": batcher.texts,
-                "texts_queued": batcher.queued}
+                "runtime": metadata["runtime"], "precision": metadata["precision"], "batches": batcher.batches,
+                "texts_classified": batcher.texts, "texts_queued": batcher.queued}
 
     @app.get("/metadata", summary="The model: settings, class names, vocabulary size, test metrics, model card")
     async def get_metadata() -> Dict[str, Any]:
@@ -468,8 +469,7 @@ def build_parser(prog: str) -> OneLineParser:
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training (--output-dir); repeat it to average several models")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
-    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                        help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx, else PyTorch")
+    add_runtime_arguments(parser)
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0: any free port (default: {DEFAULT_PORT})")
@@ -528,7 +528,7 @@ def _load_model(args: Any) -> Predictor:
     """The predictor, loaded in the thread it will run in (``batching.model_executor``)."""
     if args.threads:
         torch.set_num_threads(args.threads)  # before the model loads: ONNX Runtime takes the same count
-    return load_predictor(args.model_dir, device=args.device, runtime=args.runtime)
+    return load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.serve") -> int:
