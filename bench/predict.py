@@ -8,9 +8,10 @@ training reviews. The weights are untrained, which does not change the speed;
 an n-gram blend also the same directory without it (the LSTM alone). Each
 directory is measured with PyTorch and with ONNX Runtime (``model.onnx`` is
 exported first if absent) in float32, and where the CPU has bfloat16 instructions
-also with PyTorch in bfloat16. Last line: one JSON object.
+also with PyTorch in bfloat16 and as ``auto`` runs it there (small batches in ONNX
+Runtime, larger ones in PyTorch in bfloat16). Last line: one JSON object.
 
-    .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models]
+    .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models] [--parity] [--batch-sizes 1 4 8 16 64]
 """
 
 import argparse
@@ -39,11 +40,31 @@ SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
 
 
 def variants() -> Dict[str, Tuple[str, str]]:
-    """The ways to run the LSTM that this CPU offers, by name: (runtime, precision)."""
+    """The ways to run the LSTM that this CPU offers, by name: (runtime, precision). Where it has bfloat16
+    instructions, "auto" runs batches of fewer than ``ONNX_BELOW`` reviews in ONNX Runtime, larger ones in
+    PyTorch in bfloat16."""
     ways = {"torch": ("torch", "float32"), "onnxruntime": ("onnxruntime", "float32")}
     if cpu_has_native_bfloat16():
-        ways["torch_bfloat16"] = ("torch", "bfloat16")
+        ways.update(torch_bfloat16=("torch", "bfloat16"), auto=("auto", "auto"))
     return ways
+
+
+def by_batch_size(model_dir: str, texts: List[str], sizes: List[int]) -> Dict[str, Dict[str, int]]:
+    """Reviews/s of each variant's LSTM when ``texts`` come in calls of a given size (as a service gets
+    them), by size: where ONNX Runtime stops leading PyTorch in bfloat16 (``ONNX_BELOW``)."""
+    predictors = {name: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
+                                                           precision=precision)
+                  for name, (runtime, precision) in variants().items()}
+    result = {}
+    for size in sizes:
+        result[str(size)] = {}
+        for name, predictor in predictors.items():
+            predictor.lstm_scores(texts[:size], size)  # warm-up
+            started = time.perf_counter()
+            for start in range(0, len(texts), size):
+                predictor.lstm_scores(texts[start: start + size], size)
+            result[str(size)][name] = round(len(texts) / (time.perf_counter() - started))
+    return result
 
 
 def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: int,
@@ -116,8 +137,11 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=5000, help="test reviews for the batch measurement")
     parser.add_argument("--single", type=int, default=200, help="reviews classified one at a time")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
+                        help="also time calls of these many reviews each (1000 reviews), e.g. 1 4 8 16 64")
     parser.add_argument("--parity", action="store_true",
-                        help="with --model-dir: also compare the variants' labels on the whole test split")
+                        help="with --model-dir: also compare the variants' labels on the whole test split, "
+                             "blended and LSTM alone")
     args = parser.parse_args()
 
     splits = load_imdb_splits(args.data_dir)
@@ -134,8 +158,13 @@ def main() -> None:
     result = {name: measure_runtimes(path, texts, singles, args.batch_size) for name, path in model_dirs.items()}
     if "lstm_only" in model_dirs:
         result["ngram_part"] = ngram_against_sparse_reference(args.model_dir, texts)
+    if args.batch_sizes:
+        result["lstm_reviews_per_s_by_call_size"] = {name: by_batch_size(path, texts[:1000], args.batch_sizes)
+                                                     for name, path in model_dirs.items()
+                                                     if name != "model_dir" or "lstm_only" not in model_dirs}
     if args.model_dir and args.parity:
-        result["parity"] = parity(args.model_dir, splits["test"].texts, splits["test"].labels, args.batch_size)
+        result["parity"] = {name: parity(path, splits["test"].texts, splits["test"].labels, args.batch_size)
+                            for name, path in model_dirs.items()}
     result.update(batch_size=args.batch_size, **cpu_facts())
     print(json.dumps(result))
 

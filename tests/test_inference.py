@@ -18,7 +18,8 @@ from src.inference.export import main as export_main
 from src.inference.metrics import binary_metrics, calibration
 from src.inference import predictor as predictor_module
 from src.inference.predict import main as predict_main
-from src.inference.predictor import prediction_dtype
+from src.inference.onnx_model import OnnxLSTM
+from src.inference.predictor import ONNX_BELOW, prediction_dtype
 from src.config import TrainConfig
 from src.models.model_dir import load_model_directory, save_model_directory
 from src.training.pipeline import run_training
@@ -282,13 +283,30 @@ def test_prediction_precision_refusals(trained, monkeypatch, capsys):
 @pytest.mark.native_precision
 @pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
 def test_bfloat16_prediction_on_a_cpu_that_has_it(trained, imdb_tree):
-    """On such a CPU "auto" runs the LSTM in PyTorch in bfloat16 even where model.onnx exists, and it labels
+    """On such a CPU "auto" runs batches in PyTorch in bfloat16 even where model.onnx exists, and it labels
     real reviews as float32 does (log-odds within bfloat16's rounding)."""
     texts = load_imdb(imdb_tree, "test").texts[:300]
     fast = SentimentPredictor.from_pretrained(trained[0])
     reference = SentimentPredictor.from_pretrained(trained[0], precision="float32", runtime="torch")
-    assert (fast.runtime, fast.precision, reference.precision) == ("torch", "bfloat16", "float32")
+    assert (fast.runtime, fast.precision, reference.precision) == ("onnxruntime+torch", "bfloat16", "float32")
     ours, theirs = fast.lstm_log_odds(texts), reference.lstm_log_odds(texts)
     assert 0 < np.abs(ours - theirs).max() < 0.1
     confident = np.abs(theirs) > 0.1
     assert np.array_equal(ours[confident] > 0, theirs[confident] > 0)
+
+
+def test_bfloat16_leaves_small_batches_to_onnx_runtime(trained, imdb_tree):
+    """With an export and bfloat16, batches of fewer than ONNX_BELOW reviews run in ONNX Runtime (faster for
+    single reviews) and larger ones in PyTorch in bfloat16 (faster for batches)."""
+    texts = load_imdb(imdb_tree, "test").texts[:2 * ONNX_BELOW]
+    model, preprocessor = load_model_directory(trained[0])
+    onnx = OnnxLSTM.load(trained[0], required=True)
+    both = SentimentPredictor(model, preprocessor, onnx=onnx, dtype=torch.bfloat16)
+    onnx_only = SentimentPredictor(model, preprocessor, onnx=onnx)
+    bfloat16_only = SentimentPredictor(model, preprocessor, dtype=torch.bfloat16)
+    assert (both.runtime, onnx_only.runtime, bfloat16_only.runtime) == ("onnxruntime+torch", "onnxruntime", "torch")
+    small = texts[: ONNX_BELOW - 1]
+    assert np.array_equal(both.lstm_scores(small), onnx_only.lstm_scores(small))
+    assert not np.array_equal(both.lstm_scores(small), bfloat16_only.lstm_scores(small))
+    assert np.array_equal(both.lstm_scores(texts, batch_size=len(texts)),
+                          bfloat16_only.lstm_scores(texts, batch_size=len(texts)))

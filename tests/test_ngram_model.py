@@ -135,8 +135,12 @@ def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_pa
     saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert saved["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert {"test_lstm_only", "ngram_blend"} <= set(saved)
-    test = split_reviews(imdb_tree, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)[2]
+    train, val, test = split_reviews(imdb_tree, cfg.validation_split, cfg.seed, cfg.max_train_samples,
+                                     cfg.max_test_samples)
     predictor = SentimentPredictor.from_pretrained(tmp_path / "model")
+    refitted = NgramModel.fit(train.texts + val.texts, np.concatenate([train.labels, val.labels]))
+    assert np.array_equal(predictor.ngram_blend.model.keys, refitted.keys)  # the validation reviews' n-grams too
+    assert predictor.ngram_blend.model.log_odds(test.texts) == pytest.approx(refitted.log_odds(test.texts), abs=1e-5)
     probabilities = predictor.probabilities(test.texts)
     calibration = json.loads((tmp_path / "model" / "calibration.json").read_text())
     assert predictor.temperature == calibration["temperature"] == metrics["calibration"]["temperature"]

@@ -24,17 +24,21 @@ from src.utils.device import cpu_has_native_bfloat16, resolve_device
 # Measured with bench/predict.py on a 2-core CPU: batches of 64 ran 9% faster than 256
 # for the default model; on a GPU larger batches are faster.
 DEFAULT_BATCH_SIZE = 64
-# "auto": ONNX Runtime on a CPU when the model directory holds a current model.onnx and the LSTM runs in
-# float32 (measured faster there with bench/predict.py), else PyTorch
+# "auto": ONNX Runtime on a CPU when the model directory holds a current model.onnx (measured faster there
+# with bench/predict.py), else PyTorch; where the LSTM runs in bfloat16, ONNX Runtime takes only batches of
+# fewer than ONNX_BELOW reviews (single reviews), PyTorch the larger ones
 RUNTIMES = ("auto", "torch", "onnxruntime")
+# bench/predict.py --batch-sizes on a 2-core Xeon with AMX: ONNX Runtime (float32) led in calls of up to 4
+# reviews and about tied at 8, PyTorch in bfloat16 led from 16
+ONNX_BELOW = 8
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """``--runtime`` and ``--precision``, shared by predict, evaluate and serve."""
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
                         help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
-                             "(python -m src.inference.export) and the LSTM runs in float32, else PyTorch "
-                             "(default: auto)")
+                             "(python -m src.inference.export), else PyTorch; with --precision bfloat16 ONNX "
+                             "Runtime takes only batches of fewer than 8 reviews (default: auto)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="the LSTM's arithmetic: bfloat16 needs a CPU with AVX512-BF16 or AMX (or a GPU) and "
                              "PyTorch; auto picks it on such a CPU, float32 elsewhere (default: auto)")
@@ -43,10 +47,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 def prediction_dtype(precision: str, device: torch.device, runtime: str = "auto") -> Optional[torch.dtype]:
     """The LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32).
 
-    "auto" picks bfloat16 on a CPU that multiplies it in hardware, unless ONNX Runtime is asked for
-    (bench/predict.py: faster than float32 in either runtime there, with the same label on all but a few
-    test reviews), and float32 elsewhere. bfloat16 is refused where the device lacks it and with ONNX
-    Runtime, which runs the LSTM in float32.
+    "auto" picks bfloat16 on a CPU that multiplies it in hardware, unless ONNX Runtime alone is asked for
+    (bench/predict.py: batches ran faster than in float32 in either runtime there, with the same label on
+    all but a few test reviews), and float32 elsewhere. bfloat16 is refused where the device lacks it and
+    with ONNX Runtime alone, which runs the LSTM in float32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -113,16 +117,20 @@ class SentimentPredictor(_Classifier):
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
         self.ngram_blend = ngram_blend
-        self.onnx = onnx if self.device.type == "cpu" and dtype is None else None  # the same LSTM, run by ONNX Runtime
+        self.onnx = onnx if self.device.type == "cpu" else None  # the same LSTM, run by ONNX Runtime
         self.class_names = tuple(model.config.classes)
 
     @property
     def runtime(self) -> str:
-        return "onnxruntime" if self.onnx is not None else "torch"
+        """torch, onnxruntime, or onnxruntime+torch: small batches in ONNX Runtime, larger ones in PyTorch
+        at ``precision`` (bfloat16)."""
+        if self.onnx is None:
+            return "torch"
+        return "onnxruntime" if self.dtype is None else "onnxruntime+torch"
 
     @property
     def precision(self) -> str:
-        """float32 or bfloat16: the LSTM's arithmetic."""
+        """float32 or bfloat16: the LSTM's arithmetic in PyTorch (ONNX Runtime's is float32)."""
         return "bfloat16" if self.dtype == torch.bfloat16 else "float32"
 
     @property
@@ -142,7 +150,7 @@ class SentimentPredictor(_Classifier):
             raise ValueError("the onnxruntime runtime predicts on the CPU; use --device cpu or --runtime torch")
         dtype = prediction_dtype(precision, resolved, runtime)
         model, preprocessor = load_model_directory(model_dir)
-        use_onnx = runtime != "torch" and on_cpu and dtype is None
+        use_onnx = runtime != "torch" and on_cpu
         onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if use_onnx else None
         blend = NgramBlend.load(model_dir)
         if blend is not None and blend.model.classes != len(model.config.classes):
@@ -190,7 +198,7 @@ class SentimentPredictor(_Classifier):
         return result
 
     def _logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
-        if self.onnx is not None:
+        if self.onnx is not None and (self.dtype is None or len(ids) < ONNX_BELOW):
             return self.onnx(ids.numpy(), lengths.numpy())
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.model(ids.to(self.device), lengths.to(self.device))

@@ -141,11 +141,16 @@ class LSTMConfig:
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence of ``x`` [B, T, D] in its first ``lengths[b]`` steps; padding stays put."""
-    steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # [1, T]
+    """Reverse each sequence of ``x`` [B, T, D] in its first ``lengths[b]`` steps; padding stays put.
+
+    Picks whole rows of the flattened [B * T, D] tensor with ``index_select``: on a CPU 6-14x faster than
+    ``gather`` with an index expanded over D, and 4-9x with the gradient (bench/reversal.py)."""
+    batch, steps_count = x.shape[:2]
+    steps = torch.arange(steps_count, device=x.device).unsqueeze(0)  # [1, T]
     last = (lengths.to(x.device) - 1).unsqueeze(1)  # [B, 1]
     index = torch.where(steps <= last, last - steps, steps)  # [B, T]
-    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+    rows = index + torch.arange(batch, device=x.device).unsqueeze(1) * steps_count  # [B, T] into [B * T]
+    return x.reshape(batch * steps_count, -1).index_select(0, rows.reshape(-1)).view_as(x)
 
 
 class LSTMClassifier(nn.Module):

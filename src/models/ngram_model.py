@@ -4,8 +4,9 @@ The LSTM and a logistic regression on Naive-Bayes-weighted word 1-3-grams (the
 features of NBSVM, Wang & Manning 2012) reach similar accuracy on IMDB but make
 different mistakes, so a weighted sum of their log-odds is right more often than
 either alone. The two weights are fitted on the validation split, which neither
-model trained on. Fitting the n-gram model on 20,000 reviews takes about 25 s
-on two CPU cores; the README's performance section gives the accuracy.
+model trained on; training then refits the n-gram model on the training and
+validation reviews together (``pipeline._fit_ngram_blend``). Fitting it on 20,000
+reviews takes about 25 s on two CPU cores; the README gives the accuracy.
 
 For prediction an n-gram is one integer: the ids of its words, 21 bits each, so a
 review is scored with a few array operations and a saved model loads without
@@ -182,7 +183,7 @@ def _nbsvm(present, positive: np.ndarray, inverse_l2: float) -> Tuple[np.ndarray
     from sklearn.linear_model import LogisticRegression
 
     ratio = _log_count_ratio(present, positive.astype(np.int64))
-    regression = LogisticRegression(C=inverse_l2, solver="liblinear", dual=True, max_iter=3000)
+    regression = LogisticRegression(C=inverse_l2, solver="liblinear", dual=True, max_iter=3000, random_state=0)
     regression.fit(present @ diags(ratio), positive.astype(np.int64))
     return regression.coef_.ravel() * ratio, float(regression.intercept_[0])
 

@@ -1,0 +1,64 @@
+"""The blend's n-gram model fitted on the training reviews alone, or refitted on training and validation.
+
+Training fits the blend's two weights on the validation reviews, scored by an
+n-gram model of the training reviews, and then keeps an n-gram model refitted on
+both (``pipeline._fit_ngram_blend``). For a trained model directory this bench
+rebuilds the run's split from its ``config.json``, scores the validation and test
+reviews with its LSTM once (as training does, in the precision ``auto`` picks),
+and reports the test accuracy of the n-gram model and of the blend either way,
+with the same blend weights. Last line: one JSON object.
+
+    .venv/bin/python bench/ngram_refit.py --data-dir data/imdb --model-dir models
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.data.loaders import split_reviews  # noqa: E402
+from src.inference import SentimentPredictor  # noqa: E402
+from src.models.ngram_model import Blend, NgramModel  # noqa: E402
+from bench.machine import cpu_facts  # noqa: E402
+
+
+def accuracy(scores: np.ndarray, labels: Sequence[int]) -> float:
+    return float(np.mean((scores > 0) == (np.asarray(labels) == 1)))
+
+
+def compare(data_dir: str, model_dir: str) -> Dict[str, float]:
+    settings = json.loads((Path(model_dir) / "config.json").read_text())
+    train, val, test = split_reviews(data_dir, settings["validation_split"], settings["seed"],
+                                     settings.get("max_train_samples"), settings.get("max_test_samples"))
+    lstm = SentimentPredictor.from_pretrained(model_dir, runtime="torch")
+    val_lstm, test_lstm = lstm.lstm_log_odds(val.texts), lstm.lstm_log_odds(test.texts)
+    tokenizer = settings.get("tokenizer", lstm.preprocessor.tokenizer)
+    first = NgramModel.fit(train.texts, train.labels, tokenizer=tokenizer)
+    blend = Blend.fit(val_lstm, first.log_odds(val.texts), val.labels)
+    refitted = NgramModel.fit(train.texts + val.texts, np.concatenate([train.labels, val.labels]),
+                              tokenizer=tokenizer)
+    test_first, test_refitted = first.log_odds(test.texts), refitted.log_odds(test.texts)
+    return {"lstm_alone": accuracy(test_lstm, test.labels), "precision": lstm.precision,
+            "ngrams_training_reviews": accuracy(test_first, test.labels),
+            "ngrams_training_and_validation": accuracy(test_refitted, test.labels),
+            "blend_training_reviews": accuracy(blend.apply(test_lstm, test_first), test.labels),
+            "blend_training_and_validation": accuracy(blend.apply(test_lstm, test_refitted), test.labels),
+            "training_reviews": len(train.texts), "validation_reviews": len(val.texts), "test_reviews": len(test.texts)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data/imdb")
+    parser.add_argument("--model-dir", required=True, help="a model directory trained with --ngram-blend")
+    args = parser.parse_args()
+    print(json.dumps({**compare(args.data_dir, args.model_dir), "model_dir": Path(args.model_dir).name,
+                      **cpu_facts()}))
+
+
+if __name__ == "__main__":
+    main()
