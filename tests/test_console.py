@@ -95,9 +95,10 @@ def test_a_missing_dependency_is_one_line_naming_the_fix(monkeypatch, capsys):
 
 
 def test_predict_through_the_command_prints_what_the_module_prints(model_dir, capsys):
-    assert cli.main(["predict", "--model-dir", str(model_dir), *TEXTS]) == 0
+    same = ["--model-dir", str(model_dir), "--precision", "float32"]  # the subprocess sees the CPU as it is
+    assert cli.main(["predict", *same, *TEXTS]) == 0
     through_cli = capsys.readouterr().out
-    module = subprocess.run([sys.executable, "-m", "src.inference.predict", "--model-dir", str(model_dir), *TEXTS],
+    module = subprocess.run([sys.executable, "-m", "src.inference.predict", *same, *TEXTS],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert module.returncode == 0, module.stderr
     assert through_cli == module.stdout
@@ -215,7 +216,7 @@ def test_the_installed_command_runs_from_the_wheel_alone(installed, model_dir):
     assert all(re.search(rf"^\s+{name}\s", helped.stdout, re.M) for name in SUBCOMMANDS), helped.stdout
     version = installed.wheel.name.split("-")[1]
     assert _command(installed, "--version").stdout == f"lstm-sentiment {version}\n"
-    predicted = _command(installed, "predict", "--model-dir", model_dir, "a great film")
+    predicted = _command(installed, "predict", "--model-dir", model_dir, "--precision", "float32", "a great film")
     assert predicted.returncode == 0, predicted.stderr
     (line,) = predicted.stdout.splitlines()
     expected = SentimentPredictor.from_pretrained(model_dir).predict("a great film")

@@ -295,6 +295,7 @@ def test_bfloat16_prediction_on_a_cpu_that_has_it(trained, imdb_tree):
     assert np.array_equal(ours[confident] > 0, theirs[confident] > 0)
 
 
+@pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 LSTM kernel")
 def test_bfloat16_leaves_small_batches_to_onnx_runtime(trained, imdb_tree):
     """With an export and bfloat16, batches of fewer than ONNX_BELOW reviews run in ONNX Runtime (faster for
     single reviews) and larger ones in PyTorch in bfloat16 (faster for batches)."""

@@ -126,6 +126,7 @@ def test_model_directory_never_keeps_another_runs_ngram_model(tmp_path):
     assert SentimentPredictor.from_pretrained(tmp_path).ngram_blend is None
 
 
+@pytest.mark.native_precision  # where the CPU has bfloat16: the saved test metrics are those predict gives
 def test_training_with_ngram_blend_saves_and_reports_the_blend(imdb_tree, tmp_path):
     cfg = TrainConfig(data_dir=str(imdb_tree), output_dir=str(tmp_path / "model"),
                       checkpoint_dir=str(tmp_path / "run"), epochs=1, embedding_dim=16, hidden_dim=16, n_layers=1,

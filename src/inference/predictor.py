@@ -37,8 +37,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """``--runtime`` and ``--precision``, shared by predict, evaluate and serve."""
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
                         help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
-                             "(python -m src.inference.export), else PyTorch; with --precision bfloat16 ONNX "
-                             "Runtime takes only batches of fewer than 8 reviews (default: auto)")
+                             "(python -m src.inference.export), else PyTorch; where the LSTM runs in bfloat16, "
+                             f"ONNX Runtime takes only batches of fewer than {ONNX_BELOW} reviews (default: auto)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="the LSTM's arithmetic: bfloat16 needs a CPU with AVX512-BF16 or AMX (or a GPU) and "
                              "PyTorch; auto picks it on such a CPU, float32 elsewhere (default: auto)")

@@ -27,7 +27,7 @@ from src.data.tables import read_texts
 from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
 from src.inference.metrics import calibration, fit_temperature, metrics_for
 from src.inference.onnx_model import export_onnx
-from src.inference.predictor import SentimentPredictor, probabilities_of
+from src.inference.predictor import SentimentPredictor, prediction_dtype, probabilities_of
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
 from src.models.model_dir import CALIBRATION_KEYS, check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
@@ -445,7 +445,9 @@ def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPrepr
     if best is not None:
         trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
     train, val, test = (loader.dataset for loader in loaders)
-    lstm = SentimentPredictor(trainer.model, preprocessor, device=next(trainer.model.parameters()).device)
+    device = next(trainer.model.parameters()).device
+    # the arithmetic predict and evaluate use by default, so the test metrics saved are the ones they give
+    lstm = SentimentPredictor(trainer.model, preprocessor, device=device, dtype=prediction_dtype("auto", device))
     scored = _final_scores(lstm, train, val, test, cfg.ngram_blend)
     calibrated = _calibrate(val, scored["validation"], test, scored["test"])
     test_metrics = _score_metrics(test, scored["test"] / calibrated["temperature"])

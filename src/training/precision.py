@@ -49,8 +49,9 @@ class MixedPrecision:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
 
     def evaluation_autocast(self):
-        """Evaluation's: float32 on a CPU, so the accuracy a run reports is the one ``predict`` (float32)
-        gives; on CUDA the same as training's."""
+        """Evaluation's (the validation reviews after each epoch): float32 on a CPU, where it is a small
+        share of an epoch; on CUDA the same as training's. The final test scores use the arithmetic
+        ``predict`` picks (``pipeline._finish``)."""
         enabled = self.dtype is not None and self.device_type == "cuda"
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=enabled)
 
