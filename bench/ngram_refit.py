@@ -5,8 +5,10 @@ n-gram model of the training reviews, and then keeps an n-gram model refitted on
 both (``pipeline._fit_ngram_blend``). For a trained model directory this bench
 rebuilds the run's split from its ``config.json``, scores the validation and test
 reviews with its LSTM once (as training does, in the precision ``auto`` picks),
-and reports the test accuracy of the n-gram model and of the blend either way,
-with the same blend weights. Last line: one JSON object.
+runs the pipeline's own fit (weights, then the refit), fits the training-only
+n-gram model again beside it, and reports the test accuracy of the n-gram model
+and of the blend either way, with the same blend weights. Last line: one JSON
+object.
 
     .venv/bin/python bench/ngram_refit.py --data-dir data/imdb --model-dir models
 """
@@ -23,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.loaders import split_reviews  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
-from src.models.ngram_model import Blend, NgramModel  # noqa: E402
+from src.models.ngram_model import NgramModel  # noqa: E402
+from src.training.pipeline import _fit_ngram_blend  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
 
 
@@ -38,11 +41,10 @@ def compare(data_dir: str, model_dir: str) -> Dict[str, float]:
     lstm = SentimentPredictor.from_pretrained(model_dir, runtime="torch")
     val_lstm, test_lstm = lstm.lstm_log_odds(val.texts), lstm.lstm_log_odds(test.texts)
     tokenizer = settings.get("tokenizer", lstm.preprocessor.tokenizer)
-    first = NgramModel.fit(train.texts, train.labels, tokenizer=tokenizer)
-    blend = Blend.fit(val_lstm, first.log_odds(val.texts), val.labels)
-    refitted = NgramModel.fit(train.texts + val.texts, np.concatenate([train.labels, val.labels]),
-                              tokenizer=tokenizer)
-    test_first, test_refitted = first.log_odds(test.texts), refitted.log_odds(test.texts)
+    kept, _, _ = _fit_ngram_blend(tokenizer, train, val, val_lstm)
+    blend = kept.blend
+    first = NgramModel.fit(train.texts, train.labels, tokenizer=tokenizer, classes=len(train.class_names))
+    test_first, test_refitted = first.log_odds(test.texts), kept.model.log_odds(test.texts)
     return {"lstm_alone": accuracy(test_lstm, test.labels), "precision": lstm.precision,
             "ngrams_training_reviews": accuracy(test_first, test.labels),
             "ngrams_training_and_validation": accuracy(test_refitted, test.labels),

@@ -25,8 +25,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # Where training and prediction ask whether the CPU has bfloat16 instructions ("auto" precision)
-_NATIVE_BFLOAT16_CHECKS = ("src.training.precision.cpu_has_native_bfloat16",
-                           "src.inference.predictor.cpu_has_native_bfloat16")
+_NATIVE_BFLOAT16_CHECK = "src.utils.device.cpu_has_native_bfloat16"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -35,16 +34,14 @@ def float32_on_every_cpu():
     compare are the same on a CI machine with bfloat16 instructions (for the whole session, so models that
     module fixtures train are float32 too); tests marked ``native_precision`` see the CPU as it is."""
     with pytest.MonkeyPatch.context() as patch:
-        for target in _NATIVE_BFLOAT16_CHECKS:
-            patch.setattr(target, lambda: False)
+        patch.setattr(_NATIVE_BFLOAT16_CHECK, lambda: False)
         yield
 
 
 @pytest.fixture(autouse=True)
 def native_precision_where_marked(request, monkeypatch):
     if request.node.get_closest_marker("native_precision") is not None:
-        for target in _NATIVE_BFLOAT16_CHECKS:
-            monkeypatch.setattr(target, cpu_has_native_bfloat16)
+        monkeypatch.setattr(_NATIVE_BFLOAT16_CHECK, cpu_has_native_bfloat16)
 
 
 @pytest.fixture(autouse=True)

@@ -16,13 +16,13 @@ from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.export import main as export_main
 from src.inference.metrics import binary_metrics, calibration
-from src.inference import predictor as predictor_module
 from src.inference.predict import main as predict_main
 from src.inference.onnx_model import OnnxLSTM
 from src.inference.predictor import ONNX_BELOW, prediction_dtype
 from src.config import TrainConfig
 from src.models.model_dir import load_model_directory, save_model_directory
 from src.training.pipeline import run_training
+from src.utils import device as device_module
 from src.utils.device import cpu_has_native_bfloat16
 from tests.helpers import REPO_ROOT
 
@@ -263,18 +263,29 @@ def test_predict_runtimes_give_the_same_labels(trained, capsys):
     (False, "auto", "auto", None), (False, "float32", "torch", None)])
 def test_prediction_precision_auto_picks_bfloat16_only_where_the_cpu_has_it(monkeypatch, native, precision, runtime,
                                                                            expected):
-    monkeypatch.setattr(predictor_module, "cpu_has_native_bfloat16", lambda: native)
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: native)
     assert prediction_dtype(precision, torch.device("cpu"), runtime) == expected
+
+
+@pytest.mark.parametrize("card_has_it, precision, expected", [
+    (True, "auto", None), (True, "bfloat16", torch.bfloat16), (True, "float32", None), (False, "auto", None)])
+def test_prediction_precision_on_a_gpu_follows_the_card_not_the_cpu(monkeypatch, card_has_it, precision, expected):
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: card_has_it)
+    assert prediction_dtype(precision, torch.device("cuda"), "torch") == expected
+    if not card_has_it:
+        with pytest.raises(ValueError, match="needs a GPU that computes in it"):
+            prediction_dtype("bfloat16", torch.device("cuda"))
 
 
 def test_prediction_precision_refusals(trained, monkeypatch, capsys):
     cpu = torch.device("cpu")
     with pytest.raises(ValueError, match="auto, float32, bfloat16"):
         prediction_dtype("float16", cpu)
-    monkeypatch.setattr(predictor_module, "cpu_has_native_bfloat16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: True)
     with pytest.raises(ValueError, match="ONNX Runtime runs the LSTM in float32"):
         prediction_dtype("bfloat16", cpu, "onnxruntime")
-    monkeypatch.setattr(predictor_module, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: False)
     assert predict_main(["--model-dir", str(trained[0]), "--precision", "bfloat16", "Fine."]) == 1
     err = capsys.readouterr().err
     assert "needs a CPU with bfloat16 instructions" in err and err.count("\n") == 1 and "Traceback" not in err

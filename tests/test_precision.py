@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from src.training import precision as precision_module
 from src.training.precision import MixedPrecision
+from src.utils import device as device_module
 from tests.helpers import make_trainer
 
 CPU = torch.device("cpu")
@@ -14,14 +14,14 @@ CPU = torch.device("cpu")
     (True, "auto", "bfloat16"), (False, "auto", "float32"), (True, "bfloat16", "bfloat16"),
     (True, "float32", "float32"), (False, "float32", "float32")])
 def test_auto_picks_bfloat16_only_where_the_cpu_has_it(monkeypatch, native, asked, expected):
-    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: native)
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: native)
     assert MixedPrecision(CPU, enabled=False, cpu_precision=asked).name == expected
 
 
 def test_an_unknown_precision_or_bfloat16_without_the_instructions_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="auto, float32, bfloat16"):
         MixedPrecision(CPU, enabled=False, cpu_precision="fp8")
-    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: False)
     with pytest.raises(ValueError, match="AVX512-BF16 or AMX.*--precision float32"):
         MixedPrecision(CPU, enabled=False, cpu_precision="bfloat16")
 
@@ -29,7 +29,7 @@ def test_an_unknown_precision_or_bfloat16_without_the_instructions_is_refused(mo
 def test_the_command_refuses_bfloat16_before_reading_data(tmp_path, monkeypatch, capsys):
     from src.training.train_model import main
 
-    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: False)
     code = main(["--data-dir", str(tmp_path / "nothing-here"), "--precision", "bfloat16", "--device", "cpu",
                  "--checkpoint-dir", str(tmp_path / "run"), "--output-dir", str(tmp_path / "model")])
     err = capsys.readouterr().err
@@ -38,7 +38,7 @@ def test_the_command_refuses_bfloat16_before_reading_data(tmp_path, monkeypatch,
 
 
 @pytest.mark.native_precision
-@pytest.mark.skipif(not precision_module.cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
+@pytest.mark.skipif(not device_module.cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
 def test_bfloat16_steps_compute_in_bfloat16_and_learn(tmp_path):
     trainer = make_trainer(tmp_path, precision="bfloat16", device="cpu")
     seen = []

@@ -19,7 +19,7 @@ from src.inference.onnx_model import OnnxLSTM
 from src.models.lstm_model import LSTMClassifier
 from src.models.model_dir import load_model_directory, load_temperature
 from src.models.ngram_model import NgramBlend
-from src.utils.device import cpu_has_native_bfloat16, resolve_device
+from src.utils.device import cpu_computes_in_bfloat16, resolve_device
 
 # Measured with bench/predict.py on a 2-core CPU: batches of 64 ran 9% faster than 256
 # for the default model; on a GPU larger batches are faster.
@@ -47,24 +47,23 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 def prediction_dtype(precision: str, device: torch.device, runtime: str = "auto") -> Optional[torch.dtype]:
     """The LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32).
 
-    "auto" picks bfloat16 on a CPU that multiplies it in hardware, unless ONNX Runtime alone is asked for
-    (bench/predict.py: batches ran faster than in float32 in either runtime there, with the same label on
-    all but a few test reviews), and float32 elsewhere. bfloat16 is refused where the device lacks it and
-    with ONNX Runtime alone, which runs the LSTM in float32.
+    On a CPU, training's rule (``cpu_computes_in_bfloat16``) decides, unless ONNX Runtime alone is asked for,
+    which runs the LSTM in float32 and so refuses bfloat16 (bench/predict.py: on a CPU with bfloat16, batches
+    ran faster in it than in float32 in either runtime, with the same label on all but a few test reviews).
+    On a GPU, "auto" stays float32 and bfloat16 is refused where the card lacks it.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bfloat16()
-    if precision == "bfloat16":
-        if runtime == "onnxruntime":
-            raise ValueError("ONNX Runtime runs the LSTM in float32: use --precision float32, or --runtime torch "
-                             "for bfloat16")
-        if not native:
-            raise ValueError("--precision bfloat16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX) "
-                             "or a GPU that has it; use --precision float32 or auto")
-        return torch.bfloat16
-    use_bfloat16 = precision == "auto" and device.type == "cpu" and native and runtime != "onnxruntime"
-    return torch.bfloat16 if use_bfloat16 else None
+    if precision == "bfloat16" and runtime == "onnxruntime":
+        raise ValueError("ONNX Runtime runs the LSTM in float32: use --precision float32, or --runtime torch "
+                         "for bfloat16")
+    if device.type == "cuda":
+        if precision == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise ValueError("--precision bfloat16 needs a GPU that computes in it; use --precision float32 or auto")
+        return torch.bfloat16 if precision == "bfloat16" else None
+    if runtime == "onnxruntime":
+        return None
+    return torch.bfloat16 if cpu_computes_in_bfloat16(precision) else None
 
 
 class _Classifier:

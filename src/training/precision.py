@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from src.config import check_setting, default_of
-from src.utils.device import cpu_has_native_bfloat16
+from src.utils.device import cpu_computes_in_bfloat16
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +79,6 @@ class MixedPrecision:
 
 
 def cpu_training_dtype(precision: str) -> Optional[torch.dtype]:
-    """bfloat16 or None (float32) for training on this CPU, "auto" resolved from its features; a ValueError
-    for bfloat16 where the CPU lacks it."""
+    """bfloat16 or None (float32) for training on this CPU (``cpu_computes_in_bfloat16``'s rule)."""
     precision = check_setting("precision", precision, "precision")
-    native = cpu_has_native_bfloat16()
-    if precision == "bfloat16" and not native:
-        raise ValueError("--precision bfloat16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); "
-                         "this one has none, and its LSTM kernels fail without them: use --precision float32 "
-                         "or auto")
-    return torch.bfloat16 if precision == "bfloat16" or (precision == "auto" and native) else None
+    return torch.bfloat16 if cpu_computes_in_bfloat16(precision) else None

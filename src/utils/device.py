@@ -66,3 +66,14 @@ def cpu_has_native_bfloat16() -> bool:
     """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated
     and slower than float32."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_computes_in_bfloat16(precision: str) -> bool:
+    """The one rule of a CPU's arithmetic, for training and prediction alike: "auto" means bfloat16 exactly
+    where the CPU multiplies it in hardware, "float32" never, and "bfloat16" is refused (ValueError) where
+    the CPU lacks the instructions, since its LSTM kernels fail without them."""
+    native = cpu_has_native_bfloat16()
+    if precision == "bfloat16" and not native:
+        raise ValueError("--precision bfloat16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); "
+                         "this one has none: use --precision float32 or auto")
+    return precision == "bfloat16" or (precision == "auto" and native)
