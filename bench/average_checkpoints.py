@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -33,6 +33,7 @@ from src.data.loaders import DataSource, create_data_loaders  # noqa: E402
 from src.data.preprocessing import TextPreprocessor  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.training import create_trainer  # noqa: E402
+from src.training.averaging import average_weights  # noqa: E402
 from src.utils.checkpoint_io import load_state  # noqa: E402
 
 
@@ -41,15 +42,6 @@ def epoch_checkpoints(run_dir: Path) -> List[Path]:
     found = [(int(match.group(1)), path) for path in run_dir.glob("checkpoint_epoch_*.pt")
              if (match := re.fullmatch(r"checkpoint_epoch_(\d+)\.pt", path.name))]
     return [path for _, path in sorted(found)]
-
-
-def average_weights(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    """The element-wise mean of the floating-point tensors (others from the last state)."""
-    averaged = dict(states[-1])
-    for name, value in averaged.items():
-        if value.is_floating_point():
-            averaged[name] = torch.stack([state[name] for state in states]).mean(dim=0)
-    return averaged
 
 
 def run_loaders(run_config: Dict[str, Any], preprocessor: TextPreprocessor, data_dir: Optional[str]):

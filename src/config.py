@@ -154,6 +154,11 @@ class TrainConfig:
                                            "would end after this many minutes from the start (data loading and "
                                            "pretraining count; the test evaluation and the n-gram fit come after); "
                                            "the model directory gets the best epoch so far", "training", above=0, resume=ALLOW)
+    average_epochs: int = setting(1, "after training, also score on validation the weights of the best epoch "
+                                  "averaged with the next one, two, ... (up to N epochs in a row, from the kept epoch "
+                                  "checkpoints; stochastic weight averaging), and keep an average that validation "
+                                  "prefers by the same rule as the best epoch; 1 keeps the best epoch alone",
+                                  "training", minimum=1, resume=ALLOW)
     adversarial_eps: float = setting(0.0, "adversarial training on the word vectors (Miyato et al.): also train "
                                      "on each batch moved this far up the loss gradient, in word-vector norms "
                                      "per review; a step then costs about twice as much; 0 turns it off", "training",

@@ -70,3 +70,13 @@ def test_adversarial_training_under_two_processes_matches_one(reviews, tmp_path)
     assert abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= ACCURACY_TOLERANCE
     assert two["test"]["accuracy"] > 0.55
     assert json.loads((tmp_path / "two" / "run" / "config.json").read_text())["adversarial_eps"] == 0.5
+
+
+def test_weight_averaging_under_two_processes(reviews, tmp_path):
+    """--average-epochs under DDP: every rank scores its shard of validation for each average (rank 0 alone
+    would wait for the others forever). --min-delta 10 makes epoch 1 the best, so epochs 2 and 3 are averaged
+    with it, and neither average counts as better."""
+    metrics, _ = train(reviews, tmp_path, 2, "--batch-size", "16", "--min-delta", "10", "--average-epochs", "3")
+    assert metrics["best_epoch"] == 1 and metrics["final_weights"] == {"epochs": [1]}
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("average of epochs 1-2:") == 1 and log.count("average of epochs 1-3:") == 1

@@ -15,6 +15,7 @@ from src.config import TrainConfig
 from src.data.datasets import ReviewDataset
 from src.data.loaders import DataSource
 from src.models.lstm_model import LSTMClassifier
+from src.training.averaging import describe_final_weights
 
 _SCORES = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("roc_auc", "ROC-AUC"), ("loss", "log loss"),
            ("ece", "calibration error (ECE)"))
@@ -89,12 +90,19 @@ def _data_lines(cfg: TrainConfig, splits: Sequence[ReviewDataset], classes: List
 def _training_lines(cfg: TrainConfig, metrics: Dict[str, Any]) -> List[str]:
     status = metrics["summary"]["training_status"]
     return [
-        f"{status['epochs_completed']} of at most {cfg.epochs} epochs, the weights of epoch "
-        f"{metrics['best_epoch']} kept (best {status['monitor']}), "
+        f"{status['epochs_completed']} of at most {cfg.epochs} epochs, {_kept_weights(metrics, status['monitor'])}, "
         f"{_how_it_ended(status)}",
         f"{status['total_time'] / 60:.1f} minutes on {metrics['speed']['device']}",
         f"optimizer {cfg.optimizer}, learning rate {cfg.learning_rate}, batch size {cfg.batch_size}, seed {cfg.seed}",
     ]
+
+
+def _kept_weights(metrics: Dict[str, Any], monitor: str) -> str:
+    final = metrics["final_weights"]
+    kept = f"the weights of {describe_final_weights(final)} kept (best {monitor}"
+    if len(final["epochs"]) > 1:
+        return kept + f" at epoch {metrics['best_epoch']}; the average scored better on validation)"
+    return kept + ")"
 
 
 def _how_it_ended(status: Dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from src.inference.predictor import SentimentPredictor, prediction_dtype, probab
 from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
 from src.models.model_dir import CALIBRATION_KEYS, check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
+from src.training.averaging import describe_final_weights, settle_final_weights
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from src.training.glove_loader import initialize_model_with_glove
@@ -234,11 +235,14 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         max_minutes=cfg.max_minutes, run_started=started,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
-    if not main_process:
-        return {}
-    with signals_raise(lambda signum: interrupted(signum, "after training, while finishing the run (n-gram fit, "
-                                                  "test evaluation, model directory)", _latest(trainer))):
-        return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history, extra)
+    with signals_raise(lambda signum: interrupted(signum, "after training, while finishing the run (weight "
+                                                  "averaging, n-gram fit, test evaluation, model directory)",
+                                                  _latest(trainer))):
+        final_weights = settle_final_weights(trainer, cfg.average_epochs)
+        if not main_process:
+            return {}
+        return _finish(trainer, cfg, (train_loader, val_loader, test_loader), preprocessor, history,
+                       {**extra, "final_weights": final_weights})
 
 
 @dataclass
@@ -441,9 +445,6 @@ def _train(trainer: Trainer, cfg: TrainConfig, resume: Optional[Dict[str, Any]])
 
 def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPreprocessor, history,
             extra: Dict[str, Any]) -> Dict[str, Any]:
-    best = trainer.checkpoint_manager.best_path
-    if best is not None:
-        trainer.load_checkpoint(trainer.checkpoint_dir / best, load_optimizer=False)
     train, val, test = (loader.dataset for loader in loaders)
     device = next(trainer.model.parameters()).device
     # the arithmetic predict and evaluate use by default, so the test metrics saved are the ones they give
@@ -451,9 +452,10 @@ def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPrepr
     scored = _final_scores(lstm, train, val, test, cfg.ngram_blend)
     calibrated = _calibrate(val, scored["validation"], test, scored["test"])
     test_metrics = _score_metrics(test, scored["test"] / calibrated["temperature"])
-    logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (model of epoch %s); temperature %.3f, "
+    logger.info("test: loss %.4f, accuracy %.2f%% on %d reviews (weights of %s); temperature %.3f, "
                 "calibration error %.4f", test_metrics["loss"], 100 * test_metrics["accuracy"],
-                test_metrics["n_examples"], history["best_epoch"], calibrated["temperature"], test_metrics["ece"])
+                test_metrics["n_examples"], describe_final_weights(extra["final_weights"]), calibrated["temperature"],
+                test_metrics["ece"])
     metrics = {"test": test_metrics, "best_epoch": history["best_epoch"], "history": history,
                "summary": trainer.get_training_summary(), "calibration": calibrated, "speed": scored["speed"],
                **extra}
