@@ -51,7 +51,7 @@ def replay(run_dir: Path, average_epochs: int, data_dir: Optional[str]) -> Dict[
                              monitor=settings["monitor"], min_delta=settings["min_delta"])
     manager = trainer.checkpoint_manager
     best = next(entry for entry in manager.list_checkpoints() if entry["file"] == manager.best_path)
-    trainer.best.update(best["val_loss" if trainer.monitor == "val_loss" else "val_accuracy"], best["epoch"])
+    trainer.best.update(best[trainer.monitor], best["epoch"])  # the registry names its metrics as --monitor does
     started = time.perf_counter()
     final = settle_final_weights(trainer, average_epochs)
     seconds = time.perf_counter() - started

@@ -72,7 +72,7 @@ def settle_final_weights(trainer: Trainer, average_epochs: int) -> Dict[str, Any
     for count in range(2, len(states) + 1):
         trainer.model.load_state_dict(average_weights(states[:count]))
         scores = trainer.evaluate_model(trainer.val_loader)
-        value = scores["loss" if trainer.monitor == "val_loss" else "accuracy"]
+        value = trainer.monitored_value(scores)
         logger.info("average of epochs %d-%d: validation loss %.4f, accuracy %.2f%%", best_epoch,
                     best_epoch + count - 1, scores["loss"], 100 * scores["accuracy"])
         if is_improvement(value, chosen_value, trainer.best.mode, trainer.best.min_delta):

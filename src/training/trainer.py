@@ -280,6 +280,10 @@ class Trainer:
             f"nothing was saved over the best model ({where}); lower --learning-rate or keep --gradient-clip on"
         )
 
+    def monitored_value(self, val_metrics: Dict[str, float]) -> float:
+        """The number of ``evaluate_model``'s result that ``monitor`` (val_loss or val_accuracy) reads."""
+        return val_metrics[self.monitor[len("val_"):]]
+
     @torch.no_grad()
     def evaluate_model(self, data_loader: DataLoader) -> Dict[str, float]:
         """Loss and accuracy over ``data_loader`` (no gradient, dropout off)."""
@@ -411,8 +415,7 @@ class Trainer:
         val_metrics = self.evaluate_model(self.val_loader)
         # the whole epoch, with its part before a mid-epoch resume: the time limit's estimate of the next one
         self._last_epoch_seconds = train_metrics["seconds"] + time.perf_counter() - validation_started
-        monitored = val_metrics["loss" if self.monitor == "val_loss" else "accuracy"]
-        improved = self.best.update(monitored, epoch)
+        improved = self.best.update(self.monitored_value(val_metrics), epoch)
         self._fit_schedule_to_time(epoch)
         step_scheduler(self.scheduler, improved, val_metrics)
         self.epoch = epoch
