@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from src.data.loaders import split_reviews
-from src.data.preprocessing import TextPreprocessor
+from src.data.preprocessing import TextPreprocessor, tokenize
 from src.exceptions import CheckpointError, DataError
 from src.inference import SentimentPredictor
 from src.inference.metrics import logistic
@@ -92,7 +92,24 @@ def test_scores_equal_the_sparse_definition_on_real_reviews(csv_reviews):
     matrix = _vectorizer(model.max_n, model.tokenizer, vocabulary=model.ngrams).transform(texts)
     expected = matrix @ model.weights.astype(np.float64) + model.bias
     assert model.log_odds(texts) == pytest.approx(expected, abs=1e-9)
+    tokenized = [tokenize(text, tokenizer=model.tokenizer) for text in texts]  # as the predictor passes them
+    assert model.log_odds(texts, tokenized) == pytest.approx(expected, abs=1e-9)
     assert model.log_odds([]).shape == (0,)
+
+
+@pytest.mark.parametrize("ngram_tokenizer", ["social", "words"])
+def test_blended_predictor_scores_each_part_by_its_own_tokens(tmp_path, ngram_tokenizer):
+    """The predictor tokenises a review once for both parts only where they read the same tokens; a model
+    whose n-gram part has another tokenizer still scores by that part's own tokens."""
+    texts, labels = pair_reviews(300, seed=5)
+    texts = [text.replace("very", "VERY :-)") for text in texts]  # the two tokenizers disagree on these
+    preprocessor = TextPreprocessor(tokenizer="social").build_vocab(texts)
+    blend = NgramBlend(NgramModel.fit(texts, labels, tokenizer=ngram_tokenizer), Blend(0.4, 0.7, -0.1))
+    save_model_directory(tmp_path, tiny_model(vocab_size=preprocessor.vocab_size), preprocessor, ngram_blend=blend)
+    predictor = SentimentPredictor.from_pretrained(tmp_path)
+    expected = blend.blend.apply(predictor.lstm_scores(texts), blend.model.log_odds(texts))
+    assert predictor.scores(texts) == pytest.approx(expected, abs=1e-6)
+    assert any(tokenize(text, tokenizer="social") != tokenize(text, tokenizer="words") for text in texts)
 
 
 def test_files_of_the_first_layout_still_load(tmp_path):

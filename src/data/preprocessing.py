@@ -142,9 +142,12 @@ class TextPreprocessor:
         """Token ids cut to the model's input: at most ``max_length``, never empty."""
         return truncate_ids(ids, self.max_length, self.truncation)
 
-    def encode_for_model(self, texts: Iterable[str]) -> List[np.ndarray]:
-        """The model's input for each text, as in training: encoded, then truncated."""
-        return [self.truncate(ids) for ids in self.encode_batch(texts)]
+    def encode_for_model(self, texts: Iterable[str], tokenized: Optional[Iterable[List[str]]] = None
+                         ) -> List[np.ndarray]:
+        """The model's input for each text, as in training: encoded, then truncated. ``tokenized``: the
+        texts' tokens (``tokenize``), where the caller has them already."""
+        tokenized = map(self.tokenize, texts) if tokenized is None else tokenized
+        return [self.truncate(self._token_ids(tokens)) for tokens in tokenized]
 
     def _token_ids(self, tokens: List[str]) -> np.ndarray:
         get = self.stoi.get

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from src.data.preprocessing import UNK_IDX, tokenize
-from src.models.ngram_model import WORD_BITS, NgramBlend, NgramModel
+from src.models.ngram_model import NgramBlend, NgramModel, ngram_windows
 
 if TYPE_CHECKING:
     from src.inference.predictor import SentimentPredictor
@@ -241,26 +241,11 @@ def ngram_word_parts(model: NgramModel, tokens: Sequence[str]) -> np.ndarray:
     """Each token's share of the n-gram model's score: every n-gram the model knows, counted once per review
     as the model counts it, has its weight split evenly over the words of all its occurrences. [len(tokens)]
     of two classes, [len(tokens), C] of more; the shares add up to the review's score less the model's bias."""
-    ids = _word_ids(model, tokens)
-    starts, sizes, keys = [], [], []
-    for n in range(1, model.max_n + 1):
-        windows = len(ids) - n + 1
-        if windows < 1:
-            break
-        key, known = ids[:windows].copy(), ids[:windows] > 0
-        for place in range(1, n):
-            part = ids[place: place + windows]
-            key |= part << (WORD_BITS * place)
-            known &= part > 0
-        starts.append(np.flatnonzero(known))
-        sizes.append(np.full(int(known.sum()), n))
-        keys.append(key[known])
+    ids = model.word_ids([list(tokens)])[0][:-1]  # [len(tokens)]
+    start, size, key = ngram_windows(ids, model.max_n)
     parts = np.zeros((len(tokens),) + model.weights.shape[1:])
-    if not keys or not len(model.keys):
-        return parts
-    start, size, key = np.concatenate(starts), np.concatenate(sizes), np.concatenate(keys)
-    places = np.minimum(np.searchsorted(model.keys, key), len(model.keys) - 1)
-    hit = model.keys[places] == key
+    places = model.places(key)
+    hit = places >= 0
     start, size, key, weight = start[hit], size[hit], key[hit], model.weights[places[hit]].astype(np.float64)
     _, occurrence, occurrences = np.unique(key, return_inverse=True, return_counts=True)
     share = weight / (size * occurrences[occurrence.ravel()]).reshape((-1,) + (1,) * (weight.ndim - 1))
@@ -268,16 +253,6 @@ def ngram_word_parts(model: NgramModel, tokens: Sequence[str]) -> np.ndarray:
         words = size > offset
         np.add.at(parts, start[words] + offset, share[words])
     return parts
-
-
-def _word_ids(model: NgramModel, tokens: Sequence[str]) -> np.ndarray:
-    """The n-gram model's id of each token (0: a word it does not know). Each token is read as a text of its
-    own, whose one-word key is the word's id."""
-    ids = np.zeros(len(tokens), dtype=np.int64)
-    rows, keys = model.row_keys(list(tokens))
-    single = keys < (1 << WORD_BITS)
-    ids[rows[single]] = keys[single]
-    return ids
 
 
 def deleted_text(tokens: Sequence[str], positions: Sequence[int]) -> str:

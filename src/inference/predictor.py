@@ -159,9 +159,8 @@ class SentimentPredictor(_Classifier):
                    temperature=load_temperature(model_dir), dtype=dtype)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"review {index} is a {type(text).__name__}, not text")
+        """The LSTM's input ids of each text."""
+        _require_text(texts)
         return self.preprocessor.encode_for_model(texts)
 
     def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
@@ -169,9 +168,18 @@ class SentimentPredictor(_Classifier):
 
     def scores(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The model's final scores before the temperature, in input order: the LSTM's, blended with the
-        n-gram model's for a blended model (log-odds [N] of two classes, logits [N, C] of more)."""
-        scores = self.lstm_scores(texts, batch_size)
-        return self.ngram_blend.combine(scores, texts) if self.ngram_blend is not None else scores
+        n-gram model's for a blended model (log-odds [N] of two classes, logits [N, C] of more). Each text
+        is tokenised once where the two parts read the same tokens."""
+        if self.ngram_blend is None:
+            return self.lstm_scores(texts, batch_size)
+        _require_text(texts)
+        tokenized = [self.preprocessor.tokenize(text) for text in texts] if self._ngram_reads_lstm_tokens else None
+        scores = self._lstm_scores_of(self.preprocessor.encode_for_model(texts, tokenized), batch_size)
+        return self.ngram_blend.combine(scores, texts, tokenized)
+
+    @property
+    def _ngram_reads_lstm_tokens(self) -> bool:
+        return self.preprocessor.lowercase and self.preprocessor.tokenizer == self.ngram_blend.model.tokenizer
 
     def lstm_log_odds(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The LSTM's log(P(positive) / P(negative)) for each text (models of two classes)."""
@@ -180,12 +188,14 @@ class SentimentPredictor(_Classifier):
             raise ValueError(f"this model has {len(self.class_names)} classes; use lstm_scores()")
         return scores
 
-    @torch.inference_mode()
     def lstm_scores(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The LSTM's scores, in input order: of two classes its log-odds [N], of more its logits [N, C]."""
+        return self._lstm_scores_of(self.encode(texts), batch_size)
+
+    @torch.inference_mode()
+    def _lstm_scores_of(self, encoded: List[np.ndarray], batch_size: int) -> np.ndarray:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        encoded = self.encode(texts)
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
         classes = len(self.class_names)
         result = np.empty((len(encoded),) if classes == 2 else (len(encoded), classes), dtype=np.float64)
@@ -278,6 +288,12 @@ def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) ->
     if len(class_names) == 2:
         result["probability"] = float(probabilities[1])
     return result
+
+
+def _require_text(texts: Sequence[object]) -> None:
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"review {index} is a {type(text).__name__}, not text")
 
 
 def probabilities_of(scores: np.ndarray) -> np.ndarray:

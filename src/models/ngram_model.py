@@ -18,6 +18,7 @@ Files of the first layout (the n-grams as text) still load.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -137,43 +138,62 @@ class NgramModel:
             return cls.from_ngrams(ngrams, weights[0], biases[0], config.max_n, tokenizer)
         return cls.from_ngrams(ngrams, np.stack(weights, axis=1), list(biases), config.max_n, tokenizer)
 
-    def row_keys(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-        """``(rows, keys)``: each distinct n-gram of each text whose words all are the model's,
-        as the text's index and the n-gram's key (int64 [K] both)."""
-        get = self._ids.get
-        reviews = [np.fromiter((get(word, 0) for word in tokenize(text, tokenizer=self.tokenizer)), dtype=np.int64)
-                   for text in texts]
-        ids = np.concatenate([np.append(review, 0) for review in reviews]) if reviews else np.zeros(0, np.int64)
-        rows = np.repeat(np.arange(len(reviews)), [len(review) + 1 for review in reviews])  # a 0 ends each review
-        found_rows, found_keys = [rows[ids > 0]], [ids[ids > 0]]
-        for n in range(2, self.max_n + 1):
-            windows = len(ids) - n + 1
-            if windows < 1:
-                break
-            key, known = ids[:windows].copy(), ids[:windows] > 0
-            for place in range(1, n):  # a window that reaches the 0 after a review is not an n-gram
-                part = ids[place: place + windows]
-                key |= part << (WORD_BITS * place)
-                known &= part > 0
-            found_rows.append(rows[:windows][known])
-            found_keys.append(key[known])
-        rows, keys = np.concatenate(found_rows), np.concatenate(found_keys)
-        order = np.lexsort((keys, rows))
-        rows, keys = rows[order], keys[order]
-        first = np.ones(len(keys), dtype=bool)
-        first[1:] = (keys[1:] != keys[:-1]) | (rows[1:] != rows[:-1])
-        return rows[first], keys[first]
+    def word_ids(self, tokenized: Sequence[Sequence[str]]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(ids, rows)``: the model's id of every token of the reviews (0: a word it does not know), each
+        review followed by a 0, and the review each position belongs to (int64 [tokens + reviews] both)."""
+        lengths = np.fromiter(map(len, tokenized), dtype=np.int64, count=len(tokenized))
+        words = np.fromiter(map(self._ids.get, itertools.chain.from_iterable(tokenized), itertools.repeat(0)),
+                            dtype=np.int64, count=int(lengths.sum()))
+        ids, in_review = np.zeros(len(words) + len(lengths), dtype=np.int64), np.ones(len(words) + len(lengths), bool)
+        in_review[np.cumsum(lengths + 1) - 1] = False
+        ids[in_review] = words
+        return ids, np.repeat(np.arange(len(lengths)), lengths + 1)
 
-    def log_odds(self, texts: Sequence[str]) -> np.ndarray:
+    def places(self, keys: np.ndarray) -> np.ndarray:
+        """Where each n-gram key is among the model's (-1 where it is not): int64 [len(keys)]."""
+        if not len(self.keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        found = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[found] == keys, found, -1)
+
+    def log_odds(self, texts: Sequence[str], tokenized: Optional[Sequence[Sequence[str]]] = None) -> np.ndarray:
         """Of two classes log(P(positive) / P(negative)) of each text, float64 [len(texts)]; of C classes each
-        class's log-odds against the rest, [len(texts), C]."""
-        rows, keys = self.row_keys(texts)
-        places = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
-        hit = self.keys[places] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
-        weights = self.weights[places[hit]].astype(np.float64)  # [M] or [M, C]
-        scores = np.zeros((len(texts),) + self.weights.shape[1:])
-        np.add.at(scores, rows[hit], weights)
+        class's log-odds against the rest, [len(texts), C]. ``tokenized``: the texts' tokens by the model's
+        tokenizer, where the caller has them already."""
+        if tokenized is None:
+            tokenized = [tokenize(text, tokenizer=self.tokenizer) for text in texts]
+        ids, rows = self.word_ids(tokenized)
+        starts, _, keys = ngram_windows(ids, self.max_n)
+        # sorted by key, a batch's lookups touch the model's sorted keys in order; a key's occurrences keep
+        # their order (reviews ascending), so each review's repeats of an n-gram are neighbours
+        order = np.argsort(keys, kind="stable")
+        keys, rows = keys[order], rows[starts[order]]
+        places = self.places(keys)
+        counted = places >= 0
+        counted[1:] &= (keys[1:] != keys[:-1]) | (rows[1:] != rows[:-1])  # an n-gram counts once per review
+        rows, places = rows[counted], places[counted]
+        if self.weights.ndim == 1:
+            return np.bincount(rows, weights=self.weights[places], minlength=len(tokenized)) + self.bias
+        scores = np.zeros((len(tokenized), self.weights.shape[1]))
+        np.add.at(scores, rows, self.weights[places].astype(np.float64))
         return scores + self.bias
+
+
+def ngram_windows(ids: np.ndarray, max_n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every run of 1 to ``max_n`` consecutive known words (ids > 0) in ``ids``: its start, its length and its
+    key (the ids ``WORD_BITS`` apart), int64 [runs] each, by length and then start."""
+    starts, sizes, keys = [], [], []
+    key, known = ids.copy(), ids > 0
+    for n in range(1, max_n + 1):
+        if n > 1:  # extend each window by the word after it; one that reaches an unknown word or a 0 is out
+            following = ids[n - 1:]
+            key = key[: len(following)] | (following << (WORD_BITS * (n - 1)))
+            known = known[: len(following)] & (following > 0)
+        start = np.flatnonzero(known)
+        starts.append(start)
+        sizes.append(np.full(len(start), n, dtype=np.int64))
+        keys.append(key[start])
+    return np.concatenate(starts), np.concatenate(sizes), np.concatenate(keys)
 
 
 def _nbsvm(present, positive: np.ndarray, inverse_l2: float) -> Tuple[np.ndarray, float]:
@@ -239,9 +259,11 @@ class NgramBlend:
             raise ValueError(f"the blend has {np.size(blend.bias)} biases for {model.classes} classes")
         self.model, self.blend = model, blend
 
-    def combine(self, lstm_log_odds: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """Blended log-odds of ``texts``, given the LSTM's log-odds of the same texts."""
-        return self.blend.apply(lstm_log_odds, self.model.log_odds(texts))
+    def combine(self, lstm_log_odds: np.ndarray, texts: Sequence[str],
+                tokenized: Optional[Sequence[Sequence[str]]] = None) -> np.ndarray:
+        """Blended log-odds of ``texts``, given the LSTM's log-odds of the same texts (and, optionally, their
+        tokens by the n-gram model's tokenizer)."""
+        return self.blend.apply(lstm_log_odds, self.model.log_odds(texts, tokenized))
 
     def save(self, directory: Union[str, Path]) -> Path:
         word_bytes = bytearray("\n".join(self.model.words).encode("utf-8"))
