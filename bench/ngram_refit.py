@@ -17,13 +17,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.loaders import split_reviews  # noqa: E402
+from src.data import ReviewData  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.models.ngram_model import NgramModel  # noqa: E402
 from src.training.pipeline import _fit_ngram_blend  # noqa: E402
@@ -34,13 +35,20 @@ def accuracy(scores: np.ndarray, labels: Sequence[int]) -> float:
     return float(np.mean((scores > 0) == (np.asarray(labels) == 1)))
 
 
-def compare(data_dir: str, model_dir: str) -> Dict[str, float]:
+def run_split_and_lstm_scores(data_dir: str, model_dir: str) -> Tuple[
+        ReviewData, ReviewData, ReviewData, SentimentPredictor, np.ndarray, np.ndarray]:
+    """A model directory's training, validation and test reviews (its run's split, from ``config.json``), its
+    LSTM, and the LSTM's log-odds of the validation and test reviews."""
     settings = json.loads((Path(model_dir) / "config.json").read_text())
     train, val, test = split_reviews(data_dir, settings["validation_split"], settings["seed"],
                                      settings.get("max_train_samples"), settings.get("max_test_samples"))
     lstm = SentimentPredictor.from_pretrained(model_dir, runtime="torch")
-    val_lstm, test_lstm = lstm.lstm_log_odds(val.texts), lstm.lstm_log_odds(test.texts)
-    tokenizer = settings.get("tokenizer", lstm.preprocessor.tokenizer)
+    return train, val, test, lstm, lstm.lstm_log_odds(val.texts), lstm.lstm_log_odds(test.texts)
+
+
+def compare(data_dir: str, model_dir: str) -> Dict[str, float]:
+    train, val, test, lstm, val_lstm, test_lstm = run_split_and_lstm_scores(data_dir, model_dir)
+    tokenizer = lstm.preprocessor.tokenizer
     kept, _, _ = _fit_ngram_blend(tokenizer, train, val, val_lstm)
     blend = kept.blend
     first = NgramModel.fit(train.texts, train.labels, tokenizer=tokenizer, classes=len(train.class_names))

@@ -116,3 +116,23 @@ def test_the_short_review_bench_scores_a_model_directory_and_its_checkpoint_alik
     expected = float(np.mean([label == predictor.class_names[truth] for label, truth in zip(predicted, test.labels)]))
     assert rows[0]["lstm_alone"] == rows[1]["lstm_alone"] == round(expected, 4)
     assert rows[0]["blend"] is None and rows[0]["reviews"] == len(test.texts) == 80
+
+
+def test_the_n_gram_settings_bench_fits_what_training_fits_at_the_default_strength(model_dir):
+    """bench/ngram_settings.py fits every strength from one shared matrix: at the default C its n-gram model
+    must score the run's test reviews as ``NgramModel.fit`` on the same training reviews does, and another C
+    must give other scores."""
+    import numpy as np
+
+    from bench.ngram_refit import accuracy, run_split_and_lstm_scores
+    from bench.ngram_settings import sweep
+    from src.models.ngram_model import NgramConfig, NgramModel
+
+    data_dir = str(model_dir.parent / "data")
+    rows = sweep(data_dir, str(model_dir), [NgramConfig().inverse_l2, 1e-4])
+    train, _, test, lstm, _, _ = run_split_and_lstm_scores(data_dir, str(model_dir))
+    fitted = NgramModel.fit(train.texts, train.labels, tokenizer=lstm.preprocessor.tokenizer)
+    assert rows[0]["ngrams_test"] == accuracy(fitted.log_odds(test.texts), test.labels)
+    assert [row["inverse_l2"] for row in rows] == [NgramConfig().inverse_l2, 1e-4]
+    assert rows[0]["blend_validation_log_loss"] != rows[1]["blend_validation_log_loss"]
+    assert all(np.isfinite(row["blend_test"]) for row in rows)

@@ -106,7 +106,7 @@ def _blended(blend: NgramBlend, text: str, tokens: List[str], direction: np.ndar
         raise ValueError("this model's n-gram part reads other words than its LSTM (another tokenizer); "
                          "explain the LSTM alone (a model directory without ngram_model.pt) or retrain")
     bias = float(np.dot(np.atleast_1d(weights.bias), direction))
-    ngram_score = float(np.dot(np.atleast_1d(model.log_odds([text])[0]), direction))
+    ngram_score = float(np.dot(np.atleast_1d(model.log_odds([text], [tokens])[0]), direction))
     score = weights.lstm_weight * lstm_score + weights.ngram_weight * ngram_score + bias
     ngram_bias = float(np.dot(np.atleast_1d(model.bias), direction))
     baseline = None if lstm_baseline is None else \
