@@ -156,6 +156,31 @@ def test_layer_lr_decay_gives_each_layer_its_own_rate_below_the_classifiers(tmp_
         make_trainer(tmp_path, layer_lr_decay=0.5)
 
 
+def test_adam_takes_its_fused_kernel_on_the_cpu_and_updates_as_the_loop_does(tmp_path):
+    """build_optimizer gives Adam and AdamW the fused CPU kernel (create_trainer's and pretraining's optimizer)
+    and leaves other optimizers as they are; a fused step moves the weights as the default loop does."""
+    from src.training.trainer import build_optimizer
+
+    trainer = make_trainer(tmp_path, optimizer_type="adamw")
+    assert trainer.optimizer.param_groups[0]["fused"] is True
+    sgd = build_optimizer(torch.optim.SGD, (p for p in tiny_model().parameters()), "cpu", lr=0.1)
+    assert "fused" not in sgd.defaults or not sgd.defaults["fused"]
+    weights = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    copies = [torch.nn.Parameter(w.detach().clone()) for w in weights]
+    starts = [w.detach().clone() for w in weights]
+    fused = build_optimizer(torch.optim.Adam, weights, torch.device("cpu"), lr=0.01, weight_decay=1e-5)
+    loop = torch.optim.Adam(copies, lr=0.01, weight_decay=1e-5, foreach=False)
+    for step in range(3):
+        for a, b in zip(weights, copies):
+            a.grad = torch.full_like(a, 0.1 * (step + 1))
+            b.grad = a.grad.clone()
+        fused.step()
+        loop.step()
+    assert fused.param_groups[0]["fused"] is True and loop.param_groups[0]["fused"] is not True
+    assert all(torch.allclose(a, b, atol=1e-6) and not torch.equal(a, start)
+               for a, b, start in zip(weights, copies, starts))
+
+
 def test_gradual_unfreezing_trains_one_more_stage_each_epoch_from_the_top(tmp_path):
     trainer = make_trainer(tmp_path, gradual_unfreezing=True, model={"n_layers": 2})
     snapshots = [{name: value.clone() for name, value in trainer.model.state_dict().items()}]

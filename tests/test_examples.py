@@ -136,3 +136,48 @@ def test_the_n_gram_settings_bench_fits_what_training_fits_at_the_default_streng
     assert [row["inverse_l2"] for row in rows] == [NgramConfig().inverse_l2, 1e-4]
     assert rows[0]["blend_validation_log_loss"] != rows[1]["blend_validation_log_loss"]
     assert all(np.isfinite(row["blend_test"]) for row in rows)
+
+
+def test_the_optimizer_bench_gives_each_adam_the_same_start_and_measures_how_far_they_drift():
+    """bench/optimizer_step.py compares Adam's implementations on copies of one model's parameters with the
+    same gradients: the copies must start equal and apart from the model's own tensors, every implementation
+    must update them, and the loop's distance from itself is not reported."""
+    import torch
+
+    from bench.optimizer_step import IMPLEMENTATIONS, adam_setups, distance_from, step_milliseconds
+    from src.config import TrainConfig
+    from src.models.lstm_model import LSTMClassifier
+
+    model = LSTMClassifier(50, embedding_dim=8, hidden_dim=4, n_layers=1)
+    before = [p.detach().clone() for p in model.parameters()]
+    setups = adam_setups(model, TrainConfig())
+    assert set(setups) == set(IMPLEMENTATIONS)
+    for params, _ in setups.values():
+        assert all(torch.equal(p, q) and p.data_ptr() != q.data_ptr() for p, q in zip(params, model.parameters()))
+    assert distance_from(setups) == {"foreach": 0.0, "fused": 0.0}
+    times = step_milliseconds(setups, steps=2, warm_up=1)
+    assert set(times) == set(IMPLEMENTATIONS) and all(ms > 0 for ms in times.values())
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    for params, _ in setups.values():
+        assert all(not torch.equal(p, q) for p, q in zip(params, before))
+    assert all(distance < 1e-6 for distance in distance_from(setups).values())
+
+
+def test_the_pretraining_bench_times_every_variant_against_the_shipped_settings(imdb_tree, monkeypatch, capsys):
+    """bench/lm_step.py pretrains the recommended model once per variant of the pretraining settings and
+    reports each one's words per second next to the shipped settings'."""
+    import json
+
+    from bench import lm_step
+    from src.training.lm_pretraining import PretrainConfig
+
+    monkeypatch.setattr(sys, "argv", ["lm_step.py", "--data-dir", str(imdb_tree), "--reviews", "60", "--words", "3000",
+                                      "--rounds", "1"])
+    lm_step.main()
+    row = json.loads(capsys.readouterr().out)
+    assert set(row["words_per_s"]) == set(row["ratio_to_shipped"]) == set(lm_step.VARIANTS)
+    assert row["ratio_to_shipped"]["shipped"] == 1.0 and all(r["median"] > 0 for r in row["words_per_s"].values())
+    shipped = PretrainConfig()
+    assert row["shipped"] == {"window": shipped.window, "batch_size": shipped.batch_size,
+                              "negatives": shipped.negatives}
+    assert row["model"]["embedding_dim"] == 50 and row["config"] == "recommended.yaml"

@@ -29,6 +29,7 @@ from torch import nn
 
 from src.models.lstm_model import LSTMClassifier
 from src.training.state import load_rng_state_dict, rng_state_dict
+from src.training.trainer import build_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class _PretrainingRun:
         layers = model.layers[:model.config.language_model_layers]
         self.parameters = [p for module in (model.embedding, layers, self.heads)
                            for p in module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=config.learning_rate)
+        self.optimizer = build_optimizer(torch.optim.Adam, self.parameters, device, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)  # the order of the reviews in each pass
         self.generator = torch.Generator().manual_seed(config.seed)  # windows' order, sampled words
         self.words = sum(len(ids) for ids in token_ids)

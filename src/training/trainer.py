@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -578,6 +578,21 @@ class Trainer:
 OPTIMIZERS = dict(zip(OPTIMIZER_TYPES, (torch.optim.Adam, torch.optim.AdamW)))
 
 
+def build_optimizer(optimizer_class: type, params: Iterable[Any], device: Union[str, torch.device],
+                    **options: Any) -> torch.optim.Optimizer:
+    """``optimizer_class(params, **options)``; on the CPU, Adam and AdamW take their fused kernel, which
+    updates every parameter in one pass: 7x faster than their default loop there, which took 5% of the
+    default model's training step (bench/optimizer_step.py). torch before 2.4 has no fused CPU kernel and
+    keeps the loop; CUDA keeps torch's own choice."""
+    params = list(params)
+    if torch.device(device).type == "cpu" and optimizer_class in (torch.optim.Adam, torch.optim.AdamW):
+        try:
+            return optimizer_class(params, fused=True, **options)
+        except RuntimeError:
+            pass
+    return optimizer_class(params, **options)
+
+
 def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device: torch.device) -> nn.Module:
     """BCE with logits for one output, cross-entropy for several; weighted by class when asked. With one
     output, the positive class's weight relative to the negative's scales its examples' loss."""
@@ -641,7 +656,7 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
     device = resolve_device(device)
     model.to(device)
     groups = parameter_groups(model, learning_rate, check_setting("layer_lr_decay", layer_lr_decay, "layer_lr_decay"))
-    optimizer = OPTIMIZERS[optimizer_type](groups, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = build_optimizer(OPTIMIZERS[optimizer_type], groups, device, lr=learning_rate, weight_decay=weight_decay)
     criterion = _criterion(getattr(getattr(model, "config", None), "output_dim", 1), class_weights, device)
     accumulation = check_setting("accumulation_steps", trainer_kwargs.get("accumulation_steps", 1),
                                  "accumulation_steps")
