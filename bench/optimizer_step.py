@@ -6,7 +6,8 @@ This bench builds the default model (``TrainConfig()``, with a full vocabulary o
 words, so the embedding is as large as in training), gives each implementation its own copy of the
 trainable parameters with the same gradients, and times ``step()`` with the implementations
 alternating (median after warm-up). In the same process it times the pipeline's float32 training step
-(the Trainer's, Adam included) of that model on real IMDB training reviews, bucketed as in training.
+(the Trainer's, with the Adam that ``build_optimizer`` picks: the fused one where torch has it) of that
+model on real IMDB training reviews, bucketed as in training.
 The JSON line gives each implementation's milliseconds per step, that as a share of a training step,
 and how far its parameters ended from the loop's; it names the CPU.
 
