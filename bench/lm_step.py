@@ -32,6 +32,7 @@ from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model  # noqa: E402
 from src.training.train_model import read_config_file  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
+from bench.throughput import summary  # noqa: E402
 
 SHIPPED = PretrainConfig()
 VARIANTS = {
@@ -81,8 +82,7 @@ def main() -> None:
             rates[name].append(words_per_second(cfg, vocab_size, corpus, variant))
     shipped = statistics.median(rates["shipped"])
     print(json.dumps({
-        "words_per_s": {name: {"median": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r))}
-                        for name, r in rates.items()},
+        "words_per_s": {name: summary(r) for name, r in rates.items()},
         "ratio_to_shipped": {name: round(statistics.median(r) / shipped, 2) for name, r in rates.items()},
         "variants": VARIANTS, "shipped": {"window": SHIPPED.window, "batch_size": SHIPPED.batch_size,
                                           "negatives": SHIPPED.negatives},
