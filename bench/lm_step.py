@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import TrainConfig  # noqa: E402
 from src.data import TextPreprocessor, load_imdb  # noqa: E402
-from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
+from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig  # noqa: E402
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model  # noqa: E402
 from src.training.train_model import read_config_file  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
@@ -57,7 +57,7 @@ def corpus_of(data_dir: str, reviews: int, cfg: TrainConfig) -> Tuple[List[np.nd
 def words_per_second(cfg: TrainConfig, vocab_size: int, corpus: List[np.ndarray], settings: PretrainConfig) -> float:
     """One pretraining of a fresh model (seed 0) over ``settings.epochs`` of ``corpus``."""
     torch.manual_seed(0)
-    model = LSTMClassifier(vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
+    model = LSTMClassifier.from_config(LSTMConfig.from_settings(cfg, vocab_size))
     stats = pretrain_language_model(model, corpus, replace(settings, checkpoint_every=10 ** 9))
     return float(stats["words_per_second"])
 

@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import TrainConfig  # noqa: E402
-from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
+from src.models.lstm_model import LSTMClassifier, LSTMConfig  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
 from bench.throughput import pipeline_step, training_pool  # noqa: E402
 
@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = TrainConfig()
     torch.manual_seed(0)
-    model = LSTMClassifier(cfg.max_vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
+    model = LSTMClassifier.from_config(LSTMConfig.from_settings(cfg, cfg.max_vocab_size))
     setups = adam_setups(model, cfg)
     adam = step_milliseconds(setups, args.steps)
     training = training_step_milliseconds(args.data_dir, args.batches, cfg)

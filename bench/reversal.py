@@ -87,7 +87,7 @@ def whole_model(data_dir: str, batches: int, rounds: int, precision: str) -> Dic
     _, vocab_size, loader = training_pool(data_dir, batches, cfg)
     pool = list(loader)
     step = pipeline_step(vocab_size, cfg, loader, precision)
-    model = lstm_model.LSTMClassifier(vocab_size, **{name: getattr(cfg, name) for name in lstm_model.MODEL_SETTINGS})
+    model = lstm_model.LSTMClassifier.from_config(lstm_model.LSTMConfig.from_settings(cfg, vocab_size))
     model.eval()
     dtype = torch.bfloat16 if precision == "bfloat16" else None
 

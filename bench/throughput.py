@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import TrainConfig  # noqa: E402
 from src.data import BucketBatchSampler, ReviewDataset, TextPreprocessor, collate_batch, load_imdb  # noqa: E402
-from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier  # noqa: E402
+from src.models.lstm_model import LSTMClassifier, LSTMConfig  # noqa: E402
 from src.training import create_trainer  # noqa: E402
 from src.training.precision import cpu_training_dtype  # noqa: E402
 from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
@@ -183,7 +183,7 @@ def pipeline_step(vocab_size: int, cfg: TrainConfig, loader: DataLoader, precisi
                   adversarial_eps: float = 0.0) -> Callable[[tuple], None]:
     """The Trainer's step on a fresh default model (seed 0) computing in ``precision``."""
     torch.manual_seed(0)
-    model = LSTMClassifier(vocab_size, **{name: getattr(cfg, name) for name in MODEL_SETTINGS}).train()
+    model = LSTMClassifier.from_config(LSTMConfig.from_settings(cfg, vocab_size)).train()
     trainer = create_trainer(model, loader, loader, device="cpu", progress=False, precision=precision,
                              adversarial_eps=adversarial_eps,
                              checkpoint_dir=tempfile.mkdtemp(prefix="throughput-"))

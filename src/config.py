@@ -101,6 +101,9 @@ class TrainConfig:
     n_layers: int = setting(2, "stacked LSTM layers", "model", minimum=1)
     dropout: float = setting(0.3, "dropout between layers and before the classifier", "model", minimum=0, below=1)
     embedding_dropout: float = setting(0.3, "dropout on the word vectors", "model", minimum=0, below=1)
+    weight_drop: float = setting(0.0, "DropConnect on the LSTM's hidden-to-hidden weights while the classifier "
+                                 "trains (AWD-LSTM, ULMFiT): each batch drops this share of them, the same at every "
+                                 "time step; 0 turns it off", "model", minimum=0, below=1)
     bidirectional: bool = setting(True, "read each review in both directions (true or false)", "model",
                                   takes_value=True)
     pooling: str = setting("max_mean", "how the LSTM states become one vector", "model", choices=POOLING_MODES)

@@ -21,7 +21,7 @@ def test_script_trains_on_real_reviews_and_writes_a_model_directory(tmp_path, im
     out, run = tmp_path / "model", tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "src/training/train_model.py", "--data-dir", str(imdb_tree), "--epochs", "1",
-         "--output-dir", str(out), "--checkpoint-dir", str(run), *SMALL],
+         "--output-dir", str(out), "--checkpoint-dir", str(run), "--weight-drop", "0.2", *SMALL],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
@@ -29,11 +29,12 @@ def test_script_trains_on_real_reviews_and_writes_a_model_directory(tmp_path, im
         "MODEL_CARD.md", "calibration.json", "config.json", "metrics.json", "model.onnx", "model.pt", "vocab.json"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["n_examples"] == 300 and 0 <= metrics["test"]["accuracy"] <= 1
-    assert json.loads((out / "config.json").read_text())["hidden_dim"] == 16
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["hidden_dim"], saved["weight_drop"]) == (16, 0.2)
     assert {"config.json", "train.log", "metrics.jsonl", "checkpoint_epoch_001.pt"} <= {p.name for p in run.iterdir()}
     model, preprocessor = load_model_directory(out)
     ids = torch.tensor([preprocessor.encode("a wonderful, moving film")])
-    assert model(ids).shape == (1,) and not model.training
+    assert model(ids).shape == (1,) and not model.training and model.config.weight_drop == 0.2
 
 
 def test_resume_auto_continues_the_run(tmp_path, imdb_tree):

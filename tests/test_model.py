@@ -67,6 +67,16 @@ def test_per_direction_stacks_keep_the_directions_apart_until_pooling():
     assert model.layers[1][0].input_size == 4 and tiny(hidden_dim=4).layers[1][0].input_size == 8
 
 
+def test_config_from_training_settings():
+    from src.config import TrainConfig
+    settings = TrainConfig(hidden_dim=7, n_layers=1, weight_drop=0.1, stacking="per_direction")
+    three = LSTMConfig.from_settings(settings, 30, ["a", "b", "c"])
+    assert (three.vocab_size, three.output_dim, three.class_names) == (30, 3, ("a", "b", "c"))
+    assert (three.hidden_dim, three.n_layers, three.weight_drop, three.stacking) == (7, 1, 0.1, "per_direction")
+    assert LSTMConfig.from_settings(settings, 30).output_dim == 1
+    assert LSTMConfig.from_settings(TrainConfig(), 30) == LSTMConfig(vocab_size=30)
+
+
 def test_unknown_config_key():
     with pytest.raises(ValueError, match="unknown model settings"):
         LSTMClassifier.from_config({"vocab_size": 10, "hiden_dim": 3})
@@ -75,7 +85,7 @@ def test_unknown_config_key():
 @pytest.mark.parametrize("overrides, message", [
     ({"vocab_size": 0}, "vocab_size"), ({"hidden_dim": 0}, "hidden_dim"), ({"n_layers": 0}, "n_layers"),
     ({"embedding_dim": -1}, "embedding_dim"), ({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"),
-    ({"pooling": "attention"}, "pooling"), ({"pad_idx": 50}, "pad_idx"),
+    ({"pooling": "attention"}, "pooling"), ({"pad_idx": 50}, "pad_idx"), ({"weight_drop": 1.0}, "weight_drop"),
 ])
 def test_invalid_arguments(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -108,6 +118,51 @@ def test_packed_path_computes_the_padded_paths_function_and_gradients(pooling, b
     assert torch.allclose(results["padded"][0], results["packed"][0], atol=1e-6)
     for padded_grad, packed_grad in zip(results["padded"][1], results["packed"][1]):
         assert torch.allclose(padded_grad, packed_grad, atol=1e-6)
+
+
+def _weight_drop_pair(**settings):
+    """A model with weight drop 0.5 (no other dropout) and its twin without, with the same weights."""
+    torch.manual_seed(0)
+    dropped = tiny(weight_drop=0.5, dropout=0.0, embedding_dropout=0.0, **settings)
+    plain = tiny(dropout=0.0, embedding_dropout=0.0, **settings)
+    plain.load_state_dict(dropped.state_dict())
+    return dropped, plain
+
+
+def test_weight_drop_masks_the_hidden_weights_once_per_batch_while_training():
+    """Weight drop (DropConnect, AWD-LSTM) is the same LSTM with one dropped copy of W_hh at every step of
+    the batch, the input weights untouched; evaluation and the language model's stack run it without."""
+    dropped, plain = _weight_drop_pair(bidirectional=False, n_layers=1)
+    ids, lengths = torch.randint(1, 50, (3, 9)), torch.tensor([9, 6, 2])
+    torch.manual_seed(1)
+    trained = dropped.train()(ids, lengths)
+    torch.manual_seed(1)
+    hidden = plain.layers[0][0].weight_hh_l0
+    mask = torch.nn.functional.dropout(torch.ones_like(hidden), 0.5)
+    with torch.no_grad():
+        hidden.mul_(mask)
+    assert 0 < int((mask == 0).sum()) < mask.numel() and set(mask.unique().tolist()) == {0.0, 2.0}
+    assert torch.allclose(trained, plain.train()(ids, lengths), atol=1e-6)
+    plain.load_state_dict(dropped.state_dict())
+    assert not torch.allclose(trained, plain(ids, lengths), atol=1e-3)
+    assert torch.equal(dropped.eval()(ids, lengths), plain.eval()(ids, lengths))
+    embedded = dropped.embedding(ids)
+    assert torch.equal(dropped.train().direction_stack(embedded, 0, weight_drop=0.0),
+                       plain.train().direction_stack(embedded, 0))
+
+
+@pytest.mark.parametrize("bidirectional, n_layers, stacking", [(False, 2, "joint"), (True, 2, "joint"),
+                                                                (True, 2, "per_direction")])
+def test_weight_drop_draws_the_same_masks_on_the_packed_path(bidirectional, n_layers, stacking):
+    dropped, plain = _weight_drop_pair(bidirectional=bidirectional, n_layers=n_layers, stacking=stacking)
+    ids, lengths = torch.randint(1, 50, (3, 9)), torch.tensor([9, 6, 2])
+    results = {}
+    for path in ("padded", "packed"):
+        dropped.sequence_path = path
+        torch.manual_seed(2)
+        results[path] = dropped.train()(ids, lengths)
+    assert torch.allclose(results["padded"], results["packed"], atol=1e-6)
+    assert not torch.allclose(results["packed"], plain.train()(ids, lengths), atol=1e-3)
 
 
 def test_sequence_path_is_a_runtime_setting():

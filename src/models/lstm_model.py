@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -34,7 +34,7 @@ from src.config import check_setting, default_of
 from src.data.labels import IMDB_CLASS_NAMES, check_class_names
 
 MODEL_SETTINGS = ("embedding_dim", "hidden_dim", "n_layers", "dropout", "embedding_dropout", "bidirectional",
-                  "pooling", "stacking")  # the TrainConfig settings that shape the model
+                  "pooling", "stacking", "weight_drop")  # the TrainConfig settings that shape the model
 
 
 @dataclass
@@ -53,6 +53,7 @@ class LSTMConfig:
     embedding_dropout: float = default_of("embedding_dropout")
     class_names: Optional[Tuple[str, ...]] = None  # what each output means (None: IMDB's negative, positive)
     stacking: str = default_of("stacking")
+    weight_drop: float = default_of("weight_drop")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "output_dim"):
@@ -132,12 +133,29 @@ class LSTMConfig:
                                  f"{self.hidden_dim}, ...) make it {shape}")
 
     @classmethod
+    def from_settings(cls, settings: Any, vocab_size: int, class_names: Optional[Sequence[str]] = None
+                      ) -> "LSTMConfig":
+        """The model that training ``settings`` (a ``TrainConfig``) describe for ``vocab_size`` words: one
+        logit for two classes (or none named), one per class for more."""
+        output_dim = 1 if class_names is None or len(class_names) == 2 else len(class_names)
+        return cls(vocab_size=vocab_size, output_dim=output_dim,
+                   class_names=None if class_names is None else tuple(class_names),
+                   **{name: getattr(settings, name) for name in MODEL_SETTINGS})
+
+    @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "LSTMConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model settings {unknown}; known ones are {sorted(known)}")
         return cls(**values)
+
+
+def _call_lstm(lstm: nn.LSTM, weights: Dict[str, torch.Tensor], inputs: Any) -> Tuple[Any, Any]:
+    """``lstm(inputs)`` with ``weights`` in place of its parameters."""
+    with warnings.catch_warnings():  # cuDNN compacts weights that are not one contiguous buffer, per call
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+        return torch.func.functional_call(lstm, weights, (inputs,))
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -164,10 +182,11 @@ class LSTMClassifier(nn.Module):
                  hidden_dim: int = LSTMConfig.hidden_dim, output_dim: int = 1, n_layers: int = LSTMConfig.n_layers,
                  dropout: float = LSTMConfig.dropout, bidirectional: bool = LSTMConfig.bidirectional, pad_idx: int = 0,
                  pooling: str = LSTMConfig.pooling, embedding_dropout: float = LSTMConfig.embedding_dropout,
-                 class_names: Optional[Tuple[str, ...]] = None, stacking: str = LSTMConfig.stacking):
+                 class_names: Optional[Tuple[str, ...]] = None, stacking: str = LSTMConfig.stacking,
+                 weight_drop: float = LSTMConfig.weight_drop):
         super().__init__()
         cfg = LSTMConfig(vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, dropout,
-                         bidirectional, pad_idx, pooling, embedding_dropout, class_names, stacking)
+                         bidirectional, pad_idx, pooling, embedding_dropout, class_names, stacking, weight_drop)
         self._config = cfg  # checked values: build from these, not from the arguments
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_idx)
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
@@ -235,9 +254,7 @@ class LSTMClassifier(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         fused = self.__dict__["_fused_lstm"]
         fused.train(self.training)
-        with warnings.catch_warnings():  # cuDNN compacts the per-direction weights into one buffer per call
-            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-            output, _ = torch.func.functional_call(fused, weights, (packed,))
+        output, _ = _call_lstm(fused, self._drop_hidden_weights(weights, self._config.weight_drop), packed)
         states, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=embedded.size(1))
         return states
 
@@ -249,21 +266,37 @@ class LSTMClassifier(nn.Module):
         backward = self._run_packed(reverse_within_length(embedded, lengths), lengths, self._fused_weights(1))
         return torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1)
 
+    def _drop_hidden_weights(self, weights: Dict[str, torch.Tensor], weight_drop: float) -> Dict[str, torch.Tensor]:
+        """``weights`` (an LSTM's, by name) with DropConnect on the hidden-to-hidden matrices while training
+        (AWD-LSTM): a mask drawn once per call, so the same at every time step of the batch."""
+        if not (self.training and weight_drop):
+            return weights
+        return {name: nn.functional.dropout(value, weight_drop) if name.startswith("weight_hh") else value
+                for name, value in weights.items()}
+
+    def _run_direction(self, lstm: nn.LSTM, x: torch.Tensor, weight_drop: float) -> torch.Tensor:
+        """One direction's LSTM of one layer: [B, T, I] -> [B, T, H], with ``weight_drop`` while training."""
+        if not (self.training and weight_drop):
+            return lstm(x)[0]
+        return _call_lstm(lstm, self._drop_hidden_weights(dict(lstm.named_parameters()), weight_drop), x)[0]
+
     def direction_stack(self, embedded: torch.Tensor, direction: int, layers: Optional[int] = None,
-                        between: Optional[nn.Module] = None) -> torch.Tensor:
+                        between: Optional[nn.Module] = None, weight_drop: Optional[float] = None) -> torch.Tensor:
         """The first ``layers`` (default: all) of one direction's stack on a batch already in that direction's
         reading order (reversed for the backward one): [B, T, E] -> [B, T, H], with ``between`` (default: the
-        model's dropout) between layers. Only for the layers that read one direction
-        (``config.language_model_layers``): the language-model pretraining runs them too."""
+        model's dropout) between layers and ``weight_drop`` (default: the model's) on their hidden-to-hidden
+        weights. Only for the layers that read one direction (``config.language_model_layers``): the
+        language-model pretraining runs them too."""
         layers = self._config.n_layers if layers is None else layers
         if layers > self._config.language_model_layers:
             raise ValueError(f"only the first {self._config.language_model_layers} layer(s) of this model read one "
                              f"direction, not {layers}: its upper layers read both (stacking='joint')")
+        weight_drop = self._config.weight_drop if weight_drop is None else weight_drop
         x = embedded
         for index in range(layers):
             if index > 0:
                 x = (between or self.dropout)(x)
-            x = self.layers[index][direction](x)[0]
+            x = self._run_direction(self.layers[index][direction], x, weight_drop)
         return x
 
     def _encode(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -280,8 +313,9 @@ class LSTMClassifier(nn.Module):
         for index, (forward_lstm, backward_lstm) in enumerate(self.layers):  # joint: each layer reads both
             if index > 0:
                 x = self.dropout(x)
-            backward, _ = backward_lstm(reverse_within_length(x, lengths))
-            x = torch.cat([forward_lstm(x)[0], reverse_within_length(backward, lengths)], dim=-1)
+            forward = self._run_direction(forward_lstm, x, self._config.weight_drop)
+            backward = self._run_direction(backward_lstm, reverse_within_length(x, lengths), self._config.weight_drop)
+            x = torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1)
         return x
 
     def _pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -244,7 +244,8 @@ def _step_loss(model: LSTMClassifier, heads: _LanguageModelHeads, batch: torch.T
     total = batch.new_zeros((), dtype=torch.float32)
     for direction, sequence in zip(range(model.config.directions), (batch, batch.flip(1))):
         embedded = heads.dropout(model.embedding(sequence[:, :-1]))  # [B, W, E]
-        states = model.direction_stack(embedded, direction, layers, between=heads.dropout)  # [B, W, H]
+        # weight drop is the classifier's regulariser; one pass of pretraining does not overfit
+        states = model.direction_stack(embedded, direction, layers, between=heads.dropout, weight_drop=0.0)  # [B, W, H]
         total = total + heads.loss(direction, states, sequence[:, 1:], model.embedding, sampled, log_expected,
                                    pad_idx)
     return total

@@ -28,7 +28,7 @@ from src.exceptions import CheckpointError, DataError, FormatVersionError, Resum
 from src.inference.metrics import calibration, fit_temperature, metrics_for
 from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor, prediction_dtype, probabilities_of
-from src.models.lstm_model import MODEL_SETTINGS, LSTMClassifier, LSTMConfig
+from src.models.lstm_model import LSTMClassifier, LSTMConfig
 from src.models.model_dir import CALIBRATION_KEYS, check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel
 from src.training.averaging import describe_final_weights, settle_final_weights
@@ -112,12 +112,6 @@ def find_resume_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
                 best = (position, path)
             break
     return best[1] if best is not None else None
-
-
-def _model_settings(cfg: TrainConfig, vocab_size: int, class_names: Sequence[str]) -> LSTMConfig:
-    """The model of these settings for ``class_names``: one logit for two classes, one per class for more."""
-    return LSTMConfig(vocab_size=vocab_size, output_dim=1 if len(class_names) == 2 else len(class_names),
-                      class_names=tuple(class_names), **{name: getattr(cfg, name) for name in MODEL_SETTINGS})
 
 
 def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
@@ -215,7 +209,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         _check_resumed_data(resume, fingerprint, class_names)
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
     if main_process:
-        _check_room_for_outputs(_model_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
+        _check_room_for_outputs(LSTMConfig.from_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
     model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config,
                                   own.take_unlabeled())
     if resume is not None and "pretraining" in resume:
@@ -321,7 +315,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
     pretraining was interrupted (continued), or as an epoch checkpoint describes it (its weights are
     loaded by the trainer). Returns it and the statistics of its set-up; ``unlabeled`` are
     --unlabeled's texts when they have been read already."""
-    model = LSTMClassifier.from_config(resume["model_config"] if resume else _model_settings(
+    model = LSTMClassifier.from_config(resume["model_config"] if resume else LSTMConfig.from_settings(
         cfg, preprocessor.vocab_size, train_loader.dataset.class_names))
     model.sequence_path = cfg.sequence_path
     pretraining = resume.get("pretraining") if resume else None
