@@ -77,7 +77,7 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes(csv_reviews, tmp_path):
 
 # long enough that the kills land before the run can finish, even on a fast machine
 KILL_RUN = ["--save-every-steps", "1", "--epochs", "6", "--early-stopping-patience", "50"]
-KILLS = 8
+KILLS = 5
 
 
 def test_sigkill_many_times_then_resume_equals_uninterrupted(csv_reviews, tmp_path):

@@ -201,12 +201,36 @@ def test_model_files_carry_their_class_names():
             LSTMConfig(vocab_size=10, output_dim=3, class_names=names)
 
 
+def test_a_model_whose_outputs_do_not_fit_the_classes_is_refused(tmp_path):
+    """A binary model on four-class loaders would train on labels 0-3 without a word; the trainer refuses it."""
+    from torch.utils.data import DataLoader
+
+    from src.data.datasets import ReviewDataset
+    from src.training import Trainer, create_trainer
+
+    names = ("awful", "poor", "good", "great")
+    data = ReviewDataset([np.array([2, 3])] * 8, [0, 1, 2, 3] * 2, class_names=names)
+    loader = DataLoader(data, batch_size=4)
+    with pytest.raises(ValueError, match=r"the data have 4 classes \(awful, poor, good, great\) but the model has 1 "
+                                         r"output\(s\); build it with output_dim=4"):
+        create_trainer(tiny_model(), loader, loader, checkpoint_dir=tmp_path)
+    model = tiny_model(output_dim=4, class_names=names)
+    assert create_trainer(model, loader, loader, checkpoint_dir=tmp_path).model is model
+    two = DataLoader(ReviewDataset([np.array([2, 3])] * 2, [0, 1], class_names=("bad", "good")), batch_size=2)
+    with pytest.raises(ValueError, match="the data have 2 classes .* build it with output_dim=1"):
+        Trainer(model, two, two, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(),
+                checkpoint_dir=tmp_path)
+    softmax = tiny_model(output_dim=2)  # two outputs and cross-entropy for two classes: allowed too
+    assert Trainer(softmax, two, two, torch.optim.Adam(softmax.parameters()), torch.nn.CrossEntropyLoss(),
+                   checkpoint_dir=tmp_path).model is softmax
+
+
 @pytest.fixture(scope="module")
 def four_classes(imdb_tree, tmp_path_factory):
     """A model trained on a real four-class task (IMDB's ratings, as Parquet); returns (data, model dir, metrics)."""
     root = tmp_path_factory.mktemp("four-classes")
     data = write_rating_tables(imdb_tree, root / "data", ".parquet")
-    cfg = TrainConfig(data_dir=str(data), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"), epochs=8,
+    cfg = TrainConfig(data_dir=str(data), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"), epochs=5,
                       class_weights="balanced", ngram_blend=True, **TINY)
     return data, root / "model", run_training(cfg)
 

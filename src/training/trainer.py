@@ -72,6 +72,7 @@ class Trainer:
         if self.adversarial_eps and not isinstance(getattr(model, "embedding", None), nn.Embedding):
             raise ValueError("adversarial_eps needs a model with an `embedding` (nn.Embedding) whose forward "
                              "takes embedding_shift, such as LSTMClassifier")
+        _check_outputs_fit_classes(model, train_loader, val_loader)
         self.accumulation_steps = check_setting("accumulation_steps", accumulation_steps, "accumulation_steps")
         self.save_every_steps = check_setting("save_every_steps", save_every_steps, "save_every_steps")
         clip = check_setting("gradient_clip", gradient_clip, "gradient_clip") if gradient_clip is not None else None
@@ -591,6 +592,21 @@ def build_optimizer(optimizer_class: type, params: Iterable[Any], device: Union[
         except RuntimeError:
             pass
     return optimizer_class(params, **options)
+
+
+def _check_outputs_fit_classes(model: nn.Module, *loaders: DataLoader) -> None:
+    """Refuse data whose number of classes the model's outputs do not fit (one output per class, or one for two
+    classes): a binary model would otherwise train on labels 0-3 without a word, to a meaningless loss."""
+    output_dim = getattr(getattr(model, "config", None), "output_dim", None)
+    for loader in loaders:
+        names = getattr(getattr(loader, "dataset", None), "class_names", None)
+        if output_dim is None or names is None:
+            continue
+        needed = 1 if len(names) == 2 else len(names)
+        if output_dim not in (needed, len(names)):
+            raise ValueError(f"the data have {len(names)} classes ({', '.join(map(str, names))}) but the model has "
+                             f"{output_dim} output(s); build it with output_dim={needed} and class_names set to "
+                             "the loader's dataset.class_names")
 
 
 def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device: torch.device) -> nn.Module:
