@@ -303,3 +303,28 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not plain tensors"):
         load_state(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_a_mode_that_contradicts_a_known_metric_is_refused():
+    """mode="min" for accuracy would keep the worst epoch as the best and stop on improvements."""
+    with pytest.raises(ValueError, match="mode='min' contradicts val_accuracy, which is better when it goes up"):
+        create_early_stopping(patience=2, monitor="val_accuracy", mode="min")
+    with pytest.raises(ValueError, match="mode='max' contradicts val_loss, which is better when it goes down"):
+        BestTracker("val_loss", mode="max")
+    assert create_early_stopping(patience=2, monitor="val_accuracy", mode="max").tracker.mode == "max"
+    assert BestTracker("f1_macro", mode="max").mode == "max"  # a metric of the user's: the mode given
+
+
+def test_resuming_with_another_vocabulary_of_the_same_size_is_refused(tmp_path):
+    """The weights learned one word per row; another vocabulary of that size would read every word as another."""
+    from src.data import TextPreprocessor
+
+    first = TextPreprocessor().build_vocab([" ".join(f"word{i}" for i in range(28))])
+    other = TextPreprocessor().build_vocab([" ".join(f"other{i}" for i in range(28))])
+    assert first.vocab_size == other.vocab_size == 30  # the tiny model's embedding
+    trainer = make_trainer(tmp_path / "a", preprocessor=first)
+    trainer.train(epochs=1)
+    checkpoint = tmp_path / "a" / "checkpoint_epoch_001.pt"
+    assert make_trainer(tmp_path / "b", preprocessor=first).load_checkpoint(checkpoint)["epoch"] == 1
+    with pytest.raises(CheckpointError, match="was trained with another vocabulary than this trainer's preprocessor"):
+        make_trainer(tmp_path / "c", preprocessor=other).load_checkpoint(checkpoint)

@@ -12,6 +12,7 @@ import torch
 from sklearn import metrics as sk
 
 from src.data import load_imdb
+from src.exceptions import CheckpointError
 from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
 from src.inference.export import main as export_main
@@ -24,7 +25,7 @@ from src.models.model_dir import load_model_directory, save_model_directory
 from src.training.pipeline import run_training
 from src.utils import device as device_module
 from src.utils.device import cpu_has_native_bfloat16
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, tiny_model
 
 REVIEWS = ["A wonderful, moving film with superb acting.", "Dull, boring and far too long. Awful.", "",
            "ok", "The best movie I have seen this year!"]
@@ -322,3 +323,19 @@ def test_bfloat16_leaves_small_batches_to_onnx_runtime(trained, imdb_tree):
     assert not np.array_equal(both.lstm_scores(small), bfloat16_only.lstm_scores(small))
     assert np.array_equal(both.lstm_scores(texts, batch_size=len(texts)),
                           bfloat16_only.lstm_scores(texts, batch_size=len(texts)))
+
+
+def test_a_predictor_refuses_a_vocabulary_the_model_was_not_built_for(tmp_path):
+    """Fewer words than the embedding's rows would predict quietly from the wrong rows, more would fail mid-batch."""
+    from src.data import TextPreprocessor
+
+    preprocessor = TextPreprocessor().build_vocab(["a wonderful moving film", "dreadful"])
+    with pytest.raises(ValueError, match=f"the vocabulary has {preprocessor.vocab_size} words but the model's "
+                                         "embedding 50; use the preprocessor the model was built with"):
+        SentimentPredictor(tiny_model(vocab_size=50), preprocessor, device="cpu")
+    save_model_directory(tmp_path, tiny_model(vocab_size=50), TextPreprocessor().build_vocab(["fine"]),
+                         {"max_length": 50})
+    with pytest.raises(CheckpointError, match="the model's embedding 50; the directory mixes files of two runs"):
+        load_model_directory(tmp_path)
+    assert SentimentPredictor(tiny_model(vocab_size=preprocessor.vocab_size), preprocessor, device="cpu").predict(
+        "a wonderful film")["label"] in ("negative", "positive")

@@ -201,28 +201,37 @@ def test_model_files_carry_their_class_names():
             LSTMConfig(vocab_size=10, output_dim=3, class_names=names)
 
 
-def test_a_model_whose_outputs_do_not_fit_the_classes_is_refused(tmp_path):
-    """A binary model on four-class loaders would train on labels 0-3 without a word; the trainer refuses it."""
+def test_a_model_that_does_not_fit_its_classes_or_loss_is_refused(tmp_path):
+    """A binary model on four-class loaders, a model whose class names are in another order, a loss for another
+    number of outputs: each would train without a word to a meaningless model; Trainer and create_trainer refuse."""
     from torch.utils.data import DataLoader
 
     from src.data.datasets import ReviewDataset
     from src.training import Trainer, create_trainer
 
     names = ("awful", "poor", "good", "great")
-    data = ReviewDataset([np.array([2, 3])] * 8, [0, 1, 2, 3] * 2, class_names=names)
-    loader = DataLoader(data, batch_size=4)
+    loader = DataLoader(ReviewDataset([np.array([2, 3])] * 8, [0, 1, 2, 3] * 2, class_names=names), batch_size=4)
     with pytest.raises(ValueError, match=r"the data have 4 classes \(awful, poor, good, great\) but the model has 1 "
                                          r"output\(s\); build it with output_dim=4"):
         create_trainer(tiny_model(), loader, loader, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="the model's classes are great, good, poor, awful but the data's awful, "
+                                         "poor, good, great"):
+        create_trainer(tiny_model(output_dim=4, class_names=names[::-1]), loader, loader, checkpoint_dir=tmp_path)
     model = tiny_model(output_dim=4, class_names=names)
     assert create_trainer(model, loader, loader, checkpoint_dir=tmp_path).model is model
-    two = DataLoader(ReviewDataset([np.array([2, 3])] * 2, [0, 1], class_names=("bad", "good")), batch_size=2)
+
+    def trainer(model, data, criterion):
+        return Trainer(model, data, data, torch.optim.Adam(model.parameters()), criterion, checkpoint_dir=tmp_path)
+
+    with pytest.raises(ValueError, match="BCEWithLogitsLoss needs one output but the model has 4"):
+        trainer(model, loader, torch.nn.BCEWithLogitsLoss())
+    two = DataLoader(ReviewDataset([np.array([2, 3])] * 2, [0, 1], class_names=("ham", "spam")), batch_size=2)
     with pytest.raises(ValueError, match="the data have 2 classes .* build it with output_dim=1"):
-        Trainer(model, two, two, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(),
-                checkpoint_dir=tmp_path)
-    softmax = tiny_model(output_dim=2)  # two outputs and cross-entropy for two classes: allowed too
-    assert Trainer(softmax, two, two, torch.optim.Adam(softmax.parameters()), torch.nn.CrossEntropyLoss(),
-                   checkpoint_dir=tmp_path).model is softmax
+        trainer(model, two, torch.nn.CrossEntropyLoss())
+    with pytest.raises(ValueError, match="CrossEntropyLoss needs one output per class but the model has one"):
+        trainer(tiny_model(), two, torch.nn.CrossEntropyLoss())
+    assert trainer(tiny_model(output_dim=2), two, torch.nn.CrossEntropyLoss()).model  # softmax over two: allowed
+    assert trainer(tiny_model(), two, torch.nn.BCEWithLogitsLoss()).model  # unnamed: the second class is positive
 
 
 @pytest.fixture(scope="module")

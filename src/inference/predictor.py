@@ -110,6 +110,7 @@ class SentimentPredictor(_Classifier):
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
                  device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None,
                  onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0, dtype: Optional[torch.dtype] = None):
+        model.config.check_vocabulary(preprocessor.vocab_size)
         self.device = resolve_device(device)
         self.dtype = dtype  # the LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32)
         self.temperature = temperature

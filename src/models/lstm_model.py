@@ -67,6 +67,14 @@ class LSTMConfig:
         if self.class_names is not None:
             self.class_names = check_class_names(self.class_names, self.output_dim)
 
+    def check_vocabulary(self, vocab_size: int) -> None:
+        """Refuse a vocabulary of another size than the embedding's: ids past its rows would fail mid-run (a
+        device-side assert on a GPU), and fewer words would leave rows that no text reaches."""
+        if vocab_size != self.vocab_size:
+            raise ValueError(f"the vocabulary has {vocab_size} words but the model's embedding {self.vocab_size}; "
+                             "use the preprocessor the model was built with, or build it with "
+                             "vocab_size=preprocessor.vocab_size")
+
     @property
     def classes(self) -> Tuple[str, ...]:
         """The name of each class, in the order of the outputs (the positive class last of two); without

@@ -125,9 +125,10 @@ def load_model_directory(directory: Union[str, Path], device: Union[str, torch.d
         reason = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{directory / MODEL_FILE} does not hold a usable model ({reason})") from None
     preprocessor = _load_preprocessor(directory)
-    if preprocessor.vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"{directory}: the vocabulary has {preprocessor.vocab_size} words but the model "
-                              f"expects {model.config.vocab_size}; the directory mixes files of two runs")
+    try:
+        model.config.check_vocabulary(preprocessor.vocab_size)
+    except ValueError as err:
+        raise CheckpointError(f"{directory}: {str(err).split(';')[0]}; the directory mixes files of two runs") from None
     return model.to(device).eval(), preprocessor
 
 

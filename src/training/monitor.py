@@ -13,10 +13,14 @@ DEFAULT_MIN_DELTA: float = default_of("min_delta")
 
 
 def resolve_mode(monitor: str, mode: Optional[str] = None) -> str:
-    """``"min"`` or ``"max"`` for ``monitor``; an explicit ``mode`` wins ("auto" = infer)."""
+    """``"min"`` or ``"max"`` for ``monitor``: inferred for a known metric ("auto"), else the ``mode`` given; a
+    ``mode`` that contradicts a known metric is refused (it would keep the worst epoch as the best)."""
     if mode not in (None, "auto"):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+        if MONITOR_MODES.get(monitor, mode) != mode:
+            raise ValueError(f"mode={mode!r} contradicts {monitor}, which is better when it goes "
+                             f"{'down' if MONITOR_MODES[monitor] == 'min' else 'up'}; leave mode out")
         return mode
     if monitor not in MONITOR_MODES:
         raise ValueError(f"cannot infer whether {monitor!r} should go up or down; pass mode='min' or 'max' "

@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -72,7 +72,7 @@ class Trainer:
         if self.adversarial_eps and not isinstance(getattr(model, "embedding", None), nn.Embedding):
             raise ValueError("adversarial_eps needs a model with an `embedding` (nn.Embedding) whose forward "
                              "takes embedding_shift, such as LSTMClassifier")
-        _check_outputs_fit_classes(model, train_loader, val_loader)
+        _check_model_fits_data(model, criterion, preprocessor, (train_loader, val_loader))
         self.accumulation_steps = check_setting("accumulation_steps", accumulation_steps, "accumulation_steps")
         self.save_every_steps = check_setting("save_every_steps", save_every_steps, "save_every_steps")
         clip = check_setting("gradient_clip", gradient_clip, "gradient_clip") if gradient_clip is not None else None
@@ -494,6 +494,11 @@ class Trainer:
 
     def _restore(self, state: Dict[str, Any], where: Any, everything: bool) -> None:
         self._check_model_config(state.get("model_config"), where)
+        saved = state.get("preprocessor")
+        saved_words = saved.get("itos") if isinstance(saved, dict) else None
+        if saved_words is not None and self.preprocessor is not None and saved_words != self.preprocessor.itos:
+            raise CheckpointError(f"checkpoint {where} was trained with another vocabulary than this trainer's "
+                                  "preprocessor; pass TextPreprocessor.from_dict(checkpoint['preprocessor'])")
         try:
             self.model.load_state_dict(state["model_state"])
             if everything:
@@ -594,19 +599,44 @@ def build_optimizer(optimizer_class: type, params: Iterable[Any], device: Union[
     return optimizer_class(params, **options)
 
 
-def _check_outputs_fit_classes(model: nn.Module, *loaders: DataLoader) -> None:
-    """Refuse data whose number of classes the model's outputs do not fit (one output per class, or one for two
-    classes): a binary model would otherwise train on labels 0-3 without a word, to a meaningless loss."""
-    output_dim = getattr(getattr(model, "config", None), "output_dim", None)
+def _check_model_fits_data(model: nn.Module, criterion: nn.Module, preprocessor: Any,
+                           loaders: Sequence[DataLoader]) -> None:
+    """Refuse, before anything trains, a model (with a ``config``, as LSTMClassifier) that does not fit its
+    vocabulary, loss or data's classes: each would train without a word to a meaningless model."""
+    config = getattr(model, "config", None)
+    if not hasattr(config, "output_dim"):
+        return
+    if preprocessor is not None:
+        config.check_vocabulary(preprocessor.vocab_size)
+    _check_criterion(config.output_dim, criterion)
     for loader in loaders:
         names = getattr(getattr(loader, "dataset", None), "class_names", None)
-        if output_dim is None or names is None:
-            continue
-        needed = 1 if len(names) == 2 else len(names)
-        if output_dim not in (needed, len(names)):
-            raise ValueError(f"the data have {len(names)} classes ({', '.join(map(str, names))}) but the model has "
-                             f"{output_dim} output(s); build it with output_dim={needed} and class_names set to "
-                             "the loader's dataset.class_names")
+        if names is not None:
+            _check_classes(config, tuple(names))
+
+
+def _check_criterion(output_dim: int, criterion: nn.Module) -> None:
+    name = type(criterion).__name__
+    if output_dim == 1 and isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        raise ValueError(f"{name} needs one output per class but the model has one; use nn.BCEWithLogitsLoss, "
+                         "or build the model with output_dim=2")
+    if output_dim > 1 and isinstance(criterion, (nn.BCEWithLogitsLoss, nn.BCELoss)):
+        raise ValueError(f"{name} needs one output but the model has {output_dim}; use nn.CrossEntropyLoss")
+
+
+def _check_classes(config: Any, names: Tuple[str, ...]) -> None:
+    """The model's outputs fit the classes (one per class, or one for two) and, where the model names its classes,
+    carry the data's names in their order, so that a saved model labels its predictions as the data did (an
+    unnamed binary model calls the second class positive, as IMDB's 0 and 1)."""
+    needed = 1 if len(names) == 2 else len(names)
+    if config.output_dim not in (needed, len(names)):
+        raise ValueError(f"the data have {len(names)} classes ({', '.join(names)}) but the model has "
+                         f"{config.output_dim} output(s); build it with output_dim={needed} and "
+                         "class_names=train_loader.dataset.class_names")
+    if config.class_names is not None and tuple(config.class_names) != names:
+        raise ValueError(f"the model's classes are {', '.join(config.class_names)} but the data's "
+                         f"{', '.join(names)}, in the order of its outputs; build it with "
+                         "class_names=train_loader.dataset.class_names")
 
 
 def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device: torch.device) -> nn.Module:
