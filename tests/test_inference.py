@@ -331,11 +331,11 @@ def test_a_predictor_refuses_a_vocabulary_the_model_was_not_built_for(tmp_path):
 
     preprocessor = TextPreprocessor().build_vocab(["a wonderful moving film", "dreadful"])
     with pytest.raises(ValueError, match=f"the vocabulary has {preprocessor.vocab_size} words but the model's "
-                                         "embedding 50; use the preprocessor the model was built with"):
+                                         "embedding has 50 rows; use the preprocessor the model was built with"):
         SentimentPredictor(tiny_model(vocab_size=50), preprocessor, device="cpu")
     save_model_directory(tmp_path, tiny_model(vocab_size=50), TextPreprocessor().build_vocab(["fine"]),
                          {"max_length": 50})
-    with pytest.raises(CheckpointError, match="the model's embedding 50; the directory mixes files of two runs"):
+    with pytest.raises(CheckpointError, match="the model's embedding has 50 rows; the directory mixes files of two runs"):
         load_model_directory(tmp_path)
     assert SentimentPredictor(tiny_model(vocab_size=preprocessor.vocab_size), preprocessor, device="cpu").predict(
         "a wonderful film")["label"] in ("negative", "positive")

@@ -71,8 +71,8 @@ class LSTMConfig:
         """Refuse a vocabulary of another size than the embedding's: ids past its rows would fail mid-run (a
         device-side assert on a GPU), and fewer words would leave rows that no text reaches."""
         if vocab_size != self.vocab_size:
-            raise ValueError(f"the vocabulary has {vocab_size} words but the model's embedding {self.vocab_size}; "
-                             "use the preprocessor the model was built with, or build it with "
+            raise ValueError(f"the vocabulary has {vocab_size} words but the model's embedding has {self.vocab_size} "
+                             "rows; use the preprocessor the model was built with, or build it with "
                              "vocab_size=preprocessor.vocab_size")
 
     @property

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from src.config import OPTIMIZER_TYPES, check_setting, default_of
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
+from src.models.lstm_model import LSTMConfig
 from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
 from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
@@ -601,10 +602,10 @@ def build_optimizer(optimizer_class: type, params: Iterable[Any], device: Union[
 
 def _check_model_fits_data(model: nn.Module, criterion: nn.Module, preprocessor: Any,
                            loaders: Sequence[DataLoader]) -> None:
-    """Refuse, before anything trains, a model (with a ``config``, as LSTMClassifier) that does not fit its
+    """Refuse, before anything trains, an LSTMClassifier (a model with an ``LSTMConfig``) that does not fit its
     vocabulary, loss or data's classes: each would train without a word to a meaningless model."""
     config = getattr(model, "config", None)
-    if not hasattr(config, "output_dim"):
+    if not isinstance(config, LSTMConfig):
         return
     if preprocessor is not None:
         config.check_vocabulary(preprocessor.vocab_size)
@@ -612,7 +613,7 @@ def _check_model_fits_data(model: nn.Module, criterion: nn.Module, preprocessor:
     for loader in loaders:
         names = getattr(getattr(loader, "dataset", None), "class_names", None)
         if names is not None:
-            _check_classes(config, tuple(names))
+            _check_classes(config, tuple(map(str, names)))
 
 
 def _check_criterion(output_dim: int, criterion: nn.Module) -> None:
@@ -624,7 +625,7 @@ def _check_criterion(output_dim: int, criterion: nn.Module) -> None:
         raise ValueError(f"{name} needs one output but the model has {output_dim}; use nn.CrossEntropyLoss")
 
 
-def _check_classes(config: Any, names: Tuple[str, ...]) -> None:
+def _check_classes(config: LSTMConfig, names: Tuple[str, ...]) -> None:
     """The model's outputs fit the classes (one per class, or one for two) and, where the model names its classes,
     carry the data's names in their order, so that a saved model labels its predictions as the data did (an
     unnamed binary model calls the second class positive, as IMDB's 0 and 1)."""
