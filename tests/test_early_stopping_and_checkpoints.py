@@ -328,3 +328,16 @@ def test_resuming_with_another_vocabulary_of_the_same_size_is_refused(tmp_path):
     assert make_trainer(tmp_path / "b", preprocessor=first).load_checkpoint(checkpoint)["epoch"] == 1
     with pytest.raises(CheckpointError, match="was trained with another vocabulary than this trainer's preprocessor"):
         make_trainer(tmp_path / "c", preprocessor=other).load_checkpoint(checkpoint)
+
+
+def test_resuming_with_another_kind_of_schedule_is_refused(tmp_path):
+    """torch's StepLR would take a cosine schedule's state without a word and go on with neither schedule."""
+    trainer = make_trainer(tmp_path / "a", scheduler_type="cosine")
+    trainer.train(epochs=1)
+    checkpoint = tmp_path / "a" / "checkpoint_epoch_001.pt"
+    assert make_trainer(tmp_path / "b", scheduler_type="cosine").load_checkpoint(checkpoint)["epoch"] == 1
+    other = make_trainer(tmp_path / "c")
+    other.scheduler = torch.optim.lr_scheduler.StepLR(other.optimizer, step_size=5)
+    with pytest.raises(CheckpointError, match="its learning-rate schedule is a Cosine, this trainer's a StepLR; "
+                                              "build the trainer with the same scheduler"):
+        other.load_checkpoint(checkpoint)

@@ -469,6 +469,7 @@ class Trainer:
             epoch=self.epoch, global_step=self.global_step, model_config=self._model_config(),
             model_state=self.model.state_dict(), rng=rng_state_dict(),
             preprocessor=self.preprocessor.to_dict() if self.preprocessor is not None else None,
+            scheduler_class=type(self.scheduler).__name__ if self.scheduler is not None else None,
             run_config=dict(self.run_config), metrics=metrics or {},
             epoch_progress=self._progress.state_dict() if self._progress is not None else None)
         return state
@@ -524,6 +525,11 @@ class Trainer:
 
     def _restore_training(self, state: Dict[str, Any]) -> None:
         """Everything but the weights: the parts' states, counters, epoch progress and random state."""
+        saved_scheduler, scheduler = state.get("scheduler_class"), type(self.scheduler).__name__
+        if saved_scheduler is not None and self.scheduler is not None and saved_scheduler != scheduler:
+            # torch's schedulers take any state without a word: a cosine schedule's would become a StepLR's
+            raise ValueError(f"its learning-rate schedule is a {saved_scheduler}, this trainer's a {scheduler}; "
+                             "build the trainer with the same scheduler")
         if state.get("early_stopping") is not None and self.early_stopping is None:
             self.early_stopping = EarlyStopping(patience=state["early_stopping"]["patience"], tracker=self.best)
         for name, part in self._stateful_parts().items():
