@@ -240,6 +240,17 @@ class TestGloVeIntegration:
             initialize_model_with_glove(tiny_model(vocab_size=processor.vocab_size), processor, dimension="50d",
                                         cache_dir=glove_cache)
 
+    def test_a_vocabulary_of_another_size_is_refused_before_any_download(self, tmp_path):
+        from src.data import TextPreprocessor
+        from src.training import initialize_model_with_glove
+
+        processor = TextPreprocessor().build_vocab(["a film"])
+        with pytest.raises(ValueError, match=f"the vocabulary has {processor.vocab_size} words but the model's "
+                                             "embedding has 30 rows"):
+            initialize_model_with_glove(tiny_model(embedding_dim=50), processor, dimension="50d",
+                                        cache_dir=tmp_path / "glove", base_url="http://127.0.0.1:9/")
+        assert not (tmp_path / "glove").exists()
+
 
 def test_same_seed_same_run_on_cpu(tmp_path):
     first = make_trainer(tmp_path / "a", seed=3).train(epochs=2)

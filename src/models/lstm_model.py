@@ -68,12 +68,7 @@ class LSTMConfig:
             self.class_names = check_class_names(self.class_names, self.output_dim)
 
     def check_vocabulary(self, vocab_size: int) -> None:
-        """Refuse a vocabulary of another size than the embedding's: ids past its rows would fail mid-run (a
-        device-side assert on a GPU), and fewer words would leave rows that no text reaches."""
-        if vocab_size != self.vocab_size:
-            raise ValueError(f"the vocabulary has {vocab_size} words but the model's embedding has {self.vocab_size} "
-                             "rows; use the preprocessor the model was built with, or build it with "
-                             "vocab_size=preprocessor.vocab_size")
+        check_vocabulary_fits(vocab_size, self.vocab_size)
 
     @property
     def classes(self) -> Tuple[str, ...]:
@@ -157,6 +152,15 @@ class LSTMConfig:
         if unknown:
             raise ValueError(f"unknown model settings {unknown}; known ones are {sorted(known)}")
         return cls(**values)
+
+
+def check_vocabulary_fits(vocab_size: int, embedding_rows: int) -> None:
+    """Refuse a vocabulary of another size than the embedding's: ids past its rows would fail mid-run (a
+    device-side assert on a GPU), and fewer words would leave rows that no text reaches."""
+    if vocab_size != embedding_rows:
+        raise ValueError(f"the vocabulary has {vocab_size} words but the model's embedding has {embedding_rows} "
+                         "rows; use the preprocessor the model was built with, or build it with "
+                         "vocab_size=preprocessor.vocab_size")
 
 
 def _call_lstm(lstm: nn.LSTM, weights: Dict[str, torch.Tensor], inputs: Any) -> Tuple[Any, Any]:

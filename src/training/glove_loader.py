@@ -23,6 +23,7 @@ from torch import nn
 
 from src.config import GLOVE_VARIANTS, check_glove_variant, parse_glove_dim
 from src.exceptions import DataError
+from src.models.lstm_model import check_vocabulary_fits
 from src.utils.download import download_file
 from src.utils.io import atomic_write, atomic_write_json
 
@@ -298,6 +299,7 @@ def initialize_model_with_glove(model: nn.Module, preprocessor, corpus: str = "6
     """
     check_glove_variant(corpus, dimension)
     embedding: nn.Embedding = model.embedding
+    check_vocabulary_fits(preprocessor.vocab_size, embedding.num_embeddings)  # before a download and a parse
     expected = parse_glove_dim(dimension)
     if embedding.embedding_dim != expected:
         raise ValueError(f"GloVe {corpus} {dimension} vectors have {expected} dimensions but the model's "
