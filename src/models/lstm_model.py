@@ -140,7 +140,7 @@ class LSTMConfig:
                       ) -> "LSTMConfig":
         """The model that training ``settings`` (a ``TrainConfig``) describe for ``vocab_size`` words: one
         logit for two classes (or none named), one per class for more."""
-        output_dim = 1 if class_names is None or len(class_names) == 2 else len(class_names)
+        output_dim = 1 if class_names is None else outputs_for(len(class_names))
         return cls(vocab_size=vocab_size, output_dim=output_dim,
                    class_names=None if class_names is None else tuple(class_names),
                    **{name: getattr(settings, name) for name in MODEL_SETTINGS})
@@ -152,6 +152,12 @@ class LSTMConfig:
         if unknown:
             raise ValueError(f"unknown model settings {unknown}; known ones are {sorted(known)}")
         return cls(**values)
+
+
+def outputs_for(n_classes: int) -> int:
+    """The outputs a model trained from scratch has for ``n_classes``: one logit for two (BCE), one per class
+    for more (cross-entropy)."""
+    return 1 if n_classes == 2 else n_classes
 
 
 def check_vocabulary_fits(vocab_size: int, embedding_rows: int) -> None:

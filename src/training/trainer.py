@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from src.config import OPTIMIZER_TYPES, check_setting, default_of
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
-from src.models.lstm_model import LSTMConfig
+from src.models.lstm_model import LSTMConfig, outputs_for
 from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
 from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
@@ -635,7 +635,7 @@ def _check_classes(config: LSTMConfig, names: Tuple[str, ...]) -> None:
     """The model's outputs fit the classes (one per class, or one for two) and, where the model names its classes,
     carry the data's names in their order, so that a saved model labels its predictions as the data did (an
     unnamed binary model calls the second class positive, as IMDB's 0 and 1)."""
-    needed = 1 if len(names) == 2 else len(names)
+    needed = outputs_for(len(names))
     if config.output_dim not in (needed, len(names)):
         raise ValueError(f"the data have {len(names)} classes ({', '.join(names)}) but the model has "
                          f"{config.output_dim} output(s); build it with output_dim={needed} and "
