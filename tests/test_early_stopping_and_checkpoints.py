@@ -283,8 +283,13 @@ def test_damaged_and_foreign_files_are_refused(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     torch.save({"format_version": 999}, tmp_path / "future.pt")
+    (tmp_path / "text.pt").write_text("hello\n")  # torch's legacy unpickler raised KeyError on these two
+    (tmp_path / "passwd.pt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "folder.pt").mkdir()
     for name, message in [("truncated.pt", "damaged"), ("empty.pt", "damaged"), ("foreign.pt", "not a checkpoint"),
-                          ("future.pt", "format version 999"), ("missing.pt", "does not exist")]:
+                          ("future.pt", "format version 999"), ("missing.pt", "does not exist"),
+                          ("text.pt", "damaged or not a checkpoint"), ("passwd.pt", "damaged or not a checkpoint"),
+                          ("folder.pt", "is a folder")]:
         with pytest.raises(CheckpointError, match=message):
             load_state(tmp_path / name)
 

@@ -69,7 +69,12 @@ def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu",
     any problem is one CheckpointError line."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist" if not path.is_dir()
+                              else f"{path} is a folder; give the checkpoint file inside it")
+    # torch.save writes a zip (since torch 1.6); other bytes would reach torch's legacy unpickler, whose
+    # errors on text or random bytes are KeyError, IndexError, ... and advice to load them unsafely
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (not a torch zip file)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -78,7 +83,8 @@ def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu",
             f"checkpoint {path} holds objects that are not plain tensors or numbers and was not "
             f"loaded ({first_line}); only load checkpoints written by this project"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError,
+            AttributeError) as err:  # a zip whose pickle is malformed
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({reason})") from None
     state = check_format(state, path, versions)
