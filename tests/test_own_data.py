@@ -68,11 +68,29 @@ def test_two_classes_put_the_positive_one_last():
                                  "one with --text-column"),
     ("text,stars\nfine,pos\n", r"has no 'label' column .*--label-column"),
     ("text,label\n\x00\x01,pos\n", r"data.csv is not a CSV text file \(it holds NUL bytes\)"),
+    # DictReader dropped a third field: the text lost its end and the label became " but it was wonderful"
+    ("label,text\n1,I expected to hate it, but it was wonderful\n", r"data.csv, line 2: 3 fields where the header "
+                                                                    r"has 2; a text that holds a comma must be in "
+                                                                    r"double quotes"),
+    ("label,text\n1,fine\n0\n", r"data.csv, line 3: no value for text; give every row a value for each column"),
+    # a stray quote swallowed the next rows, tabs included, into one text
+    ("label\ttext\n1\t\"stray quote\n0\tsecond\n1\tthird\"\n0\tfourth\n",
+     r"data.tsv, line 4: a quoted field runs over several lines and tabs, so a quote opened earlier was never closed"),
 ])
 def test_bad_csv_rows_are_named(tmp_path, content, message):
-    (tmp_path / "data.csv").write_text(content, encoding="utf-8")
+    path = tmp_path / ("data.tsv" if "\t" in content else "data.csv")
+    path.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match=message):
-        read_table(tmp_path / "data.csv")
+        read_table(path)
+
+
+def test_long_quoted_texts_and_commas_inside_quotes_are_read(tmp_path):
+    """A text longer than the csv module's default field limit (131,072 characters) is a review, not an error."""
+    long_text = "a long review " * 20_000  # 280,000 characters
+    path = tmp_path / "data.csv"
+    path.write_text(f'text,label\n"{long_text}",pos\n"fine, quoted",neg\n', encoding="utf-8")
+    table = read_table(path)
+    assert table.texts == [long_text, "fine, quoted"] and table.labels == ["pos", "neg"]
 
 
 def test_files_that_are_not_what_their_extension_says(tmp_path):

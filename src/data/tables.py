@@ -22,6 +22,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 SPLIT_FILE_NAMES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
 
 PathLike = Union[str, Path]
+MAX_FIELD_CHARACTERS = 1 << 24  # a text of up to 16 M characters (the csv module's default stops at 131,072)
 _MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # (the row's number: a CSV's data row, a JSON Lines file's line, a Parquet file's row; where it is in the file
 # for messages: "line 5" or "row 3"; the row's fields)
@@ -218,6 +219,7 @@ def _read_error(path: Path, handle: io.TextIOBase, err: Exception, line: int, ki
 
 def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[str], Iterator[Record]]:
     kind = "TSV" if delimiter == "\t" else "CSV"
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARACTERS))  # raised, never lowered
     # quoted fields as pandas and Python's csv module write and read them, in TSV too
     reader = csv.DictReader(handle, delimiter=delimiter)
     try:
@@ -232,8 +234,27 @@ def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[
         for number, record in enumerate(reader, start=1):
             if any("\x00" in value for value in record.values() if isinstance(value, str)):
                 raise csv.Error("NUL byte")  # Python 3.11's csv reads NUL bytes; a text file holds none
+            _check_fields(path, reader, record, len(columns), kind)
             yield number, f"line {reader.line_num}", record
     return columns, _reading(path, handle, rows(), lambda: reader.line_num, kind)
+
+
+def _check_fields(path: Path, reader: csv.DictReader, record: Mapping[Any, Any], expected: int, kind: str) -> None:
+    """Refuse a row of more or fewer fields than the header (DictReader would drop the extra ones, or fill the
+    missing ones with None, so a text with an unquoted comma lost its end), and, in TSV, a field holding a tab
+    and a line break: a stray quote that swallowed the rows after it."""
+    where = f"{path}, line {reader.line_num}"
+    extra = record.get(None) or []
+    if extra:
+        delimiter = "tab" if kind == "TSV" else "comma"
+        raise DataError(f"{where}: {expected + len(extra)} fields where the header has {expected}; a text that "
+                        f'holds a {delimiter} must be in double quotes ("..."), with its own quotes doubled ("")')
+    missing = [str(key) for key, value in record.items() if value is None]
+    if missing:
+        raise DataError(f"{where}: no value for {', '.join(missing)}; give every row a value for each column")
+    if kind == "TSV" and any("\t" in value and "\n" in value for value in record.values() if isinstance(value, str)):
+        raise DataError(f"{where}: a quoted field runs over several lines and tabs, so a quote opened earlier was "
+                        'never closed; double the quotes inside a text ("") or remove the stray one')
 
 
 def _json_lines(path: Path, handle: io.TextIOBase) -> Tuple[List[str], Iterator[Record]]:
