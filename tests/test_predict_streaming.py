@@ -57,3 +57,19 @@ def test_a_failure_midway_leaves_the_old_output(model_dir, tmp_path, capsys, mon
     assert "in.jsonl, line 2: the text ('text') is not a string but int 3" in err and err.count("\n") == 1
     assert (tmp_path / "out.jsonl").read_text() == "old predictions\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.jsonl")]  # no temporary file left
+
+
+def test_a_damaged_settings_file_or_a_folder_as_output_is_one_line(model_dir, tmp_path, capsys):
+    """A table --input reads the trained text column from config.json, which was outside predict's error
+    handling; a folder as --output is not a full disk."""
+    write_table(tmp_path / "in.csv", ["a good film"], ["x"], "text", "other")
+    (model_dir / "config.json").write_text("not json")
+    assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "config.json is not a readable settings file" in err and err.count("\n") == 1
+    processor = TextPreprocessor().build_vocab(["a good film"])
+    good = save_model_directory(tmp_path / "good", tiny_model(vocab_size=processor.vocab_size), processor)
+    (tmp_path / "out").mkdir()
+    assert predict.main(["--model-dir", str(good), "--output", str(tmp_path / "out"), "a good film"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "choose another --output" in err and "free some space" not in err

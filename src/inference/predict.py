@@ -19,6 +19,7 @@ to every object (``explanation``; JSON lines only; docs/explanations.md).
 from __future__ import annotations
 
 import csv
+import errno
 import itertools
 import json
 import sys
@@ -120,9 +121,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         parser.error("--explain writes nested explanations, which CSV cannot hold; use --format jsonl")
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
-    numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
-        ((None, text) for text in args.reviews)
     try:
+        numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
+            ((None, text) for text in args.reviews)
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision)
         if not args.output:
             _predict_all(predictor, numbered, sys.stdout, args)
@@ -132,8 +133,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     except (PipelineError, ValueError) as err:
         return fail(str(err))
     except OSError as err:
+        advice = "free some space or choose another --output" if err.errno == errno.ENOSPC else "choose another --output"
         return fail(f"could not write the predictions to {args.output} ({err.strerror or err}); a file that "
-                    "was there is unchanged: free some space or choose another --output")
+                    f"was there is unchanged: {advice}")
     print(f"{count} predictions written to {args.output}", file=sys.stderr)
     return 0
 
