@@ -139,6 +139,26 @@ class TestTrainingIntegration:
             trainer.train(epochs=1)
         assert (tmp_path / "best_model.pt").read_bytes() == best_before
 
+    def test_weights_that_the_last_step_made_nan_are_not_saved(self, tmp_path):
+        """The last update of an epoch can leave weights that are not numbers after a finite training loss;
+        validation sees it, and neither a checkpoint nor the best model is written from them."""
+        trainer = make_trainer(tmp_path)
+        trainer.train(epochs=1)
+        best_before = (tmp_path / "best_model.pt").read_bytes()
+        real_epoch = trainer.train_epoch
+
+        def epoch_ending_in_nan():
+            metrics = real_epoch()
+            with torch.no_grad():
+                trainer.model.fc.bias.fill_(float("nan"))
+            return metrics
+
+        trainer.train_epoch = epoch_ending_in_nan
+        with pytest.raises(TrainingError, match="validation loss became nan after epoch 2.*checkpoint_epoch_001.pt"):
+            trainer.train(epochs=1)
+        assert (tmp_path / "best_model.pt").read_bytes() == best_before
+        assert not (tmp_path / "checkpoint_epoch_002.pt").exists()
+
     def test_amp_on_cpu_warns_and_leaves_the_arithmetic_to_precision(self, tmp_path):
         with pytest.warns(RuntimeWarning, match="--amp is for CUDA devices"):
             trainer = make_trainer(tmp_path, use_amp=True, device="cpu", precision="float32")

@@ -271,15 +271,15 @@ class Trainer:
         loss, batch_correct = self._loss_and_correct(logits, labels)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
-            self._fail_non_finite(step, loss_value)
+            self._fail_non_finite(f"the training loss became {loss_value} at epoch {self.epoch + 1}, step {step}")
         return loss, loss_value, batch_correct
 
-    def _fail_non_finite(self, step: int, value: float) -> None:
+    def _fail_non_finite(self, what: str) -> None:
         latest = self.checkpoint_manager.latest_checkpoint()
         where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
         raise TrainingError(
-            f"the training loss became {value} at epoch {self.epoch + 1}, step {step}; training stopped and "
-            f"nothing was saved over the best model ({where}); lower --learning-rate or keep --gradient-clip on"
+            f"{what}; training stopped and nothing was saved over the best model ({where}); "
+            "lower --learning-rate or keep --gradient-clip on"
         )
 
     def monitored_value(self, val_metrics: Dict[str, float]) -> float:
@@ -415,6 +415,8 @@ class Trainer:
         train_metrics = self.train_epoch()
         validation_started = time.perf_counter()
         val_metrics = self.evaluate_model(self.val_loader)
+        if not math.isfinite(val_metrics["loss"]):  # the last update left weights that are not numbers
+            self._fail_non_finite(f"the validation loss became {val_metrics['loss']} after epoch {epoch}")
         # the whole epoch, with its part before a mid-epoch resume: the time limit's estimate of the next one
         self._last_epoch_seconds = train_metrics["seconds"] + time.perf_counter() - validation_started
         improved = self.best.update(self.monitored_value(val_metrics), epoch)
