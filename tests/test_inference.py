@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from src.data import load_imdb
+from src.data import TextPreprocessor, load_imdb
 from src.exceptions import CheckpointError
 from src.inference import EnsemblePredictor, SentimentPredictor
 from src.inference.evaluate import main as evaluate_main
@@ -231,6 +231,16 @@ def test_onnx_runtime_predicts_as_pytorch_does(trained, imdb_tree):
     reference = SentimentPredictor.from_pretrained(trained[0], runtime="torch")
     assert (fast.runtime, reference.runtime) == ("onnxruntime", "torch")
     assert np.abs(fast.lstm_log_odds(texts, batch_size=7) - reference.lstm_log_odds(texts)).max() < 1e-4
+
+
+def test_a_vocabulary_of_a_few_words_exports(tmp_path):
+    """The exporter's example input used ids 2-7, past the embedding of a vocabulary of fewer than 8 words."""
+    processor = TextPreprocessor(max_vocab_size=3).build_vocab(["good good film"])
+    directory = save_model_directory(tmp_path / "model", tiny_model(vocab_size=processor.vocab_size), processor)
+    assert processor.vocab_size == 3 and export_main(["--model-dir", str(directory)]) == 0
+    runtimes = [SentimentPredictor.from_pretrained(directory, runtime=r) for r in ("torch", "onnxruntime")]
+    texts = ["good", "good film good", "bad"]
+    assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[1].lstm_log_odds(texts)).max() < 1e-4
 
 
 def test_an_export_of_other_weights_is_not_used(trained, short_reader, tmp_path, capsys):

@@ -21,6 +21,8 @@ def test_vocabulary_is_ranked_by_frequency_then_alphabetically():
 def test_min_freq_drops_rare_words():
     processor = TextPreprocessor(min_freq=2).build_vocab(["good good film", "bad film"])
     assert processor.itos == ["<pad>", "<unk>", "film", "good"]
+    with pytest.raises(DataError, match="no word of the training texts appears 3 times"):  # all <unk>: useless
+        TextPreprocessor(min_freq=3).build_vocab(["good good film", "bad film"])
 
 
 def test_encode_decode_and_unknown_words():

@@ -121,6 +121,8 @@ class TextPreprocessor:
             key=lambda item: (-item[1], item[0]),
         )
         words = [word for word, _ in ranked[: self.max_vocab_size - 2]]
+        if not words and counts:  # every text would look the same to a model: all unknown words
+            raise DataError(f"no word of the training texts appears {self.min_freq} times (--min-freq); lower it")
         self._set_vocab([PAD_TOKEN, UNK_TOKEN] + words)
 
     def _set_vocab(self, itos: List[str]) -> None:

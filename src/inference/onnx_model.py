@@ -38,7 +38,8 @@ def export_onnx(directory: Union[str, Path]) -> Path:
 
     directory = Path(directory)
     model, _ = load_model_directory(directory)
-    ids, lengths = torch.tensor([[2, 3, 4, 5], [6, 7, 0, 0]]), torch.tensor([4, 2])  # any shape: the axes are dynamic
+    words = torch.tensor([[2, 3, 4, 5], [6, 7, 0, 0]]).remainder(model.config.vocab_size)  # ids the vocabulary has
+    ids, lengths = words, torch.tensor([4, 2])  # any shape: the axes are dynamic
     buffer = io.BytesIO()
     options = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with warnings.catch_warnings():  # the TorchScript exporter warns about its own deprecation and about tracing
