@@ -78,6 +78,8 @@ def test_the_directory_is_replaced_as_a_whole(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "metrics.json", "model.pt", "vocab.json"]
     assert weights_equal(load_model_directory(target)[0], second_model)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left
+    # the mode mkdir gives (the staging folder's 0700 kept the model from other users: a service, say)
+    assert target.stat().st_mode & 0o777 == io_module.DIRECTORY_MODE == 0o777 & ~io_module._current_umask()
 
 
 @pytest.mark.parametrize("name", ["vocab.json", "config.json", "metrics.json"])

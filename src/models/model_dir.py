@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -31,7 +30,7 @@ from src.models.lstm_model import LSTMClassifier
 from src.models.ngram_model import NGRAM_FILE, NgramBlend
 from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
 from src.utils.download import sha256_of
-from src.utils.io import atomic_write_json, atomic_write_text, replace_directory
+from src.utils.io import atomic_write_json, atomic_write_text, replace_directory, staging_directory
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def save_model_directory(directory: Union[str, Path], model: LSTMClassifier, pre
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.*.tmp"):  # staged by a run that was killed
         shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    staging = staging_directory(directory.parent, f".{directory.name}.", ".tmp")
     try:
         preprocessor.save(staging / VOCAB_FILE)
         if ngram_blend is not None:

@@ -21,8 +21,17 @@ def _current_umask() -> int:
     return mask
 
 
-# mkstemp creates files readable by their owner only; written files get the usual 0666 & ~umask
+# mkstemp and mkdtemp create files and folders for their owner only; what we write gets the usual modes
 FILE_MODE = 0o666 & ~_current_umask()
+DIRECTORY_MODE = 0o777 & ~_current_umask()
+
+
+def staging_directory(parent: Path, prefix: str, suffix: str = "") -> Path:
+    """A new hidden folder in ``parent`` to build a tree in before it is renamed into place, with the mode a
+    folder made by ``mkdir`` gets (mkdtemp's 0700 would keep a model from another user, a service say)."""
+    staging = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(staging, DIRECTORY_MODE)
+    return staging
 
 
 def _fsync_directory(directory: Path) -> None:
