@@ -27,6 +27,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # temperatures that training may fit and a model directory may hold; outside them a file is damaged or hostile
 TEMPERATURE_RANGE = (0.05, 20.0)
 MAX_TOKENS_PER_REVIEW = 100_000  # a bound on --max-length, so a model file cannot make one review cost gigabytes
+MAX_LAYERS = 32  # a bound on --n-layers: deeper LSTMs do not train, and 10**6 layers took minutes and GBs to build
 SCHEDULER_TYPES = ("plateau", "step", "cosine", "slanted_triangular", "none")
 OPTIMIZER_TYPES = ("adam", "adamw")
 MONITORS = ("val_loss", "val_accuracy")
@@ -98,7 +99,7 @@ class TrainConfig:
     # model
     embedding_dim: int = setting(300, "size of the word vectors", "model", minimum=1)
     hidden_dim: int = setting(128, "LSTM units per direction", "model", minimum=1)
-    n_layers: int = setting(2, "stacked LSTM layers", "model", minimum=1)
+    n_layers: int = setting(2, "stacked LSTM layers", "model", minimum=1, maximum=MAX_LAYERS)
     dropout: float = setting(0.3, "dropout between layers and before the classifier", "model", minimum=0, below=1)
     embedding_dropout: float = setting(0.3, "dropout on the word vectors", "model", minimum=0, below=1)
     weight_drop: float = setting(0.0, "DropConnect on the LSTM's hidden-to-hidden weights while the classifier "
@@ -173,7 +174,7 @@ class TrainConfig:
                         resume=ALLOW)
     detect_anomaly: bool = setting(False, "find the operation that produced NaN (slow)", "training", resume=ALLOW)
     seed: int = setting(42, "seed of the split, the initial weights and the data order; makes a CPU run "
-                        "repeatable", "training")
+                        "repeatable", "training", minimum=0, maximum=2**32 - 1)  # NumPy's seeds
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", "training", resume=ALLOW)
     # output
     output_dir: str = setting("models", "model directory written at the end", "output", resume=ALLOW)
@@ -358,8 +359,10 @@ def _check_range(value: Any, rule: Mapping[str, Any], label: str) -> None:
     if above is not None and value <= above:
         raise ValueError(f"{label} must be positive, got {value}" if above == 0
                          else f"{label} must be above {above:g}, got {value}")
-    if rule["maximum"] is not None and value > rule["maximum"]:
-        raise ValueError(f"{label} must be at most {rule['maximum']:g}, got {value}")
+    maximum = rule["maximum"]
+    if maximum is not None and value > maximum:  # whole numbers in full: 4294967295, not 4.29497e+09
+        raise ValueError(f"{label} must be at most {maximum if isinstance(maximum, int) else f'{maximum:g}'}, "
+                         f"got {value}")
 
 
 def check_glove_variant(corpus: str, dimension: str) -> None:

@@ -67,6 +67,9 @@ def test_config_file_with_command_line_override(tmp_path):
     (["--epochs", "many"], "--epochs must be a whole number, got 'many'"),
     (["--bidirectional", "perhaps"], "--bidirectional must be true or false, got 'perhaps'"),
     (["--pretrain-lm-epochs", "-1"], "--pretrain-lm-epochs must not be negative"),
+    (["--seed", "-1"], "--seed must not be negative"),  # NumPy's words, with exit code 1, before these bounds
+    (["--seed", str(2 ** 32)], "--seed must be at most 4294967295, got 4294967296"),
+    (["--n-layers", "1000000"], "--n-layers must be at most 32"),  # took minutes and gigabytes to build
 ])
 def test_impossible_values_exit_2_with_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
