@@ -1,6 +1,7 @@
 """Full disks, unwritable folders, outputs that are not regular files, and stops after training:
 one clear line, nothing half-written, nothing good replaced (issue: reliability)."""
 
+import errno
 import os
 import resource
 import signal
@@ -9,6 +10,7 @@ import threading
 import pytest
 
 from src.exceptions import TrainingError
+from src.inference import evaluate as evaluate_module
 from src.inference.evaluate import main as evaluate_main
 from src.inference.predict import main as predict_main
 from src.models.ngram_model import NgramModel
@@ -115,3 +117,24 @@ def test_evaluate_into_an_unwritable_folder_gives_one_line_before_evaluating(mod
                           "--output-dir", str(tmp_path / "file" / "evaluation")])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "cannot write evaluation.json and plots" in err
+
+
+def test_evaluate_that_runs_out_of_room_midway_keeps_the_whole_earlier_evaluation(model_dir, csv_reviews, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """evaluation.json and the plots are one set: a disk that filled at the last plot left new and old files
+    mixed, under a message that said the old ones were unchanged."""
+    out = tmp_path / "evaluation"
+    args = ["--model-dir", str(model_dir), "--data-dir", str(csv_reviews), "--output-dir", str(out)]
+    assert evaluate_main(args) == 0
+    capsys.readouterr()
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert {"evaluation.json", "confusion_matrix.png", "reliability_diagram.png"} <= set(before)
+
+    def full_disk(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evaluate_module, "plot_reliability_diagram", full_disk)  # the last file of the set
+    assert evaluate_main(args + ["--max-samples", "50"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "are unchanged" in err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder left either

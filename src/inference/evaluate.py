@@ -33,7 +33,7 @@ from src.inference.metrics import (accuracy_by_bucket, calibration, length_bucke
 from src.models.model_dir import trained_column
 from src.inference.predictor import DEFAULT_BATCH_SIZE, Predictor, add_runtime_arguments, load_predictor
 from src.training.run_control import ensure_writable
-from src.utils.io import atomic_write_json
+from src.utils.io import atomic_write_json, staged_files
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_reliability_diagram, plot_roc_curves
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "loss", "ece",
@@ -55,13 +55,15 @@ def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_d
     metrics["length_buckets"] = {"short": f"<= {predictor.max_length // 2} tokens",
                                  "medium": f"<= {predictor.max_length} tokens",
                                  "long": f"> {predictor.max_length} tokens (truncated)"}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output_dir / "evaluation.json", metrics)
-    plot_confusion_matrix(metrics["confusion_matrix"], names, output_dir / "confusion_matrix.png")
-    if metrics["roc_auc"] is not None:
-        plot_roc_curves(roc_curves(labels_array, probabilities, names), output_dir / "roc_curve.png")
-    plot_accuracy_by_length(metrics["accuracy_by_length"], output_dir / "accuracy_by_length.png")
-    plot_reliability_diagram(metrics["calibration"], output_dir / "reliability_diagram.png")
+    with staged_files(output_dir) as staging:  # the old evaluation stays whole until the new one is
+        atomic_write_json(staging / "evaluation.json", metrics)
+        plot_confusion_matrix(metrics["confusion_matrix"], names, staging / "confusion_matrix.png")
+        if metrics["roc_auc"] is not None:
+            plot_roc_curves(roc_curves(labels_array, probabilities, names), staging / "roc_curve.png")
+        plot_accuracy_by_length(metrics["accuracy_by_length"], staging / "accuracy_by_length.png")
+        plot_reliability_diagram(metrics["calibration"], staging / "reliability_diagram.png")
+    if metrics["roc_auc"] is None:  # an earlier evaluation's curve would not belong to this one
+        (output_dir / "roc_curve.png").unlink(missing_ok=True)
     return metrics
 
 

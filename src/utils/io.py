@@ -102,6 +102,21 @@ def _exchange(first: Path, second: Path) -> bool:
     return renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), rename_exchange) == 0
 
 
+@contextlib.contextmanager
+def staged_files(directory: Path) -> Iterator[Path]:
+    """A folder to write a set of files into; once the block ends without error they are moved into
+    ``directory`` (renames, which need no room), so a full disk midway leaves every old file as it was."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = staging_directory(directory, ".staged.", ".tmp")
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            os.replace(path, directory / path.name)
+        _fsync_directory(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def replace_directory(new: Path, target: Path) -> None:
     """Put the folder ``new`` where ``target`` is, removing the old ``target``.
 
