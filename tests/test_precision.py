@@ -56,3 +56,12 @@ def test_bfloat16_steps_compute_in_bfloat16_and_learn(tmp_path):
     float32.model.fc.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     float32.train_step(*next(iter(float32.train_loader)))
     assert seen == [torch.float32]
+
+
+def test_cuda_asked_without_cuda_falls_back_to_the_cpu_with_a_warning(monkeypatch):
+    """predict and evaluate resolve devices too: the warning says "running", not "training", on the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="device 'cuda' requested but CUDA is not available; running on the CPU"):
+        assert device_module.resolve_device("cuda") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        device_module.resolve_device("gpu")

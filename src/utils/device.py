@@ -25,7 +25,7 @@ def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.d
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        message = f"device {device!r} requested but CUDA is not available; training on the CPU"
+        message = f"device {device!r} requested but CUDA is not available; running on the CPU"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         logger.warning(message)
         return torch.device("cpu")
