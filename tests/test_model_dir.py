@@ -89,6 +89,9 @@ def test_a_directory_with_another_runs_file_is_refused(tmp_path, name):
     (tmp_path / "a" / name).write_bytes((tmp_path / "b" / name).read_bytes())
     with pytest.raises(CheckpointError, match=f"mixes files of two training runs \\({name} not the one"):
         load_model_directory(tmp_path / "a")
+    (tmp_path / "a" / name).unlink()  # not another run's file: none
+    with pytest.raises(CheckpointError, match=f"a lacks {name}, saved with its model.pt; copy the whole directory"):
+        load_model_directory(tmp_path / "a")
 
 
 def test_a_folder_with_other_files_is_not_replaced(tmp_path, csv_reviews, capsys):

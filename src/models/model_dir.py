@@ -102,6 +102,10 @@ def _check_manifest(directory: Path, manifest: Any) -> None:
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{directory / MODEL_FILE} has no valid list of its directory's files")
     found = _manifest(directory)
+    missing = [name for name in RUN_FILES if manifest.get(name) is not None and found[name] is None]
+    if missing:
+        raise CheckpointError(f"{directory} lacks {', '.join(missing)}, saved with its {MODEL_FILE}; "
+                              "copy the whole directory of the run again")
     mixed = [name for name in RUN_FILES if name in manifest and found[name] != manifest[name]]
     if mixed:
         raise CheckpointError(f"{directory} mixes files of two training runs ({', '.join(mixed)} not the one "
