@@ -154,6 +154,9 @@ def test_unlabeled_texts_come_from_the_named_file(tmp_path):
     assert _unlabeled_texts(own) == []
     own.unlabeled = str(tmp_path / "extra.txt")
     assert _unlabeled_texts(own) == ["first text", "second text"]
+    (tmp_path / "blank.txt").write_text("\n  \n", encoding="utf-8")  # pretrained on nothing, without a word
+    with pytest.raises(DataError, match="blank.txt holds no text"):
+        read_texts(tmp_path / "blank.txt")
 
 
 def test_pretraining_reads_the_unlabeled_file_and_each_file_once(tmp_path, monkeypatch):
@@ -175,6 +178,16 @@ def test_pretraining_reads_the_unlabeled_file_and_each_file_once(tmp_path, monke
     assert metrics["lm_pretraining"]["training_reviews"] == 64  # 80 less the validation split
     # checked before the run starts, then used as read
     assert sorted(map(str, reads)) == sorted(str(tmp_path / name) for name in ("more.txt", "test.jsonl", "train.jsonl"))
+
+
+def test_unlabeled_texts_without_pretraining_are_named_unused_and_not_read(tmp_path, caplog, monkeypatch):
+    write_table(tmp_path / "train.csv", ["a good film", "a bad film"] * 10, ["pos", "neg"] * 10)
+    write_table(tmp_path / "test.csv", ["good", "bad"], ["pos", "neg"])
+    monkeypatch.setattr(pipeline, "read_texts", lambda *args: pytest.fail("--unlabeled was read"))
+    cfg = TrainConfig(data_dir=str(tmp_path), unlabeled=str(tmp_path / "more.txt"), pretrain_lm_epochs=0)
+    with caplog.at_level("WARNING"):
+        assert pipeline._read_own_data(cfg).unlabeled is None
+    assert "--pretrain-lm-epochs 0 turns off: " in caplog.text and "more.txt is not used" in caplog.text
 
 
 def test_class_weights_weigh_each_class():

@@ -84,7 +84,10 @@ def read_texts(path: PathLike, text_column: str = "text") -> List[str]:
     path = Path(path)
     if is_table(path):
         return read_table(path, text_column, None, skip_empty=True).texts
-    return [clean_text(text) for _, text in iter_texts(path)]
+    texts = [clean_text(text) for _, text in iter_texts(path)]
+    if not texts:  # as a table without rows is refused
+        raise DataError(f"{path} holds no text (every line is blank); give a file with one text per line")
+    return texts
 
 
 def iter_texts(path: PathLike, text_column: str = "text", encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:

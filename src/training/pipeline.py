@@ -261,8 +261,11 @@ def _read_own_data(cfg: TrainConfig) -> _OwnData:
     splits = None
     if source.own_files() is not None:
         splits = split_reviews(source, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)
-    unlabeled = read_texts(cfg.unlabeled, cfg.text_column) if cfg.unlabeled else None
-    return _OwnData(splits, unlabeled if cfg.pretrain_lm_epochs else None)
+    if cfg.unlabeled and not cfg.pretrain_lm_epochs:
+        logger.warning("--unlabeled is read by language-model pretraining only, which --pretrain-lm-epochs 0 "
+                       "turns off: %s is not used", cfg.unlabeled)
+    unlabeled = read_texts(cfg.unlabeled, cfg.text_column) if cfg.unlabeled and cfg.pretrain_lm_epochs else None
+    return _OwnData(splits, unlabeled)
 
 
 def _latest(trainer: Trainer) -> Path:
