@@ -124,7 +124,8 @@ def test_evaluate_that_runs_out_of_room_midway_keeps_the_whole_earlier_evaluatio
     """evaluation.json and the plots are one set: a disk that filled at the last plot left new and old files
     mixed, under a message that said the old ones were unchanged."""
     out = tmp_path / "evaluation"
-    args = ["--model-dir", str(model_dir), "--data-dir", str(csv_reviews), "--output-dir", str(out)]
+    args = ["--model-dir", str(model_dir), "--data-dir", str(csv_reviews), "--output-dir", str(out), "--max-samples",
+            "50"]
     assert evaluate_main(args) == 0
     capsys.readouterr()
     before = {path.name: path.read_bytes() for path in out.iterdir()}
@@ -134,7 +135,7 @@ def test_evaluate_that_runs_out_of_room_midway_keeps_the_whole_earlier_evaluatio
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(evaluate_module, "plot_reliability_diagram", full_disk)  # the last file of the set
-    assert evaluate_main(args + ["--max-samples", "50"]) == 1
+    assert evaluate_main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "are unchanged" in err
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder left either
