@@ -16,7 +16,7 @@ from src.exceptions import CheckpointError, ExplanationRefused
 from src.inference.explain import DEFAULT_METHOD, DEFAULT_STEPS, explain_batch
 from src.inference.metrics import logistic, predicted_classes
 from src.inference.onnx_model import OnnxLSTM
-from src.models.lstm_model import LSTMClassifier
+from src.models.lstm_model import LSTMClassifier, check_vocabulary_fits
 from src.models.model_dir import load_model_directory, load_temperature
 from src.models.ngram_model import NgramBlend
 from src.utils.device import cpu_computes_in_bfloat16, resolve_device
@@ -110,7 +110,7 @@ class SentimentPredictor(_Classifier):
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
                  device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None,
                  onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0, dtype: Optional[torch.dtype] = None):
-        model.config.check_vocabulary(preprocessor.vocab_size)
+        check_vocabulary_fits(preprocessor.vocab_size, model.config.vocab_size)
         self.device = resolve_device(device)
         self.dtype = dtype  # the LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32)
         self.temperature = temperature

@@ -67,9 +67,6 @@ class LSTMConfig:
         if self.class_names is not None:
             self.class_names = check_class_names(self.class_names, self.output_dim)
 
-    def check_vocabulary(self, vocab_size: int) -> None:
-        check_vocabulary_fits(vocab_size, self.vocab_size)
-
     @property
     def classes(self) -> Tuple[str, ...]:
         """The name of each class, in the order of the outputs (the positive class last of two); without

@@ -26,7 +26,7 @@ import torch
 from src.config import TEMPERATURE_RANGE, default_of
 from src.data.preprocessing import TextPreprocessor
 from src.exceptions import CheckpointError, DataError
-from src.models.lstm_model import LSTMClassifier
+from src.models.lstm_model import LSTMClassifier, check_vocabulary_fits
 from src.models.ngram_model import NGRAM_FILE, NgramBlend
 from src.utils.checkpoint_io import WEIGHTS_FORMAT_VERSIONS, load_state, save_state
 from src.utils.download import sha256_of
@@ -129,7 +129,7 @@ def load_model_directory(directory: Union[str, Path], device: Union[str, torch.d
         raise CheckpointError(f"{directory / MODEL_FILE} does not hold a usable model ({reason})") from None
     preprocessor = _load_preprocessor(directory)
     try:
-        model.config.check_vocabulary(preprocessor.vocab_size)
+        check_vocabulary_fits(preprocessor.vocab_size, model.config.vocab_size)
     except ValueError as err:
         raise CheckpointError(f"{directory}: {str(err).split(';')[0]}; the directory mixes files of two runs") from None
     return model.to(device).eval(), preprocessor

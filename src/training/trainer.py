@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from src.config import OPTIMIZER_TYPES, check_setting, default_of
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
-from src.models.lstm_model import LSTMConfig, outputs_for
+from src.models.lstm_model import LSTMConfig, check_vocabulary_fits, outputs_for
 from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
 from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
 from src.training.epoch_log import EpochLog
@@ -616,7 +616,7 @@ def _check_model_fits_data(model: nn.Module, criterion: nn.Module, preprocessor:
     if not isinstance(config, LSTMConfig):
         return
     if preprocessor is not None:
-        config.check_vocabulary(preprocessor.vocab_size)
+        check_vocabulary_fits(preprocessor.vocab_size, config.vocab_size)
     _check_criterion(config.output_dim, criterion)
     for loader in loaders:
         names = getattr(getattr(loader, "dataset", None), "class_names", None)
