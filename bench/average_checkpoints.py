@@ -12,6 +12,12 @@ average that reaches back past the last few may skip epochs (each line names
 the epochs it averages). One JSON line per candidate, then a summary line with
 the candidates validation picks.
 
+Validation loss punishes the overconfidence that later epochs and their averages
+grow, which accuracy does not; so each line also gives the validation loss after
+temperature scaling (the one temperature fitted on validation, as a finished run
+calibrates its final model), a rule of "better" that scores how well a
+candidate ranks the reviews rather than how confident it is.
+
     .venv/bin/python bench/average_checkpoints.py --run-dir checkpoints --data-dir data/imdb
 """
 
@@ -19,11 +25,11 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import cpu_facts  # noqa: E402
 from src.data.loaders import DataSource, create_data_loaders  # noqa: E402
 from src.data.preprocessing import TextPreprocessor  # noqa: E402
+from src.inference.metrics import fit_temperature, log_loss  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
-from src.training import create_trainer  # noqa: E402
 from src.training.averaging import average_weights  # noqa: E402
 from src.utils.checkpoint_io import load_state  # noqa: E402
 
@@ -58,6 +64,25 @@ def run_loaders(run_config: Dict[str, Any], preprocessor: TextPreprocessor, data
     return train, val, test
 
 
+@torch.no_grad()
+def scores_and_labels(model: LSTMClassifier, loader) -> Tuple[np.ndarray, np.ndarray]:
+    """The model's scores (log-odds [N] or logits [N, C]) and the labels of ``loader``'s reviews, dropout off."""
+    model.eval()
+    scores, labels = [], []
+    for ids, lengths, batch_labels in loader:
+        scores.append(model(ids, lengths).float())
+        labels.append(batch_labels)
+    return torch.cat(scores).numpy().astype(np.float64), torch.cat(labels).numpy().astype(np.int64)
+
+
+def scored(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+    """Loss, loss after temperature scaling (fitted on these reviews) and accuracy."""
+    predicted = scores > 0 if scores.ndim == 1 else scores.argmax(axis=1)
+    temperature = fit_temperature(labels, scores)
+    return {"loss": log_loss(labels, scores), "calibrated_loss": log_loss(labels, scores / temperature),
+            "temperature": temperature, "accuracy": float(np.mean(predicted == labels))}
+
+
 def candidates(states: List[Dict[str, Any]]) -> List[Tuple[str, List[Dict[str, Any]]]]:
     """Each epoch alone, then the averages of the last 2, 3, ... epochs kept."""
     epochs = [state["epoch"] for state in states]
@@ -70,24 +95,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="a finished run's --checkpoint-dir")
     parser.add_argument("--data-dir", default=None, help="the run's --data-dir, if it has moved since")
+    parser.add_argument("--last", type=int, default=None, help="only the last N epoch checkpoints (default: all)")
     args = parser.parse_args()
-    paths = epoch_checkpoints(Path(args.run_dir))
+    paths = epoch_checkpoints(Path(args.run_dir))[-args.last if args.last else 0:]
     if len(paths) < 2:
         parser.error(f"{args.run_dir} holds {len(paths)} epoch checkpoints; averaging needs two or more")
     states = [load_state(path) for path in paths]
-    train_loader, val_loader, test_loader = run_loaders(
+    _, val_loader, test_loader = run_loaders(
         states[-1]["run_config"], TextPreprocessor.from_dict(states[-1]["preprocessor"]), args.data_dir)
     model = LSTMClassifier.from_config(states[-1]["model_config"])
     rows = []
-    with tempfile.TemporaryDirectory(prefix="average-") as scratch:
-        trainer = create_trainer(model, train_loader, val_loader, checkpoint_dir=scratch)
-        for name, members in candidates(states):
-            model.load_state_dict(average_weights([member["model_state"] for member in members]))
-            validation, test = trainer.evaluate_model(val_loader), trainer.evaluate_model(test_loader)
-            rows.append({"candidate": name, "val_loss": round(validation["loss"], 4),
-                         "val_accuracy": round(validation["accuracy"], 4), "test_accuracy": round(test["accuracy"], 5)})
-            print(json.dumps(rows[-1]), flush=True)
+    for name, members in candidates(states):
+        model.load_state_dict(average_weights([member["model_state"] for member in members]))
+        validation, test = scored(*scores_and_labels(model, val_loader)), scored(*scores_and_labels(model, test_loader))
+        rows.append({"candidate": name, "val_loss": round(validation["loss"], 4),
+                     "val_loss_calibrated": round(validation["calibrated_loss"], 4),
+                     "val_temperature": round(validation["temperature"], 3),
+                     "val_accuracy": round(validation["accuracy"], 4), "test_accuracy": round(test["accuracy"], 5)})
+        print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({"run_dir": args.run_dir, "picked_by_val_loss": min(rows, key=lambda row: row["val_loss"]),
+                      "picked_by_calibrated_val_loss": min(rows, key=lambda row: row["val_loss_calibrated"]),
                       "picked_by_val_accuracy": max(rows, key=lambda row: row["val_accuracy"]), **cpu_facts()}))
 
 
