@@ -95,6 +95,23 @@ def test_the_averaging_bench_takes_the_epochs_in_order_and_averages_their_floats
     assert torch.equal(averaged["w"], torch.tensor([2.0, 4.0])) and int(averaged["count"]) == 5
 
 
+def test_the_averaging_bench_scores_an_overconfident_candidate_after_temperature_scaling():
+    """Scores three times too confident: the fitted temperature is about 3, the calibrated loss is the loss
+    of the honest scores, and accuracy counts the labels the scores give."""
+    import numpy as np
+
+    from bench.average_checkpoints import scored
+
+    rng = np.random.default_rng(0)
+    honest = rng.normal(0.0, 2.0, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-honest))).astype(np.int64)
+    result = scored(3 * honest, labels)
+    assert result["temperature"] == pytest.approx(3.0, rel=0.1)
+    assert result["calibrated_loss"] < result["loss"] - 0.1
+    assert result["calibrated_loss"] == pytest.approx(scored(honest, labels)["calibrated_loss"], abs=0.002)
+    assert result["accuracy"] == pytest.approx(np.mean((honest > 0) == labels))
+
+
 def test_the_short_review_bench_scores_a_model_directory_and_its_checkpoint_alike(model_dir, monkeypatch, capsys):
     import json
 
