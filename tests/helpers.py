@@ -224,8 +224,9 @@ def tiny_trained_model(tmp_path_factory) -> Path:
         root = tmp_path_factory.mktemp("tiny-trained")
         tree = write_imdb_tree(root / "data", {"train": synthetic_reviews(150), "test": synthetic_reviews(40, seed=1)})
         run_training(TrainConfig(data_dir=str(tree), output_dir=str(root / "model"), checkpoint_dir=str(root / "run"),
-                                 epochs=3, embedding_dim=16, hidden_dim=8, n_layers=1, max_length=40, batch_size=16,
-                                 learning_rate=0.01, pretrain_lm_epochs=0, quiet=True, tensorboard=False))
+                                 epochs=3, embedding_dim=16, hidden_dim=8, n_layers=1, max_length=40,
+                                 eval_max_length=40, batch_size=16, learning_rate=0.01, pretrain_lm_epochs=0,
+                                 quiet=True, tensorboard=False))
         _TRAINED_MODELS["tiny"] = root / "model"
     return _TRAINED_MODELS["tiny"]
 

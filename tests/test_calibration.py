@@ -103,6 +103,7 @@ def test_the_model_card_reports_the_run(trained):
     assert f"| the model | {100 * metrics['test']['accuracy']:.2f}% |" in card
     assert f"temperature of {metrics['calibration']['temperature']:.3f}" in card
     assert "1,200 for training" not in card and "960 for training" in card  # the 80% left after validation
-    assert "IMDB's Large Movie Review Dataset" in card and "120 tokens of a text" in card
+    assert "IMDB's Large Movie Review Dataset" in card and "240 tokens of a text" in card  # twice --max-length 120
+    assert "120 tokens per text in training and 240 in evaluation" in card
     assert f"{metrics['speed']['reviews_per_second']:,.0f} reviews per second" in card
     assert str(root) not in card and "/tmp" not in card  # no paths of the training machine

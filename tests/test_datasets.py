@@ -74,6 +74,10 @@ def test_loaders_on_real_reviews(small_loaders):
     assert ids.shape == (32, int(lengths.max())) and int(lengths.max()) <= 100
     assert (ids[torch.arange(32), lengths - 1] != 0).all()
     assert processor.vocab_size <= 25000 and processor.is_fitted
+    # training reads 100 tokens of a review; validation and testing 200 (twice --max-length)
+    assert train.dataset.lengths.max() == 100 and processor.eval_max_length == 200
+    assert val.dataset.lengths.max() == test.dataset.lengths.max() == 200
+    assert sum(test.dataset.lengths > 100) > 50  # real reviews: many read whole only at evaluation
 
 
 def test_split_is_reproducible_and_disjoint(small_loaders, imdb_tree):

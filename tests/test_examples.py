@@ -135,6 +135,35 @@ def test_the_short_review_bench_scores_a_model_directory_and_its_checkpoint_alik
     assert rows[0]["blend"] is None and rows[0]["reviews"] == len(test.texts) == 80
 
 
+def test_the_evaluation_length_bench_scores_what_the_model_reads_at_each_length(model_dir, capsys):
+    import json
+
+    import numpy as np
+
+    from bench import eval_length
+    from bench.short_reviews import load_predictor
+    from src.data import load_imdb_splits
+
+    data_dir = model_dir.parent / "data"
+    eval_length.main([str(model_dir), "--data-dir", str(data_dir), "--lengths", "40", "3"])
+    whole, cut, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    test = load_imdb_splits(data_dir, splits=("test",))["test"]
+    predictor = load_predictor(model_dir)  # trained and evaluated on 40 tokens: the test reviews whole
+    assert predictor.preprocessor.max_length == 40
+    assert max(len(predictor.preprocessor.tokenize(text)) for text in test.texts) <= 40
+
+    def accuracy(texts):
+        return round(float(np.mean((predictor.lstm_log_odds(texts) >= 0) == (np.asarray(test.labels) == 1))), 5)
+
+    # head_tail at 3 tokens keeps a review's last 3 (its first quarter is no token)
+    last_three = [" ".join(predictor.preprocessor.tokenize(text)[-3:]) for text in test.texts]
+    assert (whole["length"], whole["lstm_alone"], whole["blend"]) == (40, accuracy(test.texts), None)
+    assert (cut["length"], cut["lstm_alone"], cut["mean_tokens_read"]) == (3, accuracy(last_three), 3.0)
+    assert whole["lstm_alone"] != cut["lstm_alone"]
+    assert summary["points_over_training_length"] == {"3": {"lstm_alone": round(100 * (cut["lstm_alone"]
+                                                                                     - whole["lstm_alone"]), 3)}}
+
+
 def test_the_n_gram_settings_bench_fits_what_training_fits_at_the_default_strength(model_dir):
     """bench/ngram_settings.py fits every strength from one shared matrix: at the default C its n-gram model
     must score the run's test reviews as ``NgramModel.fit`` on the same training reviews does, and another C

@@ -51,7 +51,8 @@ def png_size(path):
 
 def test_predict_api(trained):
     predictor = SentimentPredictor.from_pretrained(trained[0])
-    assert predictor.max_length == 150  # taken from the training config
+    # trained on 150 tokens a review (the training config), it reads twice as many at prediction
+    assert (predictor.preprocessor.max_length, predictor.max_length) == (150, 300)
     single = predictor.predict(REVIEWS[0])
     assert single["label"] in ("positive", "negative") and 0.0 <= single["probability"] <= 1.0
     batch = predictor.predict_batch(REVIEWS, batch_size=2)
@@ -176,7 +177,7 @@ def test_evaluate_into_the_model_directory_and_errors(trained, imdb_tree, tmp_pa
 def short_reader(trained, tmp_path_factory):
     """The trained model again, saved to read only the first 10 words of a review."""
     model, preprocessor = load_model_directory(trained[0])
-    preprocessor.max_length, preprocessor.truncation = 10, "head"
+    preprocessor.eval_max_length, preprocessor.truncation = 10, "head"
     return save_model_directory(tmp_path_factory.mktemp("short") / "model", model, preprocessor)
 
 

@@ -35,13 +35,22 @@ def test_encode_decode_and_unknown_words():
     assert batch[1].tolist() == []
 
 
-@pytest.mark.parametrize("truncation, kept", [("head", "w0 w1 w2 w3"), ("head_tail", "w0 w5 w6 w7")])
-def test_the_preprocessor_cuts_reviews_for_the_model(truncation, kept):
-    words = " ".join(f"w{i}" for i in range(8))
+@pytest.mark.parametrize("truncation, trained, read", [
+    ("head", "w0 w1 w2 w3", "w0 w1 w2 w3 w4 w5 w6 w7"),
+    ("head_tail", "w0 w9 w10 w11", "w0 w1 w6 w7 w8 w9 w10 w11"),  # the first quarter and the end
+])
+def test_the_preprocessor_cuts_reviews_for_training_and_reads_twice_as_much_at_prediction(truncation, trained, read):
+    words = " ".join(f"w{i}" for i in range(12))
     processor = TextPreprocessor(max_length=4, truncation=truncation).build_vocab([words])
-    [ids] = processor.encode_for_model([words])
-    assert processor.decode(ids) == kept
+    [ids] = processor.encode_batch([words])
+    assert processor.decode(processor.truncate(ids)) == trained
+    assert processor.eval_max_length == 8
+    assert processor.decode(processor.truncate_for_prediction(ids)) == read
+    [for_model] = processor.encode_for_model([words])
+    assert processor.decode(for_model) == read
     assert processor.encode_for_model([""])[0].tolist() == [processor.unk_idx]  # never empty
+    exact = TextPreprocessor(max_length=4, eval_max_length=4, truncation=truncation).build_vocab([words])
+    assert processor.decode(exact.encode_for_model([words])[0]) == trained
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -50,9 +59,16 @@ def test_save_and_load_round_trip(tmp_path):
     processor.save(path)
     loaded = TextPreprocessor.load(path)
     assert loaded.itos == processor.itos and loaded.max_vocab_size == 100
-    assert (loaded.max_length, loaded.truncation) == (processor.max_length, processor.truncation)
+    assert (loaded.max_length, loaded.eval_max_length, loaded.truncation) == (400, 800, processor.truncation)
     assert loaded.encode("three two zero") == processor.encode("three two zero")
     assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]  # no temporary files left
+
+
+def test_a_vocabulary_from_before_the_evaluation_length_reads_what_it_was_trained_on(tmp_path):
+    state = TextPreprocessor(max_length=7, eval_max_length=30).build_vocab(["one two"]).to_dict()
+    assert TextPreprocessor.from_dict(state).eval_max_length == 30
+    del state["eval_max_length"]  # as vocabularies were written before it
+    assert TextPreprocessor.from_dict(state).eval_max_length == 7
 
 
 def test_save_failure_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -85,7 +101,8 @@ def test_missing_vocabulary_file(tmp_path):
         TextPreprocessor.load(tmp_path / "none.json")
 
 
-@pytest.mark.parametrize("kwargs", [{"max_vocab_size": 2}, {"min_freq": 0}])
+@pytest.mark.parametrize("kwargs", [{"max_vocab_size": 2}, {"min_freq": 0}, {"eval_max_length": 0},
+                                    {"eval_max_length": 10 ** 9}])
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):
         TextPreprocessor(**kwargs)

@@ -192,6 +192,7 @@ def create_data_loaders(
     num_replicas: int = 1,
     rank: int = 0,
     splits: Optional[Tuple[ReviewData, ReviewData, ReviewData]] = None,
+    eval_max_length: Optional[int] = None,
 ) -> Tuple[DataLoader, DataLoader, DataLoader, TextPreprocessor]:
     """Load the data (IMDB is downloaded into a missing or empty folder), build the vocabulary, and return
     loaders.
@@ -200,7 +201,8 @@ def create_data_loaders(
     Validation is the validation file's reviews, else a stratified, seeded split of the
     training reviews; the vocabulary is built on the remaining training reviews only. ``max_train_samples`` keeps a stratified subset
     of ``train/`` before the split (for quick runs), ``max_test_samples`` likewise for
-    ``test/``. Reviews are split into tokens and cut as the preprocessor says: ``max_length``,
+    ``test/``. Reviews are split into tokens and cut as the preprocessor says (training's to
+    ``max_length``, validation's and test's to ``eval_max_length``): ``max_length``, ``eval_max_length``,
     ``truncation`` and ``tokenizer`` set those of a new one (default: ``TrainConfig``'s); pass
     a fitted ``preprocessor`` to reuse an existing vocabulary and encoding. ``splits`` are the training,
     validation and test reviews when ``split_reviews`` has read them already with these settings.
@@ -211,7 +213,8 @@ def create_data_loaders(
     check_setting("batch_size", batch_size, "batch_size")
     check_setting("validation_split", validation_split, "validation_split")
     preprocessor = _preprocessor(preprocessor, max_vocab_size, min_freq,
-                                 {"max_length": max_length, "truncation": truncation, "tokenizer": tokenizer})
+                                 {"max_length": max_length, "truncation": truncation, "tokenizer": tokenizer,
+                                  "eval_max_length": eval_max_length})
     if splits is None:
         splits = split_reviews(data_dir, validation_split, seed, max_train_samples, max_test_samples, download)
     train, val, test = splits
@@ -219,10 +222,11 @@ def create_data_loaders(
                  else preprocessor.fit_encode(train.texts))
     logger.info("data: %d train, %d validation, %d test reviews; vocabulary of %d words",
                 len(train.texts), len(val.texts), len(test.texts), preprocessor.vocab_size)
-    datasets = [ReviewDataset([preprocessor.truncate(x) for x in ids], part.labels, part.texts, train.class_names)
-                for ids, part in
-                ((train_ids, train), (preprocessor.encode_batch(val.texts), val),
-                 (preprocessor.encode_batch(test.texts), test))]
+    datasets = [ReviewDataset([cut(x) for x in ids], part.labels, part.texts, train.class_names)
+                for ids, part, cut in
+                ((train_ids, train, preprocessor.truncate),
+                 (preprocessor.encode_batch(val.texts), val, preprocessor.truncate_for_prediction),
+                 (preprocessor.encode_batch(test.texts), test, preprocessor.truncate_for_prediction))]
     shards = [dict(num_replicas=num_replicas, rank=rank, pad_shards=True),
               dict(num_replicas=num_replicas, rank=rank, pad_shards=False), {}]
     loaders = [

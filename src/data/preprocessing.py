@@ -1,7 +1,8 @@
 """Tokenisation, vocabulary, and cutting reviews to the model's length.
 
 ``TextPreprocessor`` owns everything that turns text into the model's input: the
-vocabulary, ``max_length`` and ``truncation``. It is saved as ``vocab.json``, so a
+vocabulary, ``max_length`` (training's cut), ``eval_max_length`` (the cut of
+validation, testing and prediction) and ``truncation``. It is saved as ``vocab.json``, so a
 model directory alone reproduces training's encoding.
 
 A small regular-expression tokenizer of our own: on the 25,000 IMDB training
@@ -21,7 +22,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from src.config import check_setting, default_of
+from src.config import check_setting, default_of, reading_length
 from src.exceptions import DataError
 from src.utils.io import atomic_write_json
 
@@ -31,7 +32,8 @@ PAD_IDX = 0
 UNK_IDX = 1
 # 2: max_length and truncation are part of the vocabulary file. Version 1 files load with
 # LEGACY_ENCODING, the settings inference used before; model directories of that time
-# override it with their config.json.
+# override it with their config.json. Files without eval_max_length (from before it) read
+# max_length tokens at prediction, as their models were evaluated.
 FORMAT_VERSION = 2
 LEGACY_ENCODING = {"max_length": 400, "truncation": "head"}
 
@@ -74,16 +76,22 @@ class TextPreprocessor:
 
     Id 0 is ``<pad>`` and id 1 is ``<unk>``; the remaining ids go to the most frequent
     training words (ties broken alphabetically, so the vocabulary is reproducible).
-    ``encode_for_model`` also cuts each review to ``max_length`` tokens by ``truncation``.
+    Training reads ``max_length`` tokens of a review (``truncate``), validation, testing and
+    prediction ``eval_max_length`` (``truncate_for_prediction``, ``encode_for_model``), both cut
+    by ``truncation``: an LSTM that pools over time reads whole reviews better than cut ones,
+    and training on cut ones is cheaper.
     """
 
     def __init__(self, max_vocab_size: int = default_of("max_vocab_size"), min_freq: int = default_of("min_freq"),
                  lowercase: bool = True, max_length: int = default_of("max_length"),
-                 truncation: str = default_of("truncation"), tokenizer: str = default_of("tokenizer")):
+                 truncation: str = default_of("truncation"), tokenizer: str = default_of("tokenizer"),
+                 eval_max_length: Optional[int] = None):
         self.max_vocab_size = check_setting("max_vocab_size", max_vocab_size, "max_vocab_size")
         self.min_freq = check_setting("min_freq", min_freq, "min_freq")
         self.lowercase = lowercase
         self.max_length = check_setting("max_length", max_length, "max_length")
+        self.eval_max_length = reading_length(self.max_length,
+                                              check_setting("eval_max_length", eval_max_length, "eval_max_length"))
         self.truncation = check_setting("truncation", truncation, "truncation")
         self.tokenizer = check_setting("tokenizer", tokenizer, "tokenizer")
         self.itos: List[str] = [PAD_TOKEN, UNK_TOKEN]
@@ -141,15 +149,19 @@ class TextPreprocessor:
         return [self._token_ids(self.tokenize(text)) for text in texts]
 
     def truncate(self, ids: np.ndarray) -> np.ndarray:
-        """Token ids cut to the model's input: at most ``max_length``, never empty."""
+        """Token ids cut to the model's input in training: at most ``max_length``, never empty."""
         return truncate_ids(ids, self.max_length, self.truncation)
+
+    def truncate_for_prediction(self, ids: np.ndarray) -> np.ndarray:
+        """Token ids cut to the model's input outside training: at most ``eval_max_length``, never empty."""
+        return truncate_ids(ids, self.eval_max_length, self.truncation)
 
     def encode_for_model(self, texts: Iterable[str], tokenized: Optional[Iterable[List[str]]] = None
                          ) -> List[np.ndarray]:
-        """The model's input for each text, as in training: encoded, then truncated. ``tokenized``: the
+        """The model's input for each text at prediction: encoded, then truncated. ``tokenized``: the
         texts' tokens (``tokenize``), where the caller has them already."""
         tokenized = map(self.tokenize, texts) if tokenized is None else tokenized
-        return [self.truncate(self._token_ids(tokens)) for tokens in tokenized]
+        return [self.truncate_for_prediction(self._token_ids(tokens)) for tokens in tokenized]
 
     def _token_ids(self, tokens: List[str]) -> np.ndarray:
         get = self.stoi.get
@@ -166,6 +178,7 @@ class TextPreprocessor:
             "min_freq": self.min_freq,
             "lowercase": self.lowercase,
             "max_length": self.max_length,
+            "eval_max_length": self.eval_max_length,
             "truncation": self.truncation,
             "tokenizer": self.tokenizer,
             "itos": self.itos,
@@ -188,7 +201,8 @@ class TextPreprocessor:
                 )
             encoding = state if version != 1 else {**LEGACY_ENCODING, **(legacy_encoding() if legacy_encoding else {})}
             processor = cls(state["max_vocab_size"], state["min_freq"], state["lowercase"],
-                            encoding["max_length"], encoding["truncation"], state.get("tokenizer", LEGACY_TOKENIZER))
+                            encoding["max_length"], encoding["truncation"], state.get("tokenizer", LEGACY_TOKENIZER),
+                            state.get("eval_max_length", encoding["max_length"]))
             itos = state["itos"]
             if not isinstance(itos, list) or not all(isinstance(word, str) for word in itos):
                 raise DataError("the vocabulary's word list (itos) must be a list of strings")

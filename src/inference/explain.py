@@ -163,7 +163,7 @@ def _lstm_part(predictor: "SentimentPredictor", text: str, count: int, target: i
         attributions, score = occlusion(model, ids, direction, batch_size)
     contributions, cut = np.zeros(count), np.ones(count, dtype=bool)
     if count:
-        kept = predictor.preprocessor.truncate(np.arange(count))  # the positions the model reads
+        kept = predictor.preprocessor.truncate_for_prediction(np.arange(count))  # the positions the model reads
         contributions[kept], cut[kept] = attributions, False
     return contributions, cut, score, baseline
 

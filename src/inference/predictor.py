@@ -97,8 +97,9 @@ class SentimentPredictor(_Classifier):
     """``predict("text")`` -> ``{"label": "positive", "probabilities": {"negative": 0.1, "positive": 0.9},
     "probability": 0.9}`` (the model's class names; ``probability`` only of two classes: the positive one's).
 
-    Reviews are encoded and cut by the model's own preprocessor, exactly as in
-    training (its ``max_length`` and ``truncation``). Batches are formed from
+    Reviews are encoded and cut by the model's own preprocessor, exactly as its
+    validation reviews were in training (to its ``eval_max_length`` tokens, by its
+    ``truncation``). Batches are formed from
     reviews of similar length, and results come back in input order. A model
     trained with ``--ngram-blend`` also holds an n-gram model, whose log-odds are
     blended with the LSTM's. The final scores are divided by the model's
@@ -135,7 +136,8 @@ class SentimentPredictor(_Classifier):
 
     @property
     def max_length(self) -> int:
-        return self.preprocessor.max_length
+        """Tokens of a text the LSTM reads (the rest of a longer one is cut)."""
+        return self.preprocessor.eval_max_length
 
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,

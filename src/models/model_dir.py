@@ -2,7 +2,7 @@
 
 Layout: ``model.pt`` (format version, model config, weights, and the SHA-256 of the
 directory's other files of the run; loaded with ``weights_only=True``), ``vocab.json`` (the
-preprocessor: vocabulary, ``max_length``, ``truncation``), ``config.json`` (the
+preprocessor: vocabulary, ``max_length``, ``eval_max_length``, ``truncation``), ``config.json`` (the
 resolved training configuration), ``metrics.json`` (history and test metrics),
 for a model trained with ``--ngram-blend``, ``ngram_model.pt``, ``calibration.json`` (the
 temperature its scores are divided by), ``MODEL_CARD.md``, and, once exported, ``model.onnx``.

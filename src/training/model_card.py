@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from src.config import TrainConfig
+from src.config import TrainConfig, reading_length
 from src.data.datasets import ReviewDataset
 from src.data.loaders import DataSource
 from src.models.lstm_model import LSTMClassifier
@@ -83,7 +83,8 @@ def _data_lines(cfg: TrainConfig, splits: Sequence[ReviewDataset], classes: List
         f"reviews: {len(train.labels):,} for training ({share}), {len(val.labels):,} for validation, "
         f"{len(test.labels):,} for testing",
         f"tokenizer {cfg.tokenizer}, vocabulary of {cfg.max_vocab_size:,} words at most (seen at least "
-        f"{cfg.min_freq} time(s)), {cfg.max_length} tokens per text ({cfg.truncation} truncation)",
+        f"{cfg.min_freq} time(s)), {cfg.max_length} tokens per text in training and "
+        f"{reading_length(cfg.max_length, cfg.eval_max_length)} in evaluation ({cfg.truncation} truncation)",
     ]
 
 
@@ -151,7 +152,8 @@ def _limits(cfg: TrainConfig) -> List[str]:
     return [
         f"made for {domain}; other domains, languages and styles (tweets, product reviews, other languages) "
         "were not tested and will be less accurate",
-        f"the LSTM reads {cfg.max_length} tokens of a text ({_TRUNCATION[cfg.truncation]}); the rest of a longer "
+        f"the LSTM reads {reading_length(cfg.max_length, cfg.eval_max_length)} tokens of a text "
+        f"({_TRUNCATION[cfg.truncation]}); the rest of a longer "
         "text does not reach it" + (" (the n-gram model reads all of it)" if cfg.ngram_blend else ""),
         "sarcasm, mixed opinions and negation over long spans are the usual errors of such models",
         "the probabilities are calibrated on the validation split: they hold for texts like it",

@@ -301,7 +301,7 @@ def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: 
     are the reviews when they have been read already."""
     preprocessor = TextPreprocessor.from_dict(resume["preprocessor"]) if resume else None
     encoding = {} if resume else {"max_length": cfg.max_length, "truncation": cfg.truncation,
-                                  "tokenizer": cfg.tokenizer}
+                                  "tokenizer": cfg.tokenizer, "eval_max_length": cfg.eval_max_length}
     return create_data_loaders(
         DataSource.from_config(cfg), batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size,
         validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
