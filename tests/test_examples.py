@@ -164,6 +164,28 @@ def test_the_evaluation_length_bench_scores_what_the_model_reads_at_each_length(
                                                                                      - whole["lstm_alone"]), 3)}}
 
 
+def test_the_evaluation_length_bench_scores_a_blend_as_its_predictor_labels(model_dir):
+    import numpy as np
+
+    from bench import eval_length
+    from bench.short_reviews import load_predictor
+    from src.data import load_imdb_splits
+    from src.models.ngram_model import Blend, NgramBlend, NgramModel
+    from tests.helpers import synthetic_reviews
+
+    reviews = synthetic_reviews(60, seed=3)
+    ngrams = NgramModel.fit(reviews["neg"] + reviews["pos"], [0] * 60 + [1] * 60)
+    predictor = load_predictor(model_dir)
+    predictor.temperature = 2.0  # scales the scores, not the labels
+    predictor.ngram_blend = NgramBlend(ngrams, Blend(lstm_weight=0.4, ngram_weight=0.9, bias=-0.3))
+    test = load_imdb_splits(model_dir.parent / "data", splits=("test",))["test"]
+    labels = np.asarray(test.labels)
+    row = eval_length.accuracies_at(predictor, test.texts, labels, 5, ngrams.log_odds(test.texts))
+    predictor.preprocessor.eval_max_length = 5
+    expected = np.mean((predictor.probabilities(test.texts) >= 0.5) == (labels == 1))
+    assert row["blend"] == round(float(expected), 5) and row["blend"] != row["lstm_alone"]
+
+
 def test_the_n_gram_settings_bench_fits_what_training_fits_at_the_default_strength(model_dir):
     """bench/ngram_settings.py fits every strength from one shared matrix: at the default C its n-gram model
     must score the run's test reviews as ``NgramModel.fit`` on the same training reviews does, and another C
