@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from src.config import TrainConfig, reading_length
+from src.config import TrainConfig
 from src.data.datasets import ReviewDataset
 from src.data.loaders import DataSource
+from src.data.preprocessing import TextPreprocessor
 from src.models.lstm_model import LSTMClassifier
 from src.training.averaging import describe_final_weights
 
@@ -23,21 +24,22 @@ _TRUNCATION = {"head": "its start", "head_tail": "its first quarter and its end"
 
 
 def model_card(cfg: TrainConfig, metrics: Dict[str, Any], splits: Sequence[ReviewDataset],
-               model: LSTMClassifier) -> str:
+               model: LSTMClassifier, preprocessor: TextPreprocessor) -> str:
     """The card's Markdown for a finished run: ``metrics`` as ``_finish`` assembles them, ``splits`` the
-    training, validation and test reviews."""
+    training, validation and test reviews, ``preprocessor`` the model's (its lengths and truncation, which
+    a run resumed from an older checkpoint keeps from there)."""
     classes = list(model.config.classes)
     sections = [
         f"# Model card: {' / '.join(classes)} text classifier (bidirectional LSTM)",
         f"Trained with lstm-sentiment on {datetime.date.today().isoformat()}. Use it with "
         "`lstm-sentiment predict --model-dir DIR \"some text\"`, `evaluate`, or `serve`.",
         "## Model\n" + _bullets(_model_lines(cfg, metrics, model)),
-        "## Data\n" + _bullets(_data_lines(cfg, splits, classes)),
+        "## Data\n" + _bullets(_data_lines(cfg, splits, classes, preprocessor)),
         "## Training\n" + _bullets(_training_lines(cfg, metrics)),
         "## Evaluation\n" + _evaluation(metrics, len(splits[2].labels)),
         "## Calibration\n" + _calibration(metrics["calibration"]),
         "## Speed\n" + _speed(metrics["speed"]),
-        "## Intended use and limits\n" + _bullets(_limits(cfg)),
+        "## Intended use and limits\n" + _bullets(_limits(cfg, preprocessor)),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -71,7 +73,8 @@ def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifie
     ]
 
 
-def _data_lines(cfg: TrainConfig, splits: Sequence[ReviewDataset], classes: List[str]) -> List[str]:
+def _data_lines(cfg: TrainConfig, splits: Sequence[ReviewDataset], classes: List[str],
+                preprocessor: TextPreprocessor) -> List[str]:
     train, val, test = splits
     own = DataSource.from_config(cfg).own_files()
     source = ("your own files: " + ", ".join(f"{path.name} ({split})" for split, path in own.items())) if own \
@@ -83,8 +86,8 @@ def _data_lines(cfg: TrainConfig, splits: Sequence[ReviewDataset], classes: List
         f"reviews: {len(train.labels):,} for training ({share}), {len(val.labels):,} for validation, "
         f"{len(test.labels):,} for testing",
         f"tokenizer {cfg.tokenizer}, vocabulary of {cfg.max_vocab_size:,} words at most (seen at least "
-        f"{cfg.min_freq} time(s)), {cfg.max_length} tokens per text in training and "
-        f"{reading_length(cfg.max_length, cfg.eval_max_length)} in evaluation ({cfg.truncation} truncation)",
+        f"{cfg.min_freq} time(s)), {preprocessor.max_length} tokens per text in training and "
+        f"{preprocessor.eval_max_length} in evaluation ({preprocessor.truncation} truncation)",
     ]
 
 
@@ -146,14 +149,14 @@ def _speed(speed: Dict[str, Any]) -> str:
             "a model directory.")
 
 
-def _limits(cfg: TrainConfig) -> List[str]:
+def _limits(cfg: TrainConfig, preprocessor: TextPreprocessor) -> List[str]:
     imdb = DataSource.from_config(cfg).own_files() is None
     domain = "English movie reviews (IMDB)" if imdb else "texts like its training files"
     return [
         f"made for {domain}; other domains, languages and styles (tweets, product reviews, other languages) "
         "were not tested and will be less accurate",
-        f"the LSTM reads {reading_length(cfg.max_length, cfg.eval_max_length)} tokens of a text "
-        f"({_TRUNCATION[cfg.truncation]}); the rest of a longer "
+        f"the LSTM reads {preprocessor.eval_max_length} tokens of a text "
+        f"({_TRUNCATION[preprocessor.truncation]}); the rest of a longer "
         "text does not reach it" + (" (the n-gram model reads all of it)" if cfg.ngram_blend else ""),
         "sarcasm, mixed opinions and negation over long spans are the usual errors of such models",
         "the probabilities are calibrated on the validation split: they hold for texts like it",

@@ -458,7 +458,7 @@ def _finish(trainer: Trainer, cfg: TrainConfig, loaders, preprocessor: TextPrepr
                **extra}
     if scored["ngram_blend"] is not None:
         metrics.update(test_lstm_only=_score_metrics(test, scored["test_lstm"]), ngram_blend=scored["stats"])
-    card = model_card(cfg, metrics, (train, val, test), trainer.model)
+    card = model_card(cfg, metrics, (train, val, test), trainer.model, preprocessor)
     save_model_directory(cfg.output_dir, trainer.model, preprocessor, asdict(cfg), metrics, scored["ngram_blend"],
                          calibration={key: calibrated[key] for key in CALIBRATION_KEYS}, card=card)
     _export_onnx(cfg.output_dir)
