@@ -161,7 +161,8 @@ class TrainConfig:
     max_minutes: Optional[float] = setting(None, "time limit of the run: training stops before an epoch that "
                                            "would end after this many minutes from the start (data loading and "
                                            "pretraining count; the test evaluation and the n-gram fit come after); "
-                                           "the model directory gets the best epoch so far", "training", above=0, resume=ALLOW)
+                                           "the model directory gets the best epoch so far; none lifts a limit that a settings file "
+                                           "sets", "training", above=0, resume=ALLOW)
     average_epochs: int = setting(1, "after training, also score on validation the weights of the best epoch "
                                   "averaged with the next one, two, ... (up to N epochs in a row, from the kept epoch "
                                   "checkpoints; stochastic weight averaging), and keep an average that validation "
@@ -299,10 +300,13 @@ def reading_length(max_length: int, eval_max_length: Optional[int]) -> int:
 def check_setting(name: str, value: Any, label: Optional[str] = None) -> Any:
     """``value`` converted to the type of setting ``name`` and checked against its rule.
 
-    Strings are parsed ("3", "0.5", "false"); anything else must already have the
-    right type. ``label`` names the value in the message (default: the flag)."""
+    Strings are parsed ("3", "0.5", "false"); "none" clears a numeric setting that may be
+    unset (``--max-minutes none`` lifts a settings file's time limit); anything else must
+    already have the right type. ``label`` names the value in the message (default: the flag)."""
     label = label or flag_name(name)
     kind, optional = _kind(name)
+    if optional and kind in (int, float) and isinstance(value, str) and value.strip().lower() == "none":
+        return None
     if value is None:
         if optional:
             return None

@@ -164,8 +164,8 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
 
 @pytest.mark.parametrize("name, expected", [
     ("recommended", {"use_glove": True, "glove_dim": "50d", "embedding_dim": 50, "truncation": "head_tail",
-                     "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 2,
-                     "pretrain_lm_epochs": 1, "adversarial_eps": 1.0, "ngram_blend": True}),
+                     "embedding_dropout": 0.4, "dropout": 0.5, "hidden_dim": 128, "n_layers": 1,
+                     "pretrain_lm_epochs": 1, "adversarial_eps": 1.0, "ngram_blend": True, "max_minutes": 56.0}),
     ("fast", {"use_glove": True, "embedding_dim": 50, "hidden_dim": 64, "n_layers": 1, "pretrain_lm_epochs": 0,
               "adversarial_eps": 1.0, "ngram_blend": False}),
     ("large-gpu", {"use_glove": False, "embedding_dim": 256, "hidden_dim": 1024, "n_layers": 1,
@@ -174,6 +174,17 @@ def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, 
 def test_shipped_config_files_resolve_to_the_documented_settings(name, expected):
     cfg = resolve_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml"), "--epochs", "3"])
     assert {key: getattr(cfg, key) for key in expected} == expected and cfg.epochs == 3
+
+
+def test_none_clears_a_numeric_setting_that_a_settings_file_sets(capsys):
+    recommended = str(REPO_ROOT / "configs" / "recommended.yaml")
+    assert resolve_config(["--config", recommended]).max_minutes == 56.0
+    assert resolve_config(["--config", recommended, "--max-minutes", "none"]).max_minutes is None
+    assert resolve_config(["--early-stopping-patience", "None"]).early_stopping_patience is None
+    assert resolve_config(["--class-weights", "none"]).class_weights == "none"  # a word of its own, kept
+    with pytest.raises(SystemExit):
+        resolve_config(["--epochs", "none"])  # --epochs cannot be unset
+    assert "--epochs must be a whole number, got 'none'" in capsys.readouterr().err
 
 
 def test_ngram_blend_flag_turns_the_blend_on_and_off():
