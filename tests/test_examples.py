@@ -68,6 +68,22 @@ def test_the_gpu_sweep_trains_the_shipped_large_recipe():
     assert variant == read_config_file(str(REPO_ROOT / "configs" / "large-gpu.yaml"))
 
 
+def test_the_next_gpu_sweep_trains_the_shipped_recipes():
+    """The one-layer seeds and the large recipe waiting for a GPU are the shipped files' settings (the sweep's
+    own --max-minutes replaces the recommended file's time limit)."""
+    import json
+
+    from src.training.train_model import read_config_file
+
+    variants = json.loads((REPO_ROOT / "bench" / "sweeps" / "gpu-next.json").read_text())
+    recommended = read_config_file(str(REPO_ROOT / "configs" / "recommended.yaml"))
+    assert recommended.pop("max_minutes") == 56
+    for name, seed in (("rec1", None), ("rec1_s1", 1), ("rec1_s2", 2)):
+        variant = dict(variants[name])
+        assert variant.pop("seed", None) == seed and variant == {**recommended, "embedding_dim": 50}
+    assert variants["large_gpu"] == read_config_file(str(REPO_ROOT / "configs" / "large-gpu.yaml"))
+
+
 def test_the_accuracy_bench_takes_checked_settings_on_top_of_a_preset():
     from bench.accuracy import parse_settings
 
