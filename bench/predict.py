@@ -9,9 +9,13 @@ an n-gram blend also the same directory without it (the LSTM alone). Each
 directory is measured with PyTorch and with ONNX Runtime (``model.onnx`` is
 exported first if absent) in float32, and where the CPU has bfloat16 instructions
 also with PyTorch in bfloat16 and as ``auto`` runs it there (small batches in ONNX
-Runtime, larger ones in PyTorch in bfloat16). Last line: one JSON object.
+Runtime, larger ones in PyTorch in bfloat16). ``--reading-lengths`` also times the
+directory's LSTM saved again to read at most N tokens of each review (its
+``eval_max_length``), so the cost of reading more is measured on the same weights.
+Last line: one JSON object.
 
     .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models] [--parity] [--batch-sizes 1 4 8 16 64]
+        [--reading-lengths 400 800 --rounds 4]
 """
 
 import argparse
@@ -137,6 +141,45 @@ def parity(model_dir: str, texts: List[str], labels: List[int], batch_size: int)
             **{f"{name}_accuracy": float(np.mean(values == truth)) for name, values in predicted.items()}}
 
 
+def reading_copies(model_dir: str, lengths: List[int]) -> Dict[int, str]:
+    """The LSTM of ``model_dir`` saved again once per reading length (its vocabulary's ``eval_max_length``), so
+    that the cost of reading more of each review is timed on the same weights."""
+    copies = {}
+    for length in lengths:
+        model, preprocessor = load_model_directory(model_dir)
+        preprocessor.eval_max_length = length
+        copies[length] = tempfile.mkdtemp(prefix=f"predict-bench-read-{length}-")
+        save_model_directory(copies[length], model, preprocessor)
+    return copies
+
+
+def by_reading_length(model_dir: str, lengths: List[int], texts: List[str], singles: List[str],
+                      batch_size: int, rounds: int = 3) -> Dict[str, object]:
+    """Each runtime's speed reading ``lengths`` tokens of a review (the LSTM alone): the medians over ``rounds``
+    (the lengths in turn, in reversed order every other round), the mean tokens read, and each length's batch
+    rate and single-review p50 against the first length's."""
+    copies = reading_copies(model_dir, lengths)
+    runs: Dict[int, List[Dict[str, object]]] = {length: [] for length in lengths}
+    for round_index in range(rounds):
+        for length in (lengths if round_index % 2 == 0 else lengths[::-1]):
+            runs[length].append(measure_runtimes(copies[length], texts, singles, batch_size))
+    result: Dict[str, object] = {}
+    for length, measured in runs.items():
+        tokens = np.mean([len(ids) for ids in SentimentPredictor.from_pretrained(copies[length]).encode(texts)])
+        result[str(length)] = {"mean_tokens_read": round(float(tokens), 1), **{
+            name: {key: float(np.median([run[name][key] for run in measured]))
+                   for key in ("batch_reviews_per_s", "single_p50_ms")} for name in variants()}}
+    first = result[str(lengths[0])]
+    result["vs_first_length"] = {
+        str(length): {name: {"batch": round(result[str(length)][name]["batch_reviews_per_s"]
+                                            / first[name]["batch_reviews_per_s"], 2),
+                             "single_p50": round(first[name]["single_p50_ms"]
+                                                 / result[str(length)][name]["single_p50_ms"], 2)}
+                      for name in variants()}
+        for length in lengths[1:]}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
@@ -149,6 +192,10 @@ def main() -> None:
     parser.add_argument("--parity", action="store_true",
                         help="with --model-dir: also compare the variants' labels on the whole test split, "
                              "blended and LSTM alone")
+    parser.add_argument("--reading-lengths", type=int, nargs="*", default=[],
+                        help="with --model-dir: also time its LSTM reading at most these many tokens of a review "
+                             "(its --eval-max-length), e.g. 400 800")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --reading-lengths (medians reported)")
     args = parser.parse_args()
 
     splits = load_imdb_splits(args.data_dir)
@@ -169,6 +216,9 @@ def main() -> None:
         result["lstm_reviews_per_s_by_call_size"] = {name: by_batch_size(path, texts[:1000], args.batch_sizes)
                                                      for name, path in model_dirs.items()
                                                      if name != "model_dir" or "lstm_only" not in model_dirs}
+    if args.model_dir and args.reading_lengths:
+        result["by_reading_length"] = by_reading_length(args.model_dir, args.reading_lengths, texts, singles,
+                                                        args.batch_size, args.rounds)
     if args.model_dir and args.parity:
         result["parity"] = {name: parity(path, splits["test"].texts, splits["test"].labels, args.batch_size)
                             for name, path in model_dirs.items()}

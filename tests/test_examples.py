@@ -180,6 +180,27 @@ def test_the_evaluation_length_bench_scores_what_the_model_reads_at_each_length(
                                                                                      - whole["lstm_alone"]), 3)}}
 
 
+def test_the_prediction_bench_times_the_same_weights_at_each_reading_length(model_dir):
+    """bench/predict.py --reading-lengths: copies of one model that differ only in how much of a review they read,
+    so the mean tokens read grow with the length and short texts score the same."""
+    import numpy as np
+
+    from bench.predict import by_reading_length, reading_copies
+    from src.inference import SentimentPredictor
+    from tests.helpers import synthetic_reviews
+
+    texts = synthetic_reviews(6, seed=3)["pos"]
+    long_texts = [" ".join([text] * 12) for text in texts]  # well past 40 tokens
+    copies = {length: SentimentPredictor.from_pretrained(path) for length, path in reading_copies(str(model_dir),
+                                                                                                 [5, 40]).items()}
+    assert [predictor.max_length for predictor in copies.values()] == [5, 40]
+    short = [" ".join(text.split()[:4]) for text in texts]
+    assert np.allclose(copies[5].probabilities(short), copies[40].probabilities(short), atol=1e-6)
+    result = by_reading_length(str(model_dir), [5, 40], long_texts, short[:2], 4, rounds=2)
+    assert result["5"]["mean_tokens_read"] == 5 and result["40"]["mean_tokens_read"] == 40
+    assert set(result["vs_first_length"]) == {"40"} and "torch" in result["vs_first_length"]["40"]
+
+
 def test_the_evaluation_length_bench_scores_a_blend_as_its_predictor_labels(model_dir):
     import numpy as np
 
