@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
+from src.config import check_setting  # noqa: E402
 from src.data.preprocessing import tokenize  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 from src.inference.onnx_model import export_onnx  # noqa: E402
@@ -98,11 +99,15 @@ def measure_runtimes(model_dir: str, texts: List[str], singles: List[str], batch
     if not (Path(model_dir) / "model.onnx").is_file():
         export_onnx(model_dir)
     result = {name: measure(model_dir, texts, singles, batch_size, *how) for name, how in variants().items()}
-    reference = result["torch"]
-    result["vs_torch"] = {name: {"batch": round(side["batch_reviews_per_s"] / reference["batch_reviews_per_s"], 2),
-                                 "single_p50": round(reference["single_p50_ms"] / side["single_p50_ms"], 2)}
-                          for name, side in result.items() if name != "torch"}
+    result["vs_torch"] = {name: speedup(side, result["torch"]) for name, side in result.items() if name != "torch"}
     return result
+
+
+def speedup(side: Dict[str, float], reference: Dict[str, float]) -> Dict[str, float]:
+    """How many times ``reference``'s batch rate ``side`` runs at, and how many times sooner it answers one review
+    (p50)."""
+    return {"batch": round(side["batch_reviews_per_s"] / reference["batch_reviews_per_s"], 2),
+            "single_p50": round(reference["single_p50_ms"] / side["single_p50_ms"], 2)}
 
 
 def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str, float]:
@@ -147,7 +152,7 @@ def reading_copies(model_dir: str, lengths: List[int]) -> Dict[int, str]:
     copies = {}
     for length in lengths:
         model, preprocessor = load_model_directory(model_dir)
-        preprocessor.eval_max_length = length
+        preprocessor.eval_max_length = check_setting("eval_max_length", length, "--reading-lengths")
         copies[length] = tempfile.mkdtemp(prefix=f"predict-bench-read-{length}-")
         save_model_directory(copies[length], model, preprocessor)
     return copies
@@ -170,13 +175,8 @@ def by_reading_length(model_dir: str, lengths: List[int], texts: List[str], sing
             name: {key: float(np.median([run[name][key] for run in measured]))
                    for key in ("batch_reviews_per_s", "single_p50_ms")} for name in variants()}}
     first = result[str(lengths[0])]
-    result["vs_first_length"] = {
-        str(length): {name: {"batch": round(result[str(length)][name]["batch_reviews_per_s"]
-                                            / first[name]["batch_reviews_per_s"], 2),
-                             "single_p50": round(first[name]["single_p50_ms"]
-                                                 / result[str(length)][name]["single_p50_ms"], 2)}
-                      for name in variants()}
-        for length in lengths[1:]}
+    result["vs_first_length"] = {str(length): {name: speedup(result[str(length)][name], first[name])
+                                               for name in variants()} for length in lengths[1:]}
     return result
 
 
