@@ -123,7 +123,8 @@ class TrainConfig:
     use_glove: bool = setting(False, "initialise the embedding with GloVe vectors", "model")
     glove_corpus: str = setting("6B", "GloVe corpus", "model", choices=tuple(GLOVE_VARIANTS))
     glove_dim: str = setting("300d", "GloVe vector size (50d, 100d, 200d or 300d); sets --embedding-dim unless "
-                             "that is given", "model")
+                             "that is given; a larger --embedding-dim adds dimensions learned from scratch after "
+                             "the GloVe ones", "model")
     glove_cache_dir: str = setting("data/glove", "where GloVe files are kept", "model", resume=ALLOW)
     freeze_embeddings: bool = setting(False, "do not train the embedding", "model")
     pretrain_lm_epochs: float = setting(1.0, "first pretrain the embedding and the first LSTM layer (every layer "
@@ -233,9 +234,12 @@ class TrainConfig:
         if self.use_glove:
             check_glove_variant(self.glove_corpus, self.glove_dim)
             size = parse_glove_dim(self.glove_dim)
-            if self.embedding_dim != size:
-                raise ValueError(f"--embedding-dim {self.embedding_dim} does not match --glove-dim {self.glove_dim}; "
-                                 f"use --embedding-dim {size} (or leave it out)")
+            if self.embedding_dim < size:
+                raise ValueError(f"--embedding-dim {self.embedding_dim} is smaller than --glove-dim {self.glove_dim}; "
+                                 f"use --embedding-dim {size} or more (or leave it out)")
+            if self.freeze_embeddings and self.embedding_dim > size:
+                raise ValueError(f"--freeze-embeddings would freeze the {self.embedding_dim - size} dimensions beyond "
+                                 f"the GloVe vectors at their random start; use --embedding-dim {size} to freeze them")
         return self
 
     def settle_resume(self, saved: Mapping[str, Any]) -> Tuple[Dict[str, Tuple[Any, Any]], Dict[str, Any]]:

@@ -143,10 +143,31 @@ def test_use_glove_from_a_cached_zip(tmp_path, imdb_tree, real_data):
     assert "GloVe 6B 50d" in (tmp_path / "run" / "train.log").read_text()
 
 
-def test_glove_dimension_must_match_embedding_dim(capsys):
+def test_glove_with_learned_dimensions_trains_pretrains_and_says_so(tmp_path, imdb_tree, real_data):
+    cache = tmp_path / "glove"
+    cache.mkdir()
+    (cache / "glove.6B.zip").symlink_to(real_data / "glove" / "glove.6B.zip")
+    args = ["--data-dir", str(imdb_tree), "--output-dir", str(tmp_path / "model"), "--checkpoint-dir",
+            str(tmp_path / "run"), "--use-glove", "--glove-dim", "50d", "--embedding-dim", "64", "--glove-cache-dir",
+            str(cache), "--epochs", "1", *SMALL[2:], "--pretrain-lm-epochs", "1"]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["glove"]["learned_dims"] == 14 and metrics["lm_pretraining"]
+    assert load_model_directory(tmp_path / "model")[0].embedding.weight.shape[1] == 64
+    assert ("GloVe 6B 50d vectors" in (card := (tmp_path / "model" / "MODEL_CARD.md").read_text())
+            and "and 14 more dimensions learned from scratch" in card)
+
+
+def test_embedding_dim_holds_the_glove_vectors_and_may_add_learned_dimensions(capsys):
+    assert resolve_config(["--use-glove", "--glove-dim", "50d", "--embedding-dim", "128"]).embedding_dim == 128
+    assert resolve_config(["--use-glove", "--glove-dim", "50d"]).embedding_dim == 50
     with pytest.raises(SystemExit):
-        resolve_config(["--use-glove", "--glove-dim", "100d", "--embedding-dim", "300"])
-    assert "--embedding-dim 300 does not match --glove-dim 100d" in capsys.readouterr().err
+        resolve_config(["--use-glove", "--glove-dim", "100d", "--embedding-dim", "64"])
+    assert "--embedding-dim 64 is smaller than --glove-dim 100d; use --embedding-dim 100 or more" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        resolve_config(["--use-glove", "--glove-dim", "50d", "--embedding-dim", "64", "--freeze-embeddings"])
+    assert "--freeze-embeddings would freeze the 14 dimensions beyond the GloVe vectors" in capsys.readouterr().err
 
 
 def test_packed_sequence_path_trains_the_same_model_as_the_padded_one(tmp_path, imdb_tree):

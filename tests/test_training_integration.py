@@ -256,9 +256,26 @@ class TestGloVeIntegration:
         from src.training import initialize_model_with_glove
 
         processor = TextPreprocessor().build_vocab(["a film"])
-        with pytest.raises(ValueError, match="50 dimensions but the model's embedding has 8"):
+        with pytest.raises(ValueError, match="50 dimensions but the model's embedding has only 8"):
             initialize_model_with_glove(tiny_model(vocab_size=processor.vocab_size), processor, dimension="50d",
                                         cache_dir=glove_cache)
+
+    def test_a_wider_embedding_keeps_the_vectors_first_and_learns_the_rest(self, glove_cache):
+        from src.data import TextPreprocessor
+        from src.training import GloVeLoader, initialize_model_with_glove
+
+        processor = TextPreprocessor().build_vocab(["movie terrible qwzxv " * 3])
+        model = tiny_model(vocab_size=processor.vocab_size, embedding_dim=80)
+        stats = initialize_model_with_glove(model, processor, dimension="50d", cache_dir=glove_cache, progress=False)
+        assert stats["embedding_dim"] == 50 and stats["learned_dims"] == 30 and stats["found"] == 2
+        vectors, _ = GloVeLoader(glove_cache).load_glove_embeddings(glove_cache / "glove.6B.50d.txt",
+                                                                     vocab={"movie", "terrible"})
+        weight = model.embedding.weight.detach()  # [V, 80]
+        for word in ("movie", "terrible"):
+            assert torch.equal(weight[processor.stoi[word], :50], torch.from_numpy(vectors[word]))
+        learned = weight[2:, 50:]  # noise with the vectors' spread, not zeros
+        assert torch.count_nonzero(learned) == learned.numel() and 0.1 < float(learned.std()) < 1.0
+        assert torch.count_nonzero(weight[processor.pad_idx]) == 0 and model.embedding.weight.requires_grad
 
     def test_a_vocabulary_of_another_size_is_refused_before_any_download(self, tmp_path):
         from src.data import TextPreprocessor

@@ -295,38 +295,43 @@ def initialize_model_with_glove(model: nn.Module, preprocessor, corpus: str = "6
 
     Each word is looked up as written, then lower-cased. ``<pad>`` stays zero; words
     without a vector get random normal vectors with the GloVe vectors' own spread.
-    Returns coverage statistics.
+    An embedding wider than the vectors keeps them in its first columns and starts
+    the others, learned from scratch, as that same noise. Returns coverage statistics.
     """
     check_glove_variant(corpus, dimension)
     embedding: nn.Embedding = model.embedding
     check_vocabulary_fits(preprocessor.vocab_size, embedding.num_embeddings)  # before a download and a parse
     expected = parse_glove_dim(dimension)
-    if embedding.embedding_dim != expected:
+    if embedding.embedding_dim < expected:
         raise ValueError(f"GloVe {corpus} {dimension} vectors have {expected} dimensions but the model's "
-                         f"embedding has {embedding.embedding_dim}; use --embedding-dim {expected} or another --glove-dim")
+                         f"embedding has only {embedding.embedding_dim}; use --embedding-dim {expected} or more, "
+                         "or another --glove-dim")
     loader = GloVeLoader(cache_dir, base_url=base_url, progress=progress)
     path = loader.download_glove(corpus, dimension)
     itos = preprocessor.itos
     words, matrix = loader.load_glove_matrix(path, set(itos) | {w.lower() for w in itos})
-    weights, found, oov = _embedding_matrix(itos, words, matrix, preprocessor.pad_idx)
+    weights, found, oov = _embedding_matrix(itos, words, matrix, preprocessor.pad_idx, embedding.embedding_dim)
     with torch.no_grad():
         embedding.weight.copy_(torch.from_numpy(weights))
     embedding.weight.requires_grad_(not freeze_embeddings)
     real_words = len(itos) - 2
     stats = {"vocab_size": len(itos), "found": found, "coverage": found / real_words if real_words else 0.0,
              "oov_count": real_words - found, "oov_sample": oov[:OOV_SAMPLE_SIZE], "embedding_dim": expected,
+             "learned_dims": embedding.embedding_dim - expected,
              "source": str(path), "frozen": freeze_embeddings}
     logger.info("GloVe %s %s: %d of %d words found (%.1f%% coverage)", corpus, dimension, found, real_words,
                 100 * stats["coverage"])
     return stats
 
 
-def _embedding_matrix(itos: List[str], words: List[str], matrix: np.ndarray, pad_idx: int):
-    """Rows for every vocabulary id: GloVe where found, scaled noise elsewhere, zeros for padding."""
+def _embedding_matrix(itos: List[str], words: List[str], matrix: np.ndarray, pad_idx: int, width: int):
+    """[vocabulary, width] rows for every id: GloVe in the first columns where found, scaled noise
+    elsewhere, zeros for padding."""
     index = {word: row for row, word in enumerate(words)}
     scale = float(matrix.std()) if matrix.size else 0.1
     rng = np.random.default_rng(0)
-    weights = rng.normal(0.0, scale, size=(len(itos), matrix.shape[1])).astype(np.float32)
+    weights = rng.normal(0.0, scale, size=(len(itos), width)).astype(np.float32)
+    glove_columns = matrix.shape[1]
     found, oov = 0, []
     for token_id, word in enumerate(itos):
         row = index.get(word, index.get(word.lower()))
@@ -335,7 +340,7 @@ def _embedding_matrix(itos: List[str], words: List[str], matrix: np.ndarray, pad
         if row is None:
             oov.append(word)
         else:
-            weights[token_id] = matrix[row]
+            weights[token_id, :glove_columns] = matrix[row]
             found += 1
     weights[pad_idx] = 0.0
     return weights, found, oov

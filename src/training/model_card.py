@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from src.config import TrainConfig
+from src.config import TrainConfig, parse_glove_dim
 from src.data.datasets import ReviewDataset
 from src.data.loaders import DataSource
 from src.data.preprocessing import TextPreprocessor
@@ -52,8 +52,11 @@ def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifie
     config = model.config
     glove = metrics.get("glove")  # absent after a resume: the run that loaded the vectors recorded them
     coverage = f" ({100 * glove['coverage']:.1f}% of the vocabulary found)" if glove else ""
+    learned = config.embedding_dim - parse_glove_dim(cfg.glove_dim) if cfg.use_glove else 0
     embedding = (f"GloVe {cfg.glove_corpus} {cfg.glove_dim} vectors{coverage}, "
-                 f"{'frozen' if cfg.freeze_embeddings else 'fine-tuned'}" if cfg.use_glove else "learned from scratch")
+                 f"{'frozen' if cfg.freeze_embeddings else 'fine-tuned'}"
+                 f"{f', and {learned} more dimensions learned from scratch' if learned else ''}"
+                 if cfg.use_glove else "learned from scratch")
     pretraining = "none" if not cfg.pretrain_lm_epochs else f"{cfg.pretrain_lm_epochs} epoch(s)" + (
         "" if metrics.get("lm_pretraining") else " asked for; this run's metrics do not record it (resumed, or skipped)")
     blend = metrics.get("ngram_blend")
