@@ -2,8 +2,10 @@
 
 Both loops train a model of the default size, built from ``TrainConfig()``
 (embedding 300, hidden 128, 2 bidirectional layers, dropout 0.3, word dropout 0.3,
-batch 64, reviews cut to 400 tokens by ``head_tail``; Adam, clipping 1.0), on the
-same real IMDB training reviews, in this one process:
+batch 64, reviews cut to 400 tokens by ``head_tail``; Adam, clipping 1.0), or of a
+settings file's (``--config configs/recommended.yaml``: its sizes, and its
+adversarial training in the pipeline's step), on the same real IMDB training
+reviews, in this one process:
 
 * pipeline: its bucketing sampler, collate function, LSTMClassifier and Trainer step;
 * reference: the same reviews in random batches padded to the batch maximum,
@@ -17,9 +19,13 @@ same machine load), and the JSON line gives the median and the
 range of the rounds' real (non-pad) tokens per second. It also measures the
 machine's matrix-multiply rate on the LSTM's shapes, in float32 and bfloat16, and
 states what fraction of it the step reaches, given the model's FLOPs per real
-token. Name the CPU with every number you quote: the JSON line carries it.
+token. ``--variant SETTING=VALUE`` (repeatable) also times the float32 step of the
+same model with one model setting changed, in the same rounds, and gives its rate
+against the unchanged step's (``variant_ratio``). Name the CPU with every number
+you quote: the JSON line carries it.
 
     .venv/bin/python bench/throughput.py --data-dir data/imdb [--batches 32 --rounds 3]
+    .venv/bin/python bench/throughput.py --data-dir data/imdb --config configs/recommended.yaml --variant embedding_dim=100
 """
 
 import argparse
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 import numpy as np
 import torch
@@ -39,11 +45,13 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.accuracy import parse_settings  # noqa: E402
 from src.config import TrainConfig  # noqa: E402
 from src.data import BucketBatchSampler, ReviewDataset, TextPreprocessor, collate_batch, load_imdb  # noqa: E402
 from src.models.lstm_model import LSTMClassifier, LSTMConfig  # noqa: E402
 from src.training import create_trainer  # noqa: E402
 from src.training.precision import cpu_training_dtype  # noqa: E402
+from src.training.train_model import read_config_file  # noqa: E402
 from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
 
@@ -144,14 +152,23 @@ def main() -> None:
                         help="also time the step with adversarial training at this eps, in each precision")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the float32 step once over the pool: each costliest operator's share")
+    parser.add_argument("--config", help="settings file whose model, batch and adversarial training are timed "
+                                         "(default: the defaults)")
+    parser.add_argument("--variant", action="append", default=[], metavar="SETTING=VALUE",
+                        help="also time the float32 step with this setting of the model or its step changed "
+                             "(repeatable); the reviews and batches stay the same")
     args = parser.parse_args()
-    cfg = TrainConfig()
+    settings = read_config_file(args.config) if args.config else {}
+    cfg = TrainConfig.from_settings(settings)
     torch.manual_seed(0)
 
     dataset, vocab_size, loader = training_pool(args.data_dir, args.batches, cfg)
     ours = list(loader)
     precisions = ["float32", "bfloat16"] if cpu_has_native_bfloat16() else ["float32"]
-    steps = {precision: pipeline_step(vocab_size, cfg, loader, precision) for precision in precisions}
+    steps = {precision: pipeline_step(vocab_size, cfg, loader, precision, cfg.adversarial_eps)
+             for precision in precisions}
+    for variant, changed in variant_configs(settings, args.variant).items():
+        steps[f"float32 {variant}"] = pipeline_step(vocab_size, changed, loader, "float32", changed.adversarial_eps)
     if args.adversarial_eps:
         steps.update({f"{precision}_adversarial": pipeline_step(vocab_size, cfg, loader, precision,
                                                                 args.adversarial_eps) for precision in precisions})
@@ -175,13 +192,22 @@ def main() -> None:
         for precision, step in steps.items():
             our_rates[precision].append(tokens_per_second(step, ours))
         their_rates.append(tokens_per_second(reference_step, theirs))
-    shares = {"float32_step_self_cpu_share": profile_shares(steps["float32"], ours)} if args.profile else {}
-    report(cfg, our_rates, their_rates, len(ours), len(dataset), shares)
+    extra = {"float32_step_self_cpu_share": profile_shares(steps["float32"], ours)} if args.profile else {}
+    if args.variant:
+        base = statistics.median(our_rates["float32"])
+        extra["variant_ratio"] = {name: round(statistics.median(our_rates[f"float32 {name}"]) / base, 3)
+                                  for name in args.variant}
+    report(cfg, our_rates, their_rates, len(ours), len(dataset), extra)
+
+
+def variant_configs(settings: Dict[str, Any], variants: List[str]) -> Dict[str, TrainConfig]:
+    """Each ``--variant SETTING=VALUE`` -> the config of ``settings`` with that one setting changed."""
+    return {variant: TrainConfig.from_settings({**settings, **parse_settings([variant])}) for variant in variants}
 
 
 def pipeline_step(vocab_size: int, cfg: TrainConfig, loader: DataLoader, precision: str,
                   adversarial_eps: float = 0.0) -> Callable[[tuple], None]:
-    """The Trainer's step on a fresh default model (seed 0) computing in ``precision``."""
+    """The Trainer's step on a fresh model of ``cfg``'s sizes (seed 0) computing in ``precision``."""
     torch.manual_seed(0)
     model = LSTMClassifier.from_config(LSTMConfig.from_settings(cfg, vocab_size)).train()
     trainer = create_trainer(model, loader, loader, device="cpu", progress=False, precision=precision,

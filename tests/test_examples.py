@@ -95,6 +95,19 @@ def test_the_accuracy_bench_takes_checked_settings_on_top_of_a_preset():
             parse_settings(bad)
 
 
+def test_the_throughput_bench_changes_one_setting_of_the_settings_file_per_variant():
+    from bench.throughput import variant_configs
+    from src.training.train_model import read_config_file
+
+    settings = read_config_file(str(REPO_ROOT / "configs" / "recommended.yaml"))
+    changed = variant_configs(settings, ["embedding_dim=100", "hidden_dim=64"])
+    wider, narrower = changed["embedding_dim=100"], changed["hidden_dim=64"]
+    assert (wider.embedding_dim, wider.hidden_dim, wider.n_layers, wider.adversarial_eps) == (100, 128, 1, 1.0)
+    assert (narrower.embedding_dim, narrower.hidden_dim) == (50, 64)
+    with pytest.raises(ValueError, match="unknown settings: hiden_dim"):
+        variant_configs(settings, ["hiden_dim=64"])
+
+
 def test_the_averaging_bench_takes_the_epochs_in_order_and_averages_their_floats(tmp_path):
     import torch
 
