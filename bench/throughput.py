@@ -63,7 +63,7 @@ class TutorialLSTM(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=0)
         self.lstm = nn.LSTM(cfg.embedding_dim, cfg.hidden_dim, cfg.n_layers, bidirectional=cfg.bidirectional,
-                            dropout=cfg.dropout, batch_first=True)
+                            dropout=cfg.dropout if cfg.n_layers > 1 else 0.0, batch_first=True)
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(2 * cfg.hidden_dim, 1)
 
@@ -89,13 +89,14 @@ def matmul_gflops(rows: int, inner: int, cols: int, dtype: torch.dtype, seconds:
 
 def training_flops_per_token(cfg: TrainConfig) -> float:
     """FLOPs of one training step per real token, counting the LSTMs' matrix multiplies: for each layer
-    and direction 2 * 4H * (input + H) forward, twice that backward."""
+    and direction 2 * 4H * (input + H) forward, twice that backward; twice all that with adversarial
+    training (a second forward and backward, on the perturbed reviews)."""
     directions = 2 if cfg.bidirectional else 1
     total = 0
     for layer in range(cfg.n_layers):
         inputs = cfg.embedding_dim if layer == 0 else cfg.hidden_dim * directions
         total += directions * 2 * 4 * cfg.hidden_dim * (inputs + cfg.hidden_dim)
-    return 3.0 * total
+    return 3.0 * total * (2 if cfg.adversarial_eps else 1)
 
 
 def training_pool(data_dir: str, batches: int, cfg: TrainConfig) -> Tuple[ReviewDataset, int, DataLoader]:

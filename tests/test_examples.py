@@ -95,8 +95,8 @@ def test_the_accuracy_bench_takes_checked_settings_on_top_of_a_preset():
             parse_settings(bad)
 
 
-def test_the_throughput_bench_changes_one_setting_of_the_settings_file_per_variant():
-    from bench.throughput import variant_configs
+def test_the_throughput_bench_changes_one_setting_per_variant_and_counts_adversarial_work():
+    from bench.throughput import training_flops_per_token, variant_configs
     from src.training.train_model import read_config_file
 
     settings = read_config_file(str(REPO_ROOT / "configs" / "recommended.yaml"))
@@ -104,6 +104,10 @@ def test_the_throughput_bench_changes_one_setting_of_the_settings_file_per_varia
     wider, narrower = changed["embedding_dim=100"], changed["hidden_dim=64"]
     assert (wider.embedding_dim, wider.hidden_dim, wider.n_layers, wider.adversarial_eps) == (100, 128, 1, 1.0)
     assert (narrower.embedding_dim, narrower.hidden_dim) == (50, 64)
+    plain = variant_configs(settings, ["adversarial_eps=0"])["adversarial_eps=0"]
+    # one bidirectional layer: 2 directions x 2 x 4H(E + H) forward, 3x with the backward, 2x adversarial
+    assert training_flops_per_token(plain) == 3 * 2 * 2 * 4 * 128 * (50 + 128)
+    assert training_flops_per_token(wider) == 2 * 3 * 2 * 2 * 4 * 128 * (100 + 128)
     with pytest.raises(ValueError, match="unknown settings: hiden_dim"):
         variant_configs(settings, ["hiden_dim=64"])
 
