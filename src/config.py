@@ -79,8 +79,8 @@ class TrainConfig:
                                 "classes", "data")
     positive_label: Optional[str] = setting(None, "the positive class of two, when it is not named 1, pos or "
                                             "positive", "data")
-    unlabeled: Optional[str] = setting(None, "texts without labels for language-model pretraining (one per line, "
-                                       "or a table's --text-column); IMDB's train/unsup is used without it", "data")
+    unlabeled: Optional[str] = setting(None, "texts without labels for language-model pretraining and --vat-eps (one "
+                                       "per line, or a table's --text-column); IMDB's train/unsup is used without it", "data")
     class_weights: str = setting("none", "balanced weighs each class's loss by the inverse of its share of the "
                                  "training data (for imbalanced classes)", "data", choices=CLASS_WEIGHTINGS)
     tokenizer: str = setting("social", "social: words, ! and ?, emoticons, emoji, #hashtags and @mentions; words: "
@@ -173,6 +173,12 @@ class TrainConfig:
                                      "on each batch moved this far up the loss gradient, in word-vector norms "
                                      "per review; a step then costs about twice as much; 0 turns it off", "training",
                                      minimum=0)
+    vat_eps: float = setting(0.0, "virtual adversarial training (Miyato et al.): also train each step on a batch "
+                             "of unlabeled reviews (train/unsup or --unlabeled, and the training reviews) to "
+                             "predict what the model predicts for them now when their word vectors are moved "
+                             "this far in the direction that changes the prediction most, in word-vector norms "
+                             "per review; a step then costs about two passes more; 0 turns it off", "training",
+                             minimum=0)
     precision: str = setting("auto", "arithmetic of training on a CPU: bfloat16 (autocast) or float32; auto picks "
                              "bfloat16 where the CPU has it in hardware (AVX512-BF16 or AMX), else float32. On "
                              "CUDA, --amp decides", "training", choices=PRECISIONS, resume=ALLOW)

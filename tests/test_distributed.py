@@ -73,8 +73,11 @@ def test_two_process_run_resumed_with_one_process(reviews, two_process_run, tmp_
 def test_weight_averaging_under_two_processes(reviews, tmp_path):
     """--average-epochs under DDP: every rank scores its shard of validation for each average (rank 0 alone
     would wait for the others forever). --min-delta 10 makes epoch 1 the best, so epochs 2 and 3 are averaged
-    with it, and neither average counts as better."""
-    metrics, _ = train(reviews, tmp_path, 2, "--batch-size", "16", "--min-delta", "10", "--average-epochs", "3")
+    with it, and neither average counts as better. Virtual adversarial training rides along: each rank draws its
+    share of the unlabeled batch (here the training reviews) and adds two passes, one of them through DDP."""
+    metrics, _ = train(reviews, tmp_path, 2, "--batch-size", "16", "--min-delta", "10", "--average-epochs", "3",
+                       "--vat-eps", "0.1")
     assert metrics["best_epoch"] == 1 and metrics["final_weights"] == {"epochs": [1]}
     log = (tmp_path / "run" / "train.log").read_text()
+    assert "virtual adversarial training: 1600 unlabeled reviews (1600 of them the training reviews)" in log
     assert log.count("average of epochs 1-2:") == 1 and log.count("average of epochs 1-3:") == 1

@@ -187,7 +187,7 @@ def test_unlabeled_texts_without_pretraining_are_named_unused_and_not_read(tmp_p
     cfg = TrainConfig(data_dir=str(tmp_path), unlabeled=str(tmp_path / "more.txt"), pretrain_lm_epochs=0)
     with caplog.at_level("WARNING"):
         assert pipeline._read_own_data(cfg).unlabeled is None
-    assert "--pretrain-lm-epochs 0 turns off: " in caplog.text and "more.txt is not used" in caplog.text
+    assert "--pretrain-lm-epochs 0 and --vat-eps 0 turn off: " in caplog.text and "more.txt is not used" in caplog.text
 
 
 def test_class_weights_weigh_each_class():

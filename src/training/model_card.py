@@ -69,6 +69,8 @@ def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifie
         f"language-model pretraining: {pretraining}",
         f"adversarial training on the embeddings: eps {cfg.adversarial_eps}" if cfg.adversarial_eps
         else "adversarial training: none",
+        f"virtual adversarial training on unlabeled reviews: eps {cfg.vat_eps}" if cfg.vat_eps
+        else "virtual adversarial training: none",
         f"blended with an n-gram model (NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams); the blend's "
         "weights were fitted on the validation split, then the n-gram model again on training and validation "
         "reviews" if blend else "no n-gram blend: the LSTM alone",

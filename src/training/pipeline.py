@@ -40,6 +40,7 @@ from src.training.model_card import model_card
 from src.training.precision import cpu_training_dtype
 from src.training.run_control import RunLock, StopSignals, check_room, ensure_writable, signals_raise
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
+from src.training.virtual_adversarial import UnlabeledBatches
 from src.utils.checkpoint_io import load_state, save_state
 from src.utils.device import device_name, resolve_device
 from src.utils.io import atomic_write_json
@@ -210,8 +211,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
     if main_process:
         _check_room_for_outputs(LSTMConfig.from_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
-    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config,
-                                  own.take_unlabeled())
+    corpus = _UnlabeledCorpus(cfg, preprocessor, train_loader.dataset.token_ids, own.take_unlabeled())
+    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config, corpus)
     if resume is not None and "pretraining" in resume:
         resume = None  # pretraining is done; training starts from its first epoch
     if main_process:
@@ -225,6 +226,7 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         progress=not cfg.quiet, run_config=run_config,
         save_every_steps=cfg.save_every_steps, detect_anomaly=cfg.detect_anomaly, adversarial_eps=cfg.adversarial_eps,
         precision=cfg.precision, class_weights=_class_weights(cfg, train_loader.dataset),
+        vat_eps=cfg.vat_eps, unlabeled=corpus.batches(context) if cfg.vat_eps else None,
         layer_lr_decay=cfg.layer_lr_decay, gradual_unfreezing=cfg.gradual_unfreezing,
         max_minutes=cfg.max_minutes, run_started=started,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
@@ -244,13 +246,42 @@ class _OwnData:
     """Your own data files as read before the run starts (None where there are none, or not read yet)."""
 
     splits: Optional[Tuple[ReviewData, ReviewData, ReviewData]]  # training, validation, test
-    unlabeled: Optional[List[str]]  # --unlabeled's texts, kept only for pretraining
+    unlabeled: Optional[List[str]]  # --unlabeled's texts, kept only until they are encoded
 
     def take_unlabeled(self) -> Optional[List[str]]:
-        """The unlabeled texts, handed over once: pretraining is their only use, so they are not held
-        here for the rest of the run."""
+        """The unlabeled texts, handed over once: they are encoded once, so they are not held here for the
+        rest of the run."""
         texts, self.unlabeled = self.unlabeled, None
         return texts
+
+
+class _UnlabeledCorpus:
+    """The unlabeled texts (``texts`` if read already) encoded, then the training reviews: what language-model
+    pretraining and virtual adversarial training read. Read and encoded once, when first asked for."""
+
+    def __init__(self, cfg: TrainConfig, preprocessor: TextPreprocessor, train_ids: Sequence[np.ndarray],
+                 texts: Optional[List[str]] = None):
+        self.cfg, self.preprocessor, self.train_ids, self._texts = cfg, preprocessor, train_ids, texts
+        self._reviews: Optional[List[np.ndarray]] = None
+        self.unlabeled_count = 0
+
+    def reviews(self) -> List[np.ndarray]:
+        if self._reviews is None:
+            texts = _unlabeled_texts(self.cfg) if self._texts is None else self._texts
+            if self.cfg.max_train_samples is not None:  # a quick run reads no more unlabeled reviews than labeled
+                texts = texts[: self.cfg.max_train_samples]
+            self.unlabeled_count, self._texts = len(texts), None
+            self._reviews = self.preprocessor.encode_batch(texts) + list(self.train_ids)
+        return self._reviews
+
+    def batches(self, context: Optional[DistributedContext]) -> UnlabeledBatches:
+        """Virtual adversarial training's batches: the reviews cut as training cuts them (``--max-length``)."""
+        reviews = [self.preprocessor.truncate(ids) for ids in self.reviews()]
+        self._reviews = None  # pretraining is over: only the cut copies are kept
+        logger.info("virtual adversarial training: %d unlabeled reviews (%d of them the training reviews)",
+                    len(reviews), len(self.train_ids))
+        return UnlabeledBatches(reviews, self.cfg.batch_size, self.cfg.seed, *((context.rank, context.world_size)
+                                                                              if context else (0, 1)))
 
 
 def _read_own_data(cfg: TrainConfig) -> _OwnData:
@@ -261,10 +292,11 @@ def _read_own_data(cfg: TrainConfig) -> _OwnData:
     splits = None
     if source.own_files() is not None:
         splits = split_reviews(source, cfg.validation_split, cfg.seed, cfg.max_train_samples, cfg.max_test_samples)
-    if cfg.unlabeled and not cfg.pretrain_lm_epochs:
-        logger.warning("--unlabeled is read by language-model pretraining only, which --pretrain-lm-epochs 0 "
-                       "turns off: %s is not used", cfg.unlabeled)
-    unlabeled = read_texts(cfg.unlabeled, cfg.text_column) if cfg.unlabeled and cfg.pretrain_lm_epochs else None
+    reads_unlabeled = bool(cfg.pretrain_lm_epochs or cfg.vat_eps)
+    if cfg.unlabeled and not reads_unlabeled:
+        logger.warning("--unlabeled is read by language-model pretraining and virtual adversarial training "
+                       "only, which --pretrain-lm-epochs 0 and --vat-eps 0 turn off: %s is not used", cfg.unlabeled)
+    unlabeled = read_texts(cfg.unlabeled, cfg.text_column) if cfg.unlabeled and reads_unlabeled else None
     return _OwnData(splits, unlabeled)
 
 
@@ -313,11 +345,10 @@ def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: 
 
 def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
                    preprocessor: TextPreprocessor, train_loader, main_process: bool, run_config: Dict[str, Any],
-                   unlabeled: Optional[List[str]] = None) -> Tuple[LSTMClassifier, Dict[str, Any]]:
-    """The model to train: new (with GloVe and language-model pretraining as asked), one whose
+                   corpus: _UnlabeledCorpus) -> Tuple[LSTMClassifier, Dict[str, Any]]:
+    """The model to train: new (with GloVe and language-model pretraining on ``corpus`` as asked), one whose
     pretraining was interrupted (continued), or as an epoch checkpoint describes it (its weights are
-    loaded by the trainer). Returns it and the statistics of its set-up; ``unlabeled`` are
-    --unlabeled's texts when they have been read already."""
+    loaded by the trainer). Returns it and the statistics of its set-up."""
     model = LSTMClassifier.from_config(resume["model_config"] if resume else LSTMConfig.from_settings(
         cfg, preprocessor.vocab_size, train_loader.dataset.class_names))
     model.sequence_path = cfg.sequence_path
@@ -331,9 +362,8 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
     if cfg.pretrain_lm_epochs and (resume is None or pretraining is not None):
         checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
                                             run_config, extra, main_process)
-        stats = _pretrain_language_model(cfg, model, preprocessor, train_loader.dataset.token_ids,
-                                         context.device if context else resolve_device(cfg.device), checkpoint,
-                                         pretraining, unlabeled)
+        stats = _pretrain_language_model(cfg, model, corpus, context.device if context else resolve_device(cfg.device),
+                                         checkpoint, pretraining)
         if stats is not None:
             extra["lm_pretraining"] = stats
     return model, extra
@@ -374,20 +404,15 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
     return stats
 
 
-def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocessor: TextPreprocessor,
-                             train_ids: List[np.ndarray], device: torch.device, checkpoint: _PretrainingCheckpoint,
-                             saved: Optional[Dict[str, Any]] = None, unlabeled: Optional[List[str]] = None
-                             ) -> Optional[Dict[str, Any]]:
-    """Pretrain on the unlabeled texts (``unlabeled`` if read already) plus the training reviews (continuing
-    ``saved``); None when they are too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises
-    TrainingInterrupted, as during training.
+def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled: _UnlabeledCorpus,
+                             device: torch.device, checkpoint: _PretrainingCheckpoint,
+                             saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    """Pretrain on the unlabeled texts plus the training reviews (continuing ``saved``); None when they are
+    too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training.
 
     Under torchrun every process does the same; DistributedDataParallel then starts
     all of them from rank 0's weights."""
-    unlabeled = _unlabeled_texts(cfg) if unlabeled is None else unlabeled
-    if cfg.max_train_samples is not None:  # a quick run pretrains on no more unlabeled reviews than it trains on
-        unlabeled = unlabeled[: cfg.max_train_samples]
-    corpus = preprocessor.encode_batch(unlabeled) + list(train_ids)
+    corpus = unlabeled.reviews()
     settings = PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed)
     words = sum(len(ids) for ids in corpus)
     if words <= settings.window:
@@ -405,7 +430,7 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, preprocess
                           checkpoint.path)
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
-    return {**stats, "unlabeled_reviews": len(unlabeled), "training_reviews": len(train_ids)}
+    return {**stats, "unlabeled_reviews": unlabeled.unlabeled_count, "training_reviews": len(unlabeled.train_ids)}
 
 
 def _unlabeled_texts(cfg: TrainConfig) -> List[str]:
@@ -413,11 +438,12 @@ def _unlabeled_texts(cfg: TrainConfig) -> List[str]:
     if cfg.unlabeled:
         return read_texts(cfg.unlabeled, cfg.text_column)
     if DataSource.from_config(cfg).own_files() is not None:
-        logger.info("no --unlabeled texts: pretraining on the training texts only")
+        logger.info("no --unlabeled texts: the unlabeled reviews are the training texts alone")
         return []
     unlabeled = load_unlabeled_reviews(cfg.data_dir)
     if not unlabeled:
-        logger.warning("%s has no train/unsup reviews; pretraining on the training reviews only", cfg.data_dir)
+        logger.warning("%s has no train/unsup reviews; the unlabeled reviews are the training reviews alone",
+                       cfg.data_dir)
     return unlabeled
 
 

@@ -26,6 +26,8 @@ from src.training.distributed import is_distributed, is_main_process, max_over_r
 from src.training.epoch_log import EpochLog
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker
 from src.training.adversarial import adversarial_perturbation, word_vector_rms
+from src.training.virtual_adversarial import (UnlabeledBatches, direction_weights, prediction_divergence,
+                                              rng_replayer)
 from src.training.precision import MixedPrecision
 from src.training.run_control import RunLock, StopSignals, TimeBudget, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import create_scheduler, step_scheduler
@@ -64,15 +66,22 @@ class Trainer:
                  save_every_steps: Optional[int] = None, detect_anomaly: bool = False,
                  tensorboard_dir: Optional[Union[str, Path]] = None,
                  adversarial_eps: float = default_of("adversarial_eps"), precision: str = default_of("precision"),
+                 vat_eps: float = default_of("vat_eps"), unlabeled: Optional[UnlabeledBatches] = None,
                  gradual_unfreezing: bool = default_of("gradual_unfreezing"),
                  max_minutes: Optional[float] = default_of("max_minutes"), run_started: Optional[float] = None):
         self.adversarial_eps = check_setting("adversarial_eps", adversarial_eps, "adversarial_eps")
         # ULMFiT: epoch k trains only the top k stages (the classifier, then each LSTM layer down, the embedding last)
         self.stages = model_stages(model) if check_setting("gradual_unfreezing", gradual_unfreezing,
                                                              "gradual_unfreezing") else None
-        if self.adversarial_eps and not isinstance(getattr(model, "embedding", None), nn.Embedding):
-            raise ValueError("adversarial_eps needs a model with an `embedding` (nn.Embedding) whose forward "
-                             "takes embedding_shift, such as LSTMClassifier")
+        self.vat_eps = check_setting("vat_eps", vat_eps, "vat_eps")
+        self.unlabeled = unlabeled if self.vat_eps else None
+        if self.vat_eps and unlabeled is None:
+            raise ValueError("vat_eps needs unlabeled reviews: pass unlabeled=UnlabeledBatches(encoded reviews, "
+                             "batch size, seed)")
+        for name in ("adversarial_eps", "vat_eps"):
+            if getattr(self, name) and not isinstance(getattr(model, "embedding", None), nn.Embedding):
+                raise ValueError(f"{name} needs a model with an `embedding` (nn.Embedding) whose forward "
+                                 "takes embedding_shift, such as LSTMClassifier")
         _check_model_fits_data(model, criterion, preprocessor, (train_loader, val_loader))
         self.accumulation_steps = check_setting("accumulation_steps", accumulation_steps, "accumulation_steps")
         self.save_every_steps = check_setting("save_every_steps", save_every_steps, "save_every_steps")
@@ -256,6 +265,8 @@ class Trainer:
                 shift.grad, self.adversarial_eps * word_vector_rms(self.model.embedding))
             adversarial_loss, _, _ = self._loss_on(ids, lengths, labels, step, perturbation)
             self.precision.backward(adversarial_loss / divisor)
+        if self.unlabeled is not None:
+            self.precision.backward(self._virtual_adversarial_loss(ids.size(1), step) / divisor)
         norm = self._optimizer_step() if optimizer_step else None
         return loss_value, batch_correct, norm
 
@@ -273,6 +284,25 @@ class Trainer:
         if not math.isfinite(loss_value):
             self._fail_non_finite(f"the training loss became {loss_value} at epoch {self.epoch + 1}, step {step}")
         return loss, loss_value, batch_correct
+
+    def _virtual_adversarial_loss(self, length: int, step: int) -> torch.Tensor:
+        """The divergence of the prediction on this step's unlabeled batch when its embedded words move
+        ``vat_eps`` word vectors along the direction that changes it most (virtual_adversarial.py)."""
+        ids, lengths = (t.to(self.device) for t in self.unlabeled.batch(self.epoch + 1, step, length))
+        shift = torch.zeros(*ids.shape, self.model.embedding.embedding_dim, device=self.device,
+                            requires_grad=True)  # [B, T, E]
+        replay = rng_replayer(self.device)  # both passes draw the same dropout masks
+        with self.precision.autocast():  # the model itself: a pass that leaves no weight gradient
+            clean = self.model(ids, lengths, embedding_shift=shift)
+        (gradient,) = torch.autograd.grad((clean * direction_weights(clean)).sum(), shift)
+        perturbation = adversarial_perturbation(gradient, self.vat_eps * word_vector_rms(self.model.embedding))
+        replay()
+        with self.precision.autocast():
+            loss = prediction_divergence(clean, self._forward(ids, lengths, embedding_shift=perturbation))
+        if not math.isfinite(float(loss.detach())):
+            self._fail_non_finite(f"the virtual adversarial loss became {float(loss.detach())} at epoch "
+                                  f"{self.epoch + 1}, step {step}")
+        return loss
 
     def _fail_non_finite(self, what: str) -> None:
         latest = self.checkpoint_manager.latest_checkpoint()
