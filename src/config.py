@@ -79,8 +79,9 @@ class TrainConfig:
                                 "classes", "data")
     positive_label: Optional[str] = setting(None, "the positive class of two, when it is not named 1, pos or "
                                             "positive", "data")
-    unlabeled: Optional[str] = setting(None, "texts without labels for language-model pretraining and --vat-eps (one "
-                                       "per line, or a table's --text-column); IMDB's train/unsup is used without it", "data")
+    unlabeled: Optional[str] = setting(None, "texts without labels for language-model pretraining and --vat-eps "
+                                       "(one per line, or a table's --text-column); IMDB's train/unsup is used "
+                                       "without it", "data")
     class_weights: str = setting("none", "balanced weighs each class's loss by the inverse of its share of the "
                                  "training data (for imbalanced classes)", "data", choices=CLASS_WEIGHTINGS)
     tokenizer: str = setting("social", "social: words, ! and ?, emoticons, emoji, #hashtags and @mentions; words: "

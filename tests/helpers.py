@@ -151,6 +151,21 @@ def make_trainer(run_dir: Path, seed: int = 0, data_seed: Optional[int] = None, 
     return create_trainer(model, train_loader, val_loader, checkpoint_dir=run_dir, progress=False, **kwargs)
 
 
+def assert_resume_repeats_training(build, folder: Path, epochs: int = 3):
+    """A trainer from ``build(run_dir)`` trained ``epochs`` epochs straight, and another trained one epoch and
+    resumed from its checkpoint for the rest, end with the same weights; returns the straight one."""
+    import torch
+
+    straight = build(folder / "straight")
+    straight.train(epochs=epochs)
+    build(folder / "parts").train(epochs=1)
+    resumed = build(folder / "parts")
+    resumed.resume_training(folder / "parts" / "checkpoint_epoch_001.pt", additional_epochs=epochs - 1)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    return straight
+
+
 def write_review_csvs(imdb_tree: Path, folder: Path, train_count: int, test_count: int) -> Path:
     """A random subset of the real reviews as train.csv / test.csv (much quicker to load than the tree)."""
     import csv

@@ -6,7 +6,7 @@ from torch import nn
 
 from src.config import TrainConfig
 from src.training.adversarial import adversarial_perturbation, word_vector_rms
-from tests.helpers import make_trainer, synthetic_loaders, tiny_model
+from tests.helpers import assert_resume_repeats_training, make_trainer, synthetic_loaders, tiny_model
 
 
 def _batch():
@@ -67,15 +67,8 @@ def test_adversarial_step_trains_on_the_clean_plus_the_perturbed_loss(tmp_path):
 
 
 def test_adversarial_training_learns_and_resumes_exactly(tmp_path):
-    straight = make_trainer(tmp_path / "straight", seed=1, adversarial_eps=1.0)
-    history = straight.train(epochs=3)
-    assert history["val_accuracies"][-1] > 0.9
-    interrupted = make_trainer(tmp_path / "parts", seed=1, adversarial_eps=1.0)
-    interrupted.train(epochs=1)
-    resumed = make_trainer(tmp_path / "parts", seed=1, adversarial_eps=1.0)
-    resumed.resume_training(tmp_path / "parts" / "checkpoint_epoch_001.pt", additional_epochs=2)
-    for name, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    straight = assert_resume_repeats_training(lambda run: make_trainer(run, seed=1, adversarial_eps=1.0), tmp_path)
+    assert straight.history["val_accuracies"][-1] > 0.9
 
 
 def test_adversarial_eps_is_checked_and_a_resume_may_not_change_it():

@@ -11,7 +11,7 @@ from src.training.train_model import main, resolve_config
 from src.training.adversarial import adversarial_perturbation, word_vector_rms
 from src.training.virtual_adversarial import (UnlabeledBatches, direction_weights, prediction_divergence,
                                               rng_replayer)
-from tests.helpers import make_trainer, synthetic_loaders, tiny_model
+from tests.helpers import assert_resume_repeats_training, make_trainer, synthetic_loaders, tiny_model
 from tests.test_cli import SMALL
 
 
@@ -63,7 +63,8 @@ def test_the_direction_moves_the_prediction_more_than_random_shifts_of_the_same_
     norm = 0.5 * word_vector_rms(model.embedding)
     padding = (torch.arange(ids.shape[1]) >= lengths.unsqueeze(1)).unsqueeze(-1)  # [B, T, 1]
     with torch.no_grad():
-        along = prediction_divergence(clean, model(ids, lengths, embedding_shift=adversarial_perturbation(gradient, norm)))
+        along = prediction_divergence(clean, model(ids, lengths,
+                                                   embedding_shift=adversarial_perturbation(gradient, norm)))
         randoms = [prediction_divergence(clean, model(ids, lengths, embedding_shift=adversarial_perturbation(
             torch.randn_like(gradient).masked_fill(padding, 0), norm))) for _ in range(5)]
     assert along > 3 * max(randoms)
@@ -96,7 +97,8 @@ def test_the_step_adds_the_divergence_on_the_unlabeled_batch(tmp_path):
     shift = torch.zeros(*u_ids.shape, 8, requires_grad=True)
     clean = model(u_ids, u_lengths, embedding_shift=shift)
     (gradient,) = torch.autograd.grad(clean.sum(), shift)
-    moved = model(u_ids, u_lengths, embedding_shift=adversarial_perturbation(gradient, eps * word_vector_rms(model.embedding)))
+    perturbation = adversarial_perturbation(gradient, eps * word_vector_rms(model.embedding))
+    moved = model(u_ids, u_lengths, embedding_shift=perturbation)
     prediction_divergence(clean, moved).backward()
     expected = {name: p.grad.clone() for name, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
@@ -107,17 +109,10 @@ def test_the_step_adds_the_divergence_on_the_unlabeled_batch(tmp_path):
 
 def test_virtual_adversarial_training_learns_and_resumes_exactly(tmp_path):
     """eps 0.1: these reviews are 3-25 words long, so a word vector per review would move each word far."""
-    straight = _vat_trainer(tmp_path / "straight", eps=0.1, seed=1)
-    history = straight.train(epochs=3)
-    assert history["val_accuracies"][-1] > 0.9
-    parts = _vat_trainer(tmp_path / "parts", eps=0.1, seed=1)
-    parts.train(epochs=1)
-    resumed = _vat_trainer(tmp_path / "parts", eps=0.1, seed=1)
-    resumed.resume_training(tmp_path / "parts" / "checkpoint_epoch_001.pt", additional_epochs=2)
+    straight = assert_resume_repeats_training(lambda run: _vat_trainer(run, eps=0.1, seed=1), tmp_path)
+    assert straight.history["val_accuracies"][-1] > 0.9
     plain = make_trainer(tmp_path / "plain", seed=1)
     plain.train(epochs=3)
-    for name, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert any(not torch.equal(value, plain.model.state_dict()[name])  # it changed the training
                for name, value in straight.model.state_dict().items())
 
@@ -138,6 +133,8 @@ def test_the_cli_trains_on_the_unlabeled_reviews_and_says_so(tmp_path, imdb_tree
             "--pretrain-lm-epochs", "0"]
     with caplog.at_level("INFO"):
         assert main(args) == 0
-    counts = re.search(r"virtual adversarial training: (\d+) unlabeled reviews \((\d+) of them the training", caplog.text)
+    counts = re.search(r"virtual adversarial training: (\d+) unlabeled reviews \((\d+) of them the training",
+                       caplog.text)
     assert counts and int(counts[1]) == 40 + int(counts[2]) and f"data: {counts[2]} train" in caplog.text
-    assert "virtual adversarial training on unlabeled reviews: eps 1.0" in (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert "virtual adversarial training on unlabeled reviews: eps 1.0" in card
