@@ -50,9 +50,6 @@ class UnlabeledBatches:
             raise ValueError(f"rank {rank} is not one of the {world_size} ranks")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
 
-    def __len__(self) -> int:
-        return len(self.reviews)
-
     def batch(self, epoch: int, step: int, length: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(token_ids [B, T], lengths [B])``, each review cut to its first ``length`` words (T <= length)."""
         rng = np.random.default_rng([self.seed, epoch, step])
