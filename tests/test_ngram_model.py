@@ -184,3 +184,35 @@ def test_the_prediction_bench_compares_the_n_gram_part_with_its_sparse_reference
     texts = pair_reviews(40, seed=5)[0] + ["Not GOOD!!! very bad...", "very good :) not bad, <br />"]
     result = ngram_against_sparse_reference(str(tmp_path), texts)
     assert result["max_abs_difference"] < 1e-9 and result["packed_reviews_per_s"] > 0
+
+
+def test_lstm_only_leaves_out_the_n_gram_part_and_the_blends_temperature(tmp_path, capsys):
+    """``--lstm-only`` (predict, evaluate, ``from_pretrained``) scores a blended model by its LSTM alone at
+    temperature 1, the way training reports "LSTM alone"; a model without a blend keeps its own temperature."""
+    from src.inference.evaluate import main as evaluate_main
+    from src.inference.predict import main as predict_main
+
+    texts, labels = pair_reviews(300, seed=5)
+    preprocessor = TextPreprocessor().build_vocab(texts)
+    model = tiny_model(vocab_size=preprocessor.vocab_size)
+    save_model_directory(tmp_path / "blend", model, preprocessor, calibration={"temperature": 2.0},
+                         ngram_blend=NgramBlend(NgramModel.fit(texts, labels), Blend(0.4, 0.7, -0.1)))
+    save_model_directory(tmp_path / "plain", model, preprocessor, calibration={"temperature": 2.0})
+    blended = SentimentPredictor.from_pretrained(tmp_path / "blend")
+    alone = SentimentPredictor.from_pretrained(tmp_path / "blend", lstm_only=True)
+    assert (blended.temperature, alone.temperature, alone.ngram_blend) == (2.0, 1.0, None)
+    assert alone.probabilities(texts) == pytest.approx(logistic(blended.lstm_log_odds(texts)), abs=1e-6)
+    assert SentimentPredictor.from_pretrained(tmp_path / "plain", lstm_only=True).temperature == 2.0
+
+    assert predict_main(["--model-dir", str(tmp_path / "blend"), "--lstm-only", *texts[:5]]) == 0
+    printed = [json.loads(line)["probability"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == pytest.approx(logistic(blended.lstm_log_odds(texts[:5])), abs=1e-6)
+    (tmp_path / "reviews.jsonl").write_text("".join(json.dumps({"text": text, "label": label}) + "\n"
+                                                    for text, label in zip(texts, labels)))
+    accuracies = {}
+    for flags in ([], ["--lstm-only"]):
+        assert evaluate_main(["--model-dir", str(tmp_path / "blend"), "--file", str(tmp_path / "reviews.jsonl"),
+                              "--output-dir", str(tmp_path / "eval"), *flags]) == 0
+        accuracies[bool(flags)] = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["accuracy"]
+    lstm_alone = float(np.mean((blended.lstm_log_odds(texts) > 0) == np.asarray(labels)))
+    assert accuracies[True] == pytest.approx(lstm_alone) and accuracies[False] > lstm_alone + 0.2

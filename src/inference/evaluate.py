@@ -31,7 +31,8 @@ from src.utils.cli import OneLineParser, fail
 from src.inference.metrics import (accuracy_by_bucket, calibration, length_buckets, metrics_for, predicted_classes,
                                    roc_curves)
 from src.models.model_dir import trained_column
-from src.inference.predictor import DEFAULT_BATCH_SIZE, Predictor, add_runtime_arguments, load_predictor
+from src.inference.predictor import (DEFAULT_BATCH_SIZE, Predictor, add_lstm_only_argument, add_runtime_arguments,
+                                      load_predictor)
 from src.training.run_control import ensure_writable
 from src.utils.io import atomic_write_json, staged_files
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_reliability_diagram, plot_roc_curves
@@ -105,6 +106,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--device", default=None)
     add_runtime_arguments(parser)
+    add_lstm_only_argument(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_samples is not None and args.max_samples < 2):
         parser.error("--batch-size must be at least 1 and --max-samples at least 2")
@@ -115,7 +117,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     output_dir = Path(args.output_dir or args.model_dir[0])
     try:
         ensure_writable(output_dir, "evaluation.json and plots", "--output-dir")
-        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision)
+        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision,
+                                   lstm_only=args.lstm_only)
         reviews = load_labelled(args, predictor.class_names)
         if args.max_samples is not None and args.max_samples < len(reviews.texts):
             reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))

@@ -32,7 +32,8 @@ from src.data.tables import is_table, iter_texts
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, fail
 from src.models.model_dir import trained_column
-from src.inference.predictor import DEFAULT_BATCH_SIZE, add_runtime_arguments, load_predictor
+from src.inference.predictor import (DEFAULT_BATCH_SIZE, add_lstm_only_argument, add_runtime_arguments,
+                                      load_predictor)
 from src.utils.io import atomic_write
 
 CHUNK = 1024  # texts read, classified and written at a time: memory stays the same for a file of any size
@@ -52,6 +53,7 @@ def build_parser(prog: str = "python -m src.inference.predict") -> OneLineParser
                         help=f"reviews per batch; larger is faster on a GPU (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
     add_runtime_arguments(parser)
+    add_lstm_only_argument(parser)
     parser.add_argument("--explain", action="store_true",
                         help="add each word's contribution to the log-odds (explanation; docs/explanations.md)")
     return parser
@@ -124,7 +126,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     try:
         numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
             ((None, text) for text in args.reviews)
-        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision)
+        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision,
+                                   lstm_only=args.lstm_only)
         if not args.output:
             _predict_all(predictor, numbered, sys.stdout, args)
             return 0

@@ -44,6 +44,13 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                              "PyTorch; auto picks it on such a CPU, float32 elsewhere (default: auto)")
 
 
+def add_lstm_only_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lstm-only``, shared by predict and evaluate."""
+    parser.add_argument("--lstm-only", action="store_true",
+                        help="the LSTM alone: leave out the n-gram part of a model trained with --ngram-blend, "
+                             "and the temperature fitted for the blend, to see what the neural network does by itself")
+
+
 def prediction_dtype(precision: str, device: torch.device, runtime: str = "auto") -> Optional[torch.dtype]:
     """The LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32).
 
@@ -141,9 +148,11 @@ class SentimentPredictor(_Classifier):
 
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
-                        runtime: str = "auto", precision: str = "auto") -> "SentimentPredictor":
+                        runtime: str = "auto", precision: str = "auto",
+                        lstm_only: bool = False) -> "SentimentPredictor":
         """Load a model directory written by training (``--output-dir``); ``runtime`` is one of ``RUNTIMES``,
-        ``precision`` one of ``PRECISIONS`` (see ``prediction_dtype``)."""
+        ``precision`` one of ``PRECISIONS`` (see ``prediction_dtype``). ``lstm_only`` leaves out a blended
+        model's n-gram part and, with it, the temperature that was fitted for the blend's scores."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         resolved = resolve_device(device)
@@ -155,11 +164,14 @@ class SentimentPredictor(_Classifier):
         use_onnx = runtime != "torch" and on_cpu
         onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if use_onnx else None
         blend = NgramBlend.load(model_dir)
+        temperature = load_temperature(model_dir)
+        if lstm_only and blend is not None:
+            blend, temperature = None, 1.0
         if blend is not None and blend.model.classes != len(model.config.classes):
             raise CheckpointError(f"{model_dir}: the n-gram model has {blend.model.classes} classes but the LSTM "
                                   f"{len(model.config.classes)}; the directory mixes files of two runs")
-        return cls(model, preprocessor, device=resolved, ngram_blend=blend, onnx=onnx,
-                   temperature=load_temperature(model_dir), dtype=dtype)
+        return cls(model, preprocessor, device=resolved, ngram_blend=blend, onnx=onnx, temperature=temperature,
+                   dtype=dtype)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         """The LSTM's input ids of each text."""
@@ -256,9 +268,9 @@ class EnsemblePredictor(_Classifier):
 
     @classmethod
     def from_pretrained(cls, model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None,
-                        runtime: str = "auto", precision: str = "auto") -> "EnsemblePredictor":
-        return cls([SentimentPredictor.from_pretrained(path, device=device, runtime=runtime, precision=precision)
-                    for path in model_dirs])
+                        runtime: str = "auto", precision: str = "auto", lstm_only: bool = False) -> "EnsemblePredictor":
+        return cls([SentimentPredictor.from_pretrained(path, device=device, runtime=runtime, precision=precision,
+                                                       lstm_only=lstm_only) for path in model_dirs])
 
     def class_probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return np.mean([member.class_probabilities(texts, batch_size) for member in self.members], axis=0)
@@ -278,11 +290,14 @@ Predictor = Union[SentimentPredictor, EnsemblePredictor]
 
 
 def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Union[str, torch.device]] = None,
-                   runtime: str = "auto", precision: str = "auto") -> Predictor:
-    """One model directory gives a ``SentimentPredictor``, several an ``EnsemblePredictor``."""
+                   runtime: str = "auto", precision: str = "auto", lstm_only: bool = False) -> Predictor:
+    """One model directory gives a ``SentimentPredictor``, several an ``EnsemblePredictor`` (of their LSTMs
+    alone with ``lstm_only``)."""
     if len(model_dirs) == 1:
-        return SentimentPredictor.from_pretrained(model_dirs[0], device=device, runtime=runtime, precision=precision)
-    return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime, precision=precision)
+        return SentimentPredictor.from_pretrained(model_dirs[0], device=device, runtime=runtime, precision=precision,
+                                                  lstm_only=lstm_only)
+    return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime, precision=precision,
+                                             lstm_only=lstm_only)
 
 
 def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) -> Dict[str, object]:
