@@ -213,6 +213,8 @@ def test_lstm_only_leaves_out_the_n_gram_part_and_the_blends_temperature(tmp_pat
     for flags in ([], ["--lstm-only"]):
         assert evaluate_main(["--model-dir", str(tmp_path / "blend"), "--file", str(tmp_path / "reviews.jsonl"),
                               "--output-dir", str(tmp_path / "eval"), *flags]) == 0
-        accuracies[bool(flags)] = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["accuracy"]
+        evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+        assert evaluation["lstm_only"] == bool(flags)
+        accuracies[bool(flags)] = evaluation["accuracy"]
     lstm_alone = float(np.mean((blended.lstm_log_odds(texts) > 0) == np.asarray(labels)))
     assert accuracies[True] == pytest.approx(lstm_alone) and accuracies[False] > lstm_alone + 0.2

@@ -42,12 +42,14 @@ SUMMARY_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "precision", "recal
 
 
 def evaluate(predictor: Predictor, texts: List[str], labels: List[int], output_dir: Path,
-             batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, Any]:
+             batch_size: int = DEFAULT_BATCH_SIZE, lstm_only: bool = False) -> Dict[str, Any]:
     """Metrics of ``predictor`` on these texts (labels: indices into its class names); writes
-    evaluation.json and the plots to ``output_dir``."""
+    evaluation.json and the plots to ``output_dir``. ``lstm_only`` records that the predictor was loaded
+    without its n-gram part, so that file says which model it scored."""
     probabilities = predictor.class_probabilities(texts, batch_size=batch_size)
     labels_array, names = np.asarray(labels), predictor.class_names
     metrics = metrics_for(labels_array, probabilities, names)
+    metrics["lstm_only"] = lstm_only
     token_counts = np.array([len(ids) for ids in predictor.preprocessor.encode_batch(texts)])
     buckets = length_buckets(token_counts, predictor.max_length)
     metrics["accuracy_by_length"] = accuracy_by_bucket(labels_array, predicted_classes(probabilities), buckets)
@@ -122,7 +124,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         reviews = load_labelled(args, predictor.class_names)
         if args.max_samples is not None and args.max_samples < len(reviews.texts):
             reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))
-        metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size)
+        metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size,
+                           lstm_only=args.lstm_only)
     except (PipelineError, ValueError) as err:
         return fail(str(err))
     except OSError as err:
