@@ -12,9 +12,11 @@ also with PyTorch in bfloat16 and as ``auto`` runs it there (small batches in ON
 Runtime, larger ones in PyTorch in bfloat16). ``--reading-lengths`` also times the
 directory's LSTM saved again to read at most N tokens of each review (its
 ``eval_max_length``), so the cost of reading more is measured on the same weights.
-Last line: one JSON object.
+``--int8`` also times each directory's LSTM quantized to int8 by ONNX Runtime
+(not a way the predictor offers yet). Last line: one JSON object.
 
     .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models] [--parity] [--batch-sizes 1 4 8 16 64]
+        [--int8]
         [--reading-lengths 400 800 --rounds 4]
 """
 
@@ -24,9 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,11 +37,11 @@ from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.config import check_setting  # noqa: E402
 from src.data.preprocessing import tokenize  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
-from src.inference.onnx_model import export_onnx  # noqa: E402
+from src.inference.onnx_model import OnnxLSTM, export_onnx  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
 from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
-from src.models.model_dir import load_model_directory, save_model_directory  # noqa: E402
+from src.models.model_dir import load_model_directory, load_temperature, save_model_directory  # noqa: E402
 from src.models.ngram_model import NGRAM_FILE, NgramBlend, _vectorizer  # noqa: E402
 
 SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
@@ -79,6 +82,12 @@ def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: in
     started = time.perf_counter()
     predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime, precision=precision)
     load_s = time.perf_counter() - started
+    return {"load_s": round(load_s, 3), **measure_predictor(predictor, texts, singles, batch_size)}
+
+
+def measure_predictor(predictor: SentimentPredictor, texts: List[str], singles: List[str],
+                      batch_size: int) -> Dict[str, float]:
+    """Batch reviews/s and single-review latency percentiles of a loaded predictor."""
     predictor.predict_batch(texts[:64])  # warm-up
     started = time.perf_counter()
     predictor.predict_batch(texts, batch_size=batch_size)
@@ -88,7 +97,7 @@ def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: in
         started = time.perf_counter()
         predictor.predict(text)
         latencies.append(time.perf_counter() - started)
-    return {"load_s": round(load_s, 3), "batch_reviews_per_s": round(len(texts) / batch_s),
+    return {"batch_reviews_per_s": round(len(texts) / batch_s),
             "single_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
             "single_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1)}
 
@@ -108,6 +117,51 @@ def speedup(side: Dict[str, float], reference: Dict[str, float]) -> Dict[str, fl
     (p50)."""
     return {"batch": round(side["batch_reviews_per_s"] / reference["batch_reviews_per_s"], 2),
             "single_p50": round(reference["single_p50_ms"] / side["single_p50_ms"], 2)}
+
+
+def int8_predictors(model_dir: str) -> Dict[str, SentimentPredictor]:
+    """The directory's predictor with its LSTM quantized to int8 by ONNX Runtime (dynamic quantization: int8
+    weights, activations quantized per call), in two sessions: the usual threads (all for each node), and one
+    thread per node with the two directions' LSTM nodes run at once."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if not (Path(model_dir) / "model.onnx").is_file():
+        export_onnx(model_dir)
+    quantized = Path(tempfile.mkdtemp(prefix="predict-bench-int8-")) / "model.int8.onnx"
+    quantize_dynamic(Path(model_dir) / "model.onnx", quantized, weight_type=QuantType.QInt8)
+    model, preprocessor = load_model_directory(model_dir)
+    blend, temperature = NgramBlend.load(model_dir), load_temperature(model_dir)
+    predictors = {}
+    for name, parallel in (("onnxruntime_int8", False), ("onnxruntime_int8_parallel", True)):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1 if parallel else torch.get_num_threads()
+        if parallel:
+            options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
+            options.inter_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(quantized), sess_options=options,
+                                               providers=["CPUExecutionProvider"])
+        predictors[name] = SentimentPredictor(model, preprocessor, device="cpu", ngram_blend=blend,
+                                              onnx=OnnxLSTM(session), temperature=temperature)
+    return predictors
+
+
+def measure_int8(model_dir: str, texts: List[str], singles: List[str], batch_size: int, reference: Dict[str, float],
+                 test: Optional[Tuple[List[str], List[int]]] = None) -> Dict[str, object]:
+    """``int8_predictors`` timed like the other variants, their speed-up over ``reference`` (PyTorch float32),
+    and, given ``test`` (texts, labels), the share of labels the same as PyTorch float32's and the accuracy."""
+    predictors = int8_predictors(model_dir)
+    result: Dict[str, object] = {name: measure_predictor(predictor, texts, singles, batch_size)
+                                 for name, predictor in predictors.items()}
+    result["vs_torch"] = {name: speedup(result[name], reference) for name in predictors}
+    if test is not None:
+        torch_labels = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime="torch",
+                                                          precision="float32").probabilities(test[0], batch_size) >= 0.5
+        int8_labels = predictors["onnxruntime_int8"].probabilities(test[0], batch_size) >= 0.5
+        result["parity"] = {"int8_same_label": float(np.mean(int8_labels == torch_labels)),
+                            "int8_accuracy": float(np.mean(int8_labels == (np.asarray(test[1]) == 1))),
+                            "torch_accuracy": float(np.mean(torch_labels == (np.asarray(test[1]) == 1)))}
+    return result
 
 
 def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str, float]:
@@ -195,6 +249,9 @@ def main() -> None:
     parser.add_argument("--reading-lengths", type=int, nargs="*", default=[],
                         help="with --model-dir: also time its LSTM reading at most these many tokens of a review "
                              "(its --eval-max-length), e.g. 400 800")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time the LSTM quantized to int8 by ONNX Runtime (and, with --parity, compare its "
+                             "labels with PyTorch float32's on the whole test split)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --reading-lengths (medians reported)")
     args = parser.parse_args()
 
@@ -219,6 +276,10 @@ def main() -> None:
     if args.model_dir and args.reading_lengths:
         result["by_reading_length"] = by_reading_length(args.model_dir, args.reading_lengths, texts, singles,
                                                         args.batch_size, args.rounds)
+    if args.int8:
+        test = (splits["test"].texts, splits["test"].labels) if args.parity else None
+        result["int8"] = {name: measure_int8(path, texts, singles, args.batch_size, result[name]["torch"], test)
+                          for name, path in model_dirs.items()}
     if args.model_dir and args.parity:
         result["parity"] = {name: parity(path, splits["test"].texts, splits["test"].labels, args.batch_size)
                             for name, path in model_dirs.items()}
