@@ -6,18 +6,19 @@ hidden 64, 1 layer), both bidirectional, with a vocabulary built on the IMDB
 training reviews. The weights are untrained, which does not change the speed;
 ``--model-dir`` measures a trained model directory instead, and for a model with
 an n-gram blend also the same directory without it (the LSTM alone). Each
-directory is measured with PyTorch and with ONNX Runtime (``model.onnx`` is
-exported first if absent) in float32, and where the CPU has bfloat16 instructions
-also with PyTorch in bfloat16 and as ``auto`` runs it there (small batches in ONNX
-Runtime, larger ones in PyTorch in bfloat16). ``--reading-lengths`` also times the
-directory's LSTM saved again to read at most N tokens of each review (its
-``eval_max_length``), so the cost of reading more is measured on the same weights.
-``--int8`` also times each directory's LSTM quantized to int8 by ONNX Runtime
-(not a way the predictor offers yet). Last line: one JSON object.
+directory is measured with PyTorch and with ONNX Runtime in float32, with ONNX
+Runtime in int8 (``model.onnx`` and ``model.int8.onnx`` are exported first if
+absent), as ``auto`` runs it (small batches in int8, larger ones in PyTorch in
+bfloat16 where the CPU has bfloat16 instructions, else in ONNX Runtime in float32),
+and where the CPU has bfloat16 also with PyTorch in bfloat16. The variants are
+loaded once each and timed in ``--rounds`` rounds, in turn and in reversed order
+every other round; medians and spreads are reported. ``--reading-lengths`` also
+times the directory's LSTM saved again to read at most N tokens of each review
+(its ``eval_max_length``), so the cost of reading more is measured on the same
+weights. Last line: one JSON object.
 
     .venv/bin/python bench/predict.py --data-dir data/imdb [--model-dir models] [--parity] [--batch-sizes 1 4 8 16 64]
-        [--int8]
-        [--reading-lengths 400 800 --rounds 4]
+        [--rounds 3] [--reading-lengths 400 800]
 """
 
 import argparse
@@ -26,10 +27,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,11 +37,11 @@ from src.data import TextPreprocessor, load_imdb_splits  # noqa: E402
 from src.config import check_setting  # noqa: E402
 from src.data.preprocessing import tokenize  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
-from src.inference.onnx_model import OnnxLSTM, export_onnx  # noqa: E402
+from src.inference.onnx_model import export_onnx  # noqa: E402
 from bench.machine import cpu_facts  # noqa: E402
 from src.utils.device import cpu_has_native_bfloat16  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
-from src.models.model_dir import load_model_directory, load_temperature, save_model_directory  # noqa: E402
+from src.models.model_dir import ONNX_FILE, ONNX_INT8_FILE, load_model_directory, save_model_directory  # noqa: E402
 from src.models.ngram_model import NGRAM_FILE, NgramBlend, _vectorizer  # noqa: E402
 
 SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
@@ -49,12 +49,13 @@ SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
 
 
 def variants() -> Dict[str, Tuple[str, str]]:
-    """The ways to run the LSTM that this CPU offers, by name: (runtime, precision). Where it has bfloat16
-    instructions, "auto" runs batches of fewer than ``ONNX_BELOW`` reviews in ONNX Runtime, larger ones in
-    PyTorch in bfloat16."""
-    ways = {"torch": ("torch", "float32"), "onnxruntime": ("onnxruntime", "float32")}
+    """The ways to run the LSTM that this CPU offers, by name: (runtime, precision). "auto" runs batches of
+    fewer than ``ONNX_BELOW`` reviews in int8, larger ones in PyTorch in bfloat16 where the CPU has bfloat16
+    instructions, else in ONNX Runtime in float32."""
+    ways = {"torch": ("torch", "float32"), "onnxruntime": ("onnxruntime", "float32"),
+            "onnxruntime_int8": ("onnxruntime", "int8"), "auto": ("auto", "auto")}
     if cpu_has_native_bfloat16():
-        ways.update(torch_bfloat16=("torch", "bfloat16"), auto=("auto", "auto"))
+        ways["torch_bfloat16"] = ("torch", "bfloat16")
     return ways
 
 
@@ -76,15 +77,6 @@ def by_batch_size(model_dir: str, texts: List[str], sizes: List[int]) -> Dict[st
     return result
 
 
-def measure(model_dir: str, texts: List[str], singles: List[str], batch_size: int,
-            runtime: str, precision: str) -> Dict[str, float]:
-    """Load time, batch reviews/s and single-review latency percentiles of one model directory."""
-    started = time.perf_counter()
-    predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime, precision=precision)
-    load_s = time.perf_counter() - started
-    return {"load_s": round(load_s, 3), **measure_predictor(predictor, texts, singles, batch_size)}
-
-
 def measure_predictor(predictor: SentimentPredictor, texts: List[str], singles: List[str],
                       batch_size: int) -> Dict[str, float]:
     """Batch reviews/s and single-review latency percentiles of a loaded predictor."""
@@ -98,17 +90,35 @@ def measure_predictor(predictor: SentimentPredictor, texts: List[str], singles: 
         predictor.predict(text)
         latencies.append(time.perf_counter() - started)
     return {"batch_reviews_per_s": round(len(texts) / batch_s),
-            "single_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
-            "single_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1)}
+            "single_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
+            "single_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 2)}
 
 
-def measure_runtimes(model_dir: str, texts: List[str], singles: List[str], batch_size: int) -> Dict[str, object]:
-    """Each of ``variants()`` on the same directory, one after the other, and each one's speed-up over
-    PyTorch in float32."""
-    if not (Path(model_dir) / "model.onnx").is_file():
+def measure_runtimes(model_dir: str, texts: List[str], singles: List[str], batch_size: int,
+                     rounds: int = 1) -> Dict[str, object]:
+    """Each of ``variants()`` on the same directory, loaded once (``load_s``) and timed in ``rounds`` rounds, the
+    variants in turn and in reversed order every other round: the medians, the [min, max] of each
+    (``spread``), and each one's speed-up over PyTorch in float32."""
+    if not all((Path(model_dir) / name).is_file() for name in (ONNX_FILE, ONNX_INT8_FILE)):
         export_onnx(model_dir)
-    result = {name: measure(model_dir, texts, singles, batch_size, *how) for name, how in variants().items()}
-    result["vs_torch"] = {name: speedup(side, result["torch"]) for name, side in result.items() if name != "torch"}
+    predictors, load_s = {}, {}
+    for name, (runtime, precision) in variants().items():
+        started = time.perf_counter()
+        predictors[name] = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
+                                                              precision=precision)
+        load_s[name] = round(time.perf_counter() - started, 3)
+    runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in predictors}
+    for round_index in range(rounds):
+        for name in (list(predictors) if round_index % 2 == 0 else list(predictors)[::-1]):
+            runs[name].append(measure_predictor(predictors[name], texts, singles, batch_size))
+    result: Dict[str, object] = {}
+    for name, measured in runs.items():
+        keys = list(measured[0])
+        result[name] = {"load_s": load_s[name], **{key: float(np.median([run[key] for run in measured]))
+                                                   for key in keys},
+                        "spread": {key: [min(run[key] for run in measured), max(run[key] for run in measured)]
+                                   for key in keys}}
+    result["vs_torch"] = {name: speedup(result[name], result["torch"]) for name in predictors if name != "torch"}
     return result
 
 
@@ -117,43 +127,6 @@ def speedup(side: Dict[str, float], reference: Dict[str, float]) -> Dict[str, fl
     (p50)."""
     return {"batch": round(side["batch_reviews_per_s"] / reference["batch_reviews_per_s"], 2),
             "single_p50": round(reference["single_p50_ms"] / side["single_p50_ms"], 2)}
-
-
-def int8_predictors(model_dir: str) -> Dict[str, SentimentPredictor]:
-    """The directory's predictor with its LSTM quantized to int8 by ONNX Runtime (dynamic quantization: int8
-    weights, activations quantized per call), in two sessions: the usual threads (all for each node), and one
-    thread per node with the two directions' LSTM nodes run at once."""
-    import onnxruntime
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    if not (Path(model_dir) / "model.onnx").is_file():
-        export_onnx(model_dir)
-    quantized = Path(tempfile.mkdtemp(prefix="predict-bench-int8-")) / "model.int8.onnx"
-    quantize_dynamic(Path(model_dir) / "model.onnx", quantized, weight_type=QuantType.QInt8)
-    model, preprocessor = load_model_directory(model_dir)
-    blend, temperature = NgramBlend.load(model_dir), load_temperature(model_dir)
-    predictors = {}
-    for name, parallel in (("onnxruntime_int8", False), ("onnxruntime_int8_parallel", True)):
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1 if parallel else torch.get_num_threads()
-        if parallel:
-            options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
-            options.inter_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(str(quantized), sess_options=options,
-                                               providers=["CPUExecutionProvider"])
-        predictors[name] = SentimentPredictor(model, preprocessor, device="cpu", ngram_blend=blend,
-                                              onnx=OnnxLSTM(session), temperature=temperature)
-    return predictors
-
-
-def measure_int8(predictors: Dict[str, SentimentPredictor], texts: List[str], singles: List[str], batch_size: int,
-                 reference: Dict[str, float]) -> Dict[str, object]:
-    """``int8_predictors`` timed like the other variants, and their speed-up over ``reference`` (PyTorch
-    float32)."""
-    result: Dict[str, object] = {name: measure_predictor(predictor, texts, singles, batch_size)
-                                 for name, predictor in predictors.items()}
-    result["vs_torch"] = {name: speedup(result[name], reference) for name in predictors}
-    return result
 
 
 def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str, float]:
@@ -180,15 +153,14 @@ def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str
             "max_abs_difference": float(max(np.abs(ours - reference).max(), np.abs(shared - reference).max()))}
 
 
-def parity(model_dir: str, texts: List[str], labels: List[int], batch_size: int,
-           extra: Optional[Dict[str, SentimentPredictor]] = None) -> Dict[str, float]:
-    """Each variant's accuracy on the same reviews (and that of the ``extra`` predictors, e.g. int8), and the
-    share of them on which it gives the label that PyTorch in float32 gives."""
+def parity(model_dir: str, texts: List[str], labels: List[int], batch_size: int) -> Dict[str, float]:
+    """Each variant's accuracy on the same reviews, and the share of them on which it gives the label that
+    PyTorch in float32 gives."""
     predictors = {name: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
                                                            precision=precision)
                   for name, (runtime, precision) in variants().items()}
     predicted = {name: predictor.probabilities(texts, batch_size) >= 0.5
-                 for name, predictor in {**predictors, **(extra or {})}.items()}
+                 for name, predictor in predictors.items()}
     truth = np.asarray(labels) == 1
     return {**{f"{name}_same_label": float(np.mean(values == predicted["torch"]))
                for name, values in predicted.items() if name != "torch"},
@@ -244,10 +216,8 @@ def main() -> None:
     parser.add_argument("--reading-lengths", type=int, nargs="*", default=[],
                         help="with --model-dir: also time its LSTM reading at most these many tokens of a review "
                              "(its --eval-max-length), e.g. 400 800")
-    parser.add_argument("--int8", action="store_true",
-                        help="also time the LSTM quantized to int8 by ONNX Runtime (with --parity, its labels are "
-                             "compared like the other variants')")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --reading-lengths (medians reported)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of each measurement (medians and spreads reported)")
     args = parser.parse_args()
 
     splits = load_imdb_splits(args.data_dir)
@@ -261,7 +231,8 @@ def main() -> None:
         for name, size in SIZES.items():
             model_dirs[name] = tempfile.mkdtemp(prefix=f"predict-bench-{name}-")
             save_model_directory(model_dirs[name], LSTMClassifier(processor.vocab_size, **size), processor)
-    result = {name: measure_runtimes(path, texts, singles, args.batch_size) for name, path in model_dirs.items()}
+    result = {name: measure_runtimes(path, texts, singles, args.batch_size, args.rounds)
+              for name, path in model_dirs.items()}
     if "lstm_only" in model_dirs:
         result["ngram_part"] = ngram_against_sparse_reference(args.model_dir, texts)
     if args.batch_sizes:
@@ -271,13 +242,8 @@ def main() -> None:
     if args.model_dir and args.reading_lengths:
         result["by_reading_length"] = by_reading_length(args.model_dir, args.reading_lengths, texts, singles,
                                                         args.batch_size, args.rounds)
-    int8 = {name: int8_predictors(path) for name, path in model_dirs.items()} if args.int8 else {}
-    if int8:
-        result["int8"] = {name: measure_int8(int8[name], texts, singles, args.batch_size, result[name]["torch"])
-                          for name in model_dirs}
-    if args.model_dir and args.parity:  # int8 only in its usual-threads session: the same graph, the same labels
-        result["parity"] = {name: parity(path, splits["test"].texts, splits["test"].labels, args.batch_size,
-                                         {k: v for k, v in int8.get(name, {}).items() if k == "onnxruntime_int8"})
+    if args.model_dir and args.parity:
+        result["parity"] = {name: parity(path, splits["test"].texts, splits["test"].labels, args.batch_size)
                             for name, path in model_dirs.items()}
     result.update(batch_size=args.batch_size, **cpu_facts())
     print(json.dumps(result))

@@ -26,7 +26,8 @@ def test_script_trains_on_real_reviews_and_writes_a_model_directory(tmp_path, im
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "MODEL_CARD.md", "calibration.json", "config.json", "metrics.json", "model.onnx", "model.pt", "vocab.json"]
+        "MODEL_CARD.md", "calibration.json", "config.json", "metrics.json", "model.int8.onnx", "model.onnx",
+        "model.pt", "vocab.json"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["n_examples"] == 300 and 0 <= metrics["test"]["accuracy"] <= 1
     saved = json.loads((out / "config.json").read_text())

@@ -228,10 +228,44 @@ def test_tensorboard_scalars_and_training_curves(trained):
 def test_onnx_runtime_predicts_as_pytorch_does(trained, imdb_tree):
     """Training exported model.onnx; ONNX Runtime and PyTorch give the same log-odds on real reviews."""
     texts = load_imdb(imdb_tree, "test").texts[:300] + REVIEWS
-    fast = SentimentPredictor.from_pretrained(trained[0])
+    fast = SentimentPredictor.from_pretrained(trained[0], precision="float32")
     reference = SentimentPredictor.from_pretrained(trained[0], runtime="torch")
-    assert (fast.runtime, reference.runtime) == ("onnxruntime", "torch")
+    assert (fast.runtime, fast.precision, reference.runtime) == ("onnxruntime", "float32", "torch")
     assert np.abs(fast.lstm_log_odds(texts, batch_size=7) - reference.lstm_log_odds(texts)).max() < 1e-4
+
+
+def test_int8_labels_real_reviews_as_float32_does(trained, imdb_tree):
+    """Training exported model.int8.onnx too: its log-odds are float32's within int8's rounding, the same label
+    wherever float32 is not within that rounding of the boundary, and a review's score does not depend on the
+    other reviews of its batch (each is read on its own)."""
+    texts = load_imdb(imdb_tree, "test").texts[:300]
+    int8 = SentimentPredictor.from_pretrained(trained[0], precision="int8")
+    reference = SentimentPredictor.from_pretrained(trained[0], runtime="torch")
+    assert (int8.runtime, int8.precision) == ("onnxruntime", "int8")
+    ours, theirs = int8.lstm_log_odds(texts), reference.lstm_log_odds(texts)
+    assert 0 < np.abs(ours - theirs).max() < 0.02
+    confident = np.abs(theirs) > 0.02
+    assert confident.mean() > 0.5 and np.array_equal(ours[confident] > 0, theirs[confident] > 0)
+    assert np.array_equal(int8.lstm_log_odds(texts[:20], batch_size=7),
+                          [int8.lstm_log_odds([text])[0] for text in texts[:20]])
+
+
+def test_auto_precision_sends_small_batches_to_int8(trained, imdb_tree, tmp_path):
+    """"auto" on a CPU without bfloat16 (the tests' CPU): batches of fewer than ONNX_BELOW reviews in int8,
+    larger ones in float32; a directory exported before model.int8.onnx existed keeps float32 for both."""
+    texts = load_imdb(imdb_tree, "test").texts[:2 * ONNX_BELOW]
+    auto = SentimentPredictor.from_pretrained(trained[0])
+    int8 = SentimentPredictor.from_pretrained(trained[0], precision="int8")
+    float32 = SentimentPredictor.from_pretrained(trained[0], precision="float32")
+    assert (auto.runtime, auto.precision, float32.precision) == ("onnxruntime", "int8+float32", "float32")
+    small = texts[: ONNX_BELOW - 1]
+    assert np.array_equal(auto.lstm_scores(small), int8.lstm_scores(small))
+    assert not np.array_equal(auto.lstm_scores(small), float32.lstm_scores(small))
+    assert np.array_equal(auto.lstm_scores(texts, len(texts)), float32.lstm_scores(texts, len(texts)))
+    older = tmp_path / "older"
+    shutil.copytree(trained[0], older)
+    (older / "model.int8.onnx").unlink()
+    assert SentimentPredictor.from_pretrained(older).precision == "float32"
 
 
 def test_a_vocabulary_of_a_few_words_exports(tmp_path):
@@ -239,22 +273,28 @@ def test_a_vocabulary_of_a_few_words_exports(tmp_path):
     processor = TextPreprocessor(max_vocab_size=3).build_vocab(["good good film"])
     directory = save_model_directory(tmp_path / "model", tiny_model(vocab_size=processor.vocab_size), processor)
     assert processor.vocab_size == 3 and export_main(["--model-dir", str(directory)]) == 0
-    runtimes = [SentimentPredictor.from_pretrained(directory, runtime=r) for r in ("torch", "onnxruntime")]
+    runtimes = [SentimentPredictor.from_pretrained(directory, runtime=r, precision=p)
+                for r, p in (("torch", "float32"), ("onnxruntime", "float32"), ("onnxruntime", "int8"))]
     texts = ["good", "good film good", "bad"]
     assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[1].lstm_log_odds(texts)).max() < 1e-4
+    assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[2].lstm_log_odds(texts)).max() < 0.02
 
 
 def test_an_export_of_other_weights_is_not_used(trained, short_reader, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(short_reader, other)  # the trained model, saved again: another model.pt
     assert SentimentPredictor.from_pretrained(other).runtime == "torch"  # nothing exported
-    (other / "model.onnx").write_bytes((trained[0] / "model.onnx").read_bytes())
+    for name in ("model.onnx", "model.int8.onnx"):
+        (other / name).write_bytes((trained[0] / name).read_bytes())
     assert SentimentPredictor.from_pretrained(other).runtime == "torch"
-    assert predict_main(["--model-dir", str(other), "--runtime", "onnxruntime", "Fine."]) == 1
-    err = capsys.readouterr().err
-    assert "exported from other weights" in err and "src.inference.export" in err and err.count("\n") == 1
+    for precision in ("auto", "int8"):
+        assert predict_main(["--model-dir", str(other), "--runtime", "onnxruntime", "--precision", precision,
+                             "Fine."]) == 1
+        err = capsys.readouterr().err
+        assert "exported from other weights" in err and "src.inference.export" in err and err.count("\n") == 1
     assert export_main(["--model-dir", str(other)]) == 0
     assert SentimentPredictor.from_pretrained(other).runtime == "onnxruntime"
+    assert SentimentPredictor.from_pretrained(other, precision="int8").precision == "int8"
     assert export_main(["--model-dir", str(tmp_path / "nothing")]) == 1
     assert "not a model directory" in capsys.readouterr().err
 
@@ -262,7 +302,8 @@ def test_an_export_of_other_weights_is_not_used(trained, short_reader, tmp_path,
 def test_predict_runtimes_give_the_same_labels(trained, capsys):
     outputs = {}
     for runtime in ("torch", "onnxruntime"):
-        assert predict_main(["--model-dir", str(trained[0]), "--runtime", runtime, *REVIEWS]) == 0
+        assert predict_main(["--model-dir", str(trained[0]), "--runtime", runtime, "--precision", "float32",
+                             *REVIEWS]) == 0
         outputs[runtime] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["label"] for o in outputs["torch"]] == [o["label"] for o in outputs["onnxruntime"]]
     assert [o["probability"] for o in outputs["torch"]] == pytest.approx(
@@ -292,11 +333,17 @@ def test_prediction_precision_on_a_gpu_follows_the_card_not_the_cpu(monkeypatch,
 
 def test_prediction_precision_refusals(trained, monkeypatch, capsys):
     cpu = torch.device("cpu")
-    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+    with pytest.raises(ValueError, match="auto, float32, bfloat16, int8"):
         prediction_dtype("float16", cpu)
     monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: True)
-    with pytest.raises(ValueError, match="ONNX Runtime runs the LSTM in float32"):
+    with pytest.raises(ValueError, match="ONNX Runtime runs the LSTM in float32 or int8"):
         prediction_dtype("bfloat16", cpu, "onnxruntime")
+    for device, runtime in ((cpu, "torch"), (torch.device("cuda"), "auto")):
+        with pytest.raises(ValueError, match="int8 runs in ONNX Runtime on the CPU"):
+            prediction_dtype("int8", device, runtime)
+    assert predict_main(["--model-dir", str(trained[0]), "--precision", "int8", "--runtime", "torch", "Fine."]) == 1
+    err = capsys.readouterr().err
+    assert "int8 runs in ONNX Runtime" in err and err.count("\n") == 1 and "Traceback" not in err
     monkeypatch.setattr(device_module, "cpu_has_native_bfloat16", lambda: False)
     assert predict_main(["--model-dir", str(trained[0]), "--precision", "bfloat16", "Fine."]) == 1
     err = capsys.readouterr().err
@@ -306,12 +353,12 @@ def test_prediction_precision_refusals(trained, monkeypatch, capsys):
 @pytest.mark.native_precision
 @pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="the CPU has no bfloat16 instructions")
 def test_bfloat16_prediction_on_a_cpu_that_has_it(trained, imdb_tree):
-    """On such a CPU "auto" runs batches in PyTorch in bfloat16 even where model.onnx exists, and it labels
-    real reviews as float32 does (log-odds within bfloat16's rounding)."""
+    """On such a CPU "auto" runs batches in PyTorch in bfloat16 even where model.onnx exists (small ones in
+    int8), and it labels real reviews as float32 does (log-odds within bfloat16's rounding)."""
     texts = load_imdb(imdb_tree, "test").texts[:300]
     fast = SentimentPredictor.from_pretrained(trained[0])
     reference = SentimentPredictor.from_pretrained(trained[0], precision="float32", runtime="torch")
-    assert (fast.runtime, fast.precision, reference.precision) == ("onnxruntime+torch", "bfloat16", "float32")
+    assert (fast.runtime, fast.precision, reference.precision) == ("onnxruntime+torch", "int8+bfloat16", "float32")
     ours, theirs = fast.lstm_log_odds(texts), reference.lstm_log_odds(texts)
     assert 0 < np.abs(ours - theirs).max() < 0.1
     confident = np.abs(theirs) > 0.1
@@ -325,7 +372,7 @@ def test_bfloat16_leaves_small_batches_to_onnx_runtime(trained, imdb_tree):
     texts = load_imdb(imdb_tree, "test").texts[:2 * ONNX_BELOW]
     model, preprocessor = load_model_directory(trained[0])
     onnx = OnnxLSTM.load(trained[0], required=True)
-    both = SentimentPredictor(model, preprocessor, onnx=onnx, dtype=torch.bfloat16)
+    both = SentimentPredictor(model, preprocessor, onnx_small=onnx, dtype=torch.bfloat16)
     onnx_only = SentimentPredictor(model, preprocessor, onnx=onnx)
     bfloat16_only = SentimentPredictor(model, preprocessor, dtype=torch.bfloat16)
     assert (both.runtime, onnx_only.runtime, bfloat16_only.runtime) == ("onnxruntime+torch", "onnxruntime", "torch")

@@ -187,10 +187,12 @@ def test_a_run_with_per_direction_stacks_saves_a_model_that_loads_exports_and_re
     assert json.loads((tmp_path / "model" / "config.json").read_text())["stacking"] == "per_direction"
     export_onnx(tmp_path / "model")
     texts = ["review 3 with the film and the plot", "a great film", "bad"]
-    runtimes = [SentimentPredictor.from_pretrained(tmp_path / "model", runtime=r) for r in ("torch", "onnxruntime")]
+    runtimes = [SentimentPredictor.from_pretrained(tmp_path / "model", runtime=r, precision=p)
+                for r, p in (("torch", "float32"), ("onnxruntime", "float32"), ("onnxruntime", "int8"))]
 
     assert runtimes[0].model.config.stacking == "per_direction" and runtimes[1].runtime == "onnxruntime"
     assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[1].lstm_log_odds(texts)).max() < 1e-4
+    assert np.abs(runtimes[0].lstm_log_odds(texts) - runtimes[2].lstm_log_odds(texts)).max() < 0.02
     with pytest.raises(ResumeRefused, match="stacking"):  # another model than the checkpoint's
         run_training(TrainConfig(epochs=2, resume="auto", stacking="joint", **settings))
 

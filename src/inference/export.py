@@ -3,9 +3,11 @@
     python -m src.inference.export --model-dir models
 
 Writes ``models/model.onnx`` (dynamic batch and length axes; see
-``src/inference/onnx_model.py`` for its inputs and outputs). ``predict``,
-``evaluate`` and ``SentimentPredictor`` then run the LSTM with ONNX Runtime on a
-CPU. A training run exports it by itself when the ``onnx`` package is installed.
+``src/inference/onnx_model.py`` for its inputs and outputs) and, where onnxruntime
+is installed, ``models/model.int8.onnx``, the same graph with int8 weights.
+``predict``, ``evaluate`` and ``SentimentPredictor`` then run the LSTM with ONNX
+Runtime on a CPU. A training run exports them by itself when the ``onnx`` package
+is installed.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
     parser.add_argument("--model-dir", required=True, help="model directory written by training (--output-dir)")
     args = parser.parse_args(argv)
     try:
-        path = export_onnx(args.model_dir)
+        paths = export_onnx(args.model_dir)
     except ImportError:
         return fail("exporting needs the onnx package: pip install onnx onnxruntime")
     except (PipelineError, OSError) as err:
         return fail(str(err))
-    print(f"wrote {path}", file=sys.stderr)
+    print(f"wrote {', '.join(map(str, paths))}", file=sys.stderr)
     return 0
 
 

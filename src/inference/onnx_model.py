@@ -4,9 +4,11 @@ The graph takes ``token_ids`` int64 [B, T] (0 = padding) and ``lengths`` int64 [
 and returns ``logits`` float32 [B] (or [B, C] for several classes), with dynamic
 batch and length axes. Text becomes token ids as the model directory's
 ``vocab.json`` says (``TextPreprocessor.encode_for_model``: its words, ``max_length``
-and truncation); a blended model's n-gram part stays in Python. ``model.onnx``
-records the SHA-256 of the ``model.pt`` it was exported from, so an export left
-over from other weights is never used.
+and truncation); a blended model's n-gram part stays in Python. ``model.int8.onnx``
+is the same graph after ONNX Runtime's dynamic quantization: the LSTM's and the
+linear layers' weights in int8, activations quantized on each call (the embedding
+stays float32). Both files record the SHA-256 of the ``model.pt`` they were
+exported from, so an export left over from other weights is never used.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 
 from src.exceptions import CheckpointError
-from src.models.model_dir import MODEL_FILE, ONNX_FILE, load_model_directory
+from src.models.model_dir import MODEL_FILE, ONNX_FILE, ONNX_INT8_FILE, load_model_directory
 from src.utils.download import sha256_of
 from src.utils.io import atomic_write
 
@@ -32,8 +35,9 @@ SOURCE_KEY = "lstm_sentiment.model_sha256"
 OPSET = 17
 
 
-def export_onnx(directory: Union[str, Path]) -> Path:
-    """Write ``directory/model.onnx`` from the directory's ``model.pt`` (atomically); returns its path."""
+def export_onnx(directory: Union[str, Path]) -> List[Path]:
+    """Write ``directory/model.onnx`` from the directory's ``model.pt`` and, where onnxruntime is installed,
+    ``model.int8.onnx`` from it (each atomically); returns the paths written."""
     import onnx
 
     directory = Path(directory)
@@ -49,55 +53,105 @@ def export_onnx(directory: Union[str, Path]) -> Path:
                           dynamic_axes={"token_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
                                         "logits": {0: "batch"}}, **options)
     graph = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(graph, {SOURCE_KEY: sha256_of(directory / MODEL_FILE)})
-    path = directory / ONNX_FILE
+    source = {SOURCE_KEY: sha256_of(directory / MODEL_FILE)}
+    onnx.helper.set_model_props(graph, source)
+    written = [_write_graph(graph, directory / ONNX_FILE)]
+    if _onnxruntime_missing() is None:
+        written.append(_write_graph(_quantized(graph, source), directory / ONNX_INT8_FILE))
+    return written
+
+
+def _quantized(graph, source: Dict[str, str]):
+    """``graph`` with int8 weights (ONNX Runtime's dynamic quantization; its LSTM nodes become
+    DynamicQuantizeLSTM), marked with the same source as ``graph``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantization_logger = logging.getLogger()  # the quantizer advises pre-processing through the root logger
+    level = quantization_logger.level
+    quantization_logger.setLevel(max(level, logging.ERROR))
+    try:
+        with tempfile.TemporaryDirectory(prefix="lstm-sentiment-int8-") as scratch:
+            path = Path(scratch) / ONNX_INT8_FILE
+            quantize_dynamic(graph, path, weight_type=QuantType.QInt8)
+            quantized = onnx.load(str(path))
+    finally:
+        quantization_logger.setLevel(level)
+    onnx.helper.set_model_props(quantized, source)
+    return quantized
+
+
+def _write_graph(graph, path: Path) -> Path:
     with atomic_write(path, "wb") as handle:
         handle.write(graph.SerializeToString())
     return path
 
 
 class OnnxLSTM:
-    """``model.onnx`` in an ONNX Runtime session: ``(token_ids, lengths) -> logits`` as NumPy arrays."""
+    """An exported LSTM in an ONNX Runtime session: ``(token_ids, lengths) -> logits`` as NumPy arrays.
 
-    def __init__(self, session):
+    ``precision`` is its weights': float32, or int8 for ``model.int8.onnx``. The int8 graph quantizes its
+    inputs with one scale per tensor, so a review's score would depend on the other reviews of its batch: it
+    reads one review per run instead (``per_review``), and runs the two directions' LSTM nodes at once, one
+    thread each (bench/predict.py: its fastest way through a single review).
+    """
+
+    def __init__(self, session, precision: str = "float32", per_review: bool = False):
         self.session = session
+        self.precision = precision
+        self.per_review = per_review
 
     @classmethod
-    def load(cls, directory: Union[str, Path], required: bool = False) -> Optional["OnnxLSTM"]:
-        """The directory's exported LSTM; None (or, if ``required``, a CheckpointError saying why) when
-        onnxruntime is not installed, there is no ``model.onnx``, or it was exported from other weights."""
+    def load(cls, directory: Union[str, Path], required: bool = False, int8: bool = False) -> Optional["OnnxLSTM"]:
+        """The directory's exported LSTM (``model.int8.onnx`` with ``int8``); None (or, if ``required``, a
+        CheckpointError saying why) when onnxruntime is not installed, the file is missing, or it was exported
+        from other weights."""
         directory = Path(directory)
-        reason = _unusable(directory)
+        name = ONNX_INT8_FILE if int8 else ONNX_FILE
+        reason = _onnxruntime_missing() or (None if (directory / name).is_file() else f"no {name} in the directory")
         if reason is None:
-            import onnxruntime
-
             try:
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = torch.get_num_threads()  # one thread setting for both runtimes
-                session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), sess_options=options,
-                                                       providers=["CPUExecutionProvider"])
+                session = _session(directory / name, parallel_directions=int8)
             except Exception as err:  # onnxruntime raises its own exception types for a bad file
-                reason = f"{ONNX_FILE} does not load ({str(err).splitlines()[0]})"
+                reason = f"{name} does not load ({str(err).splitlines()[0]})"
             else:
                 if session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY) == sha256_of(directory / MODEL_FILE):
-                    return cls(session)
-                reason = f"{ONNX_FILE} was exported from other weights than {MODEL_FILE}"
+                    return cls(session, "int8", per_review=True) if int8 else cls(session)
+                reason = f"{name} was exported from other weights than {MODEL_FILE}"
         if required:
             raise CheckpointError(f"cannot predict with ONNX Runtime from {directory}: {reason}; run "
                                   f"python -m src.inference.export --model-dir {directory}")
-        logger.info("predicting with PyTorch: %s", reason)
+        logger.info("not predicting with %s: %s", name, reason)
         return None
 
     def __call__(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        feed = {"token_ids": np.asarray(token_ids, dtype=np.int64), "lengths": np.asarray(lengths, dtype=np.int64)}
-        return self.session.run(None, feed)[0]
+        token_ids, lengths = np.asarray(token_ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+        if not self.per_review:
+            return self._run(token_ids, lengths)
+        return np.concatenate([self._run(token_ids[row: row + 1, :length], lengths[row: row + 1])
+                               for row, length in enumerate(lengths)])
+
+    def _run(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"token_ids": token_ids, "lengths": lengths})[0]
 
 
-def _unusable(directory: Path) -> Optional[str]:
+def _session(path: Path, parallel_directions: bool):
+    """An ONNX Runtime CPU session of ``path`` on PyTorch's thread count (one setting for both runtimes)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    threads = torch.get_num_threads()
+    if parallel_directions:
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, threads
+    else:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime_missing() -> Optional[str]:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return "onnxruntime is not installed (pip install onnxruntime)"
-    if not (directory / ONNX_FILE).is_file():
-        return f"no {ONNX_FILE} in the model directory"
     return None

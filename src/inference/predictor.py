@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,8 +28,11 @@ DEFAULT_BATCH_SIZE = 64
 # with bench/predict.py), else PyTorch; where the LSTM runs in bfloat16, ONNX Runtime takes only batches of
 # fewer than ONNX_BELOW reviews (single reviews), PyTorch the larger ones
 RUNTIMES = ("auto", "torch", "onnxruntime")
+# training's PRECISIONS and int8: ONNX Runtime's model.int8.onnx for every batch
+PREDICTION_PRECISIONS = PRECISIONS + ("int8",)
 # bench/predict.py --batch-sizes on a 2-core Xeon with AMX: ONNX Runtime (float32) led in calls of up to 4
-# reviews and about tied at 8, PyTorch in bfloat16 led from 16
+# reviews and about tied at 8, PyTorch in bfloat16 led from 16. Below it, "auto" precision takes the int8 graph
+# where the directory holds one (the fastest for single reviews)
 ONNX_BELOW = 8
 
 
@@ -39,9 +42,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: ONNX Runtime on a CPU when the model directory holds model.onnx "
                              "(python -m src.inference.export), else PyTorch; where the LSTM runs in bfloat16, "
                              f"ONNX Runtime takes only batches of fewer than {ONNX_BELOW} reviews (default: auto)")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+    parser.add_argument("--precision", default="auto", choices=PREDICTION_PRECISIONS,
                         help="the LSTM's arithmetic: bfloat16 needs a CPU with AVX512-BF16 or AMX (or a GPU) and "
-                             "PyTorch; auto picks it on such a CPU, float32 elsewhere (default: auto)")
+                             "PyTorch; int8 needs ONNX Runtime and model.int8.onnx; auto picks bfloat16 on such a "
+                             f"CPU, float32 elsewhere, and int8 for batches of fewer than {ONNX_BELOW} reviews "
+                             "where the directory holds it (default: auto)")
 
 
 def add_lstm_only_argument(parser: argparse.ArgumentParser) -> None:
@@ -52,18 +57,24 @@ def add_lstm_only_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def prediction_dtype(precision: str, device: torch.device, runtime: str = "auto") -> Optional[torch.dtype]:
-    """The LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32).
+    """The LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32, or no PyTorch: int8).
 
     On a CPU, training's rule (``cpu_computes_in_bfloat16``) decides, unless ONNX Runtime alone is asked for,
-    which runs the LSTM in float32 and so refuses bfloat16 (bench/predict.py: on a CPU with bfloat16, batches
-    ran faster in it than in float32 in either runtime, with the same label on all but a few test reviews).
-    On a GPU, "auto" stays float32 and bfloat16 is refused where the card lacks it.
+    which runs the LSTM in float32 or int8 and so refuses bfloat16 (bench/predict.py: on a CPU with bfloat16,
+    batches ran faster in it than in float32 in either runtime, with the same label on all but a few test
+    reviews). int8 is ONNX Runtime's on a CPU. On a GPU, "auto" stays float32 and bfloat16 is refused where the
+    card lacks it.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in PREDICTION_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PREDICTION_PRECISIONS)}, got {precision!r}")
     if precision == "bfloat16" and runtime == "onnxruntime":
-        raise ValueError("ONNX Runtime runs the LSTM in float32: use --precision float32, or --runtime torch "
-                         "for bfloat16")
+        raise ValueError("ONNX Runtime runs the LSTM in float32 or int8: use --precision float32 or int8, or "
+                         "--runtime torch for bfloat16")
+    if precision == "int8" and (runtime == "torch" or device.type != "cpu"):
+        raise ValueError("int8 runs in ONNX Runtime on the CPU: use --runtime auto (or onnxruntime) and "
+                         "--device cpu, or another --precision")
+    if precision == "int8":
+        return None
     if device.type == "cuda":
         if precision == "bfloat16" and not torch.cuda.is_bf16_supported():
             raise ValueError("--precision bfloat16 needs a GPU that computes in it; use --precision float32 or auto")
@@ -117,7 +128,8 @@ class SentimentPredictor(_Classifier):
 
     def __init__(self, model: LSTMClassifier, preprocessor: TextPreprocessor,
                  device: Optional[Union[str, torch.device]] = None, ngram_blend: Optional[NgramBlend] = None,
-                 onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0, dtype: Optional[torch.dtype] = None):
+                 onnx: Optional[OnnxLSTM] = None, temperature: float = 1.0, dtype: Optional[torch.dtype] = None,
+                 onnx_small: Optional[OnnxLSTM] = None):
         check_vocabulary_fits(preprocessor.vocab_size, model.config.vocab_size)
         self.device = resolve_device(device)
         self.dtype = dtype  # the LSTM's arithmetic in PyTorch: bfloat16 (autocast) or None (float32)
@@ -125,21 +137,24 @@ class SentimentPredictor(_Classifier):
         self.model = model.to(self.device).eval()
         self.preprocessor = preprocessor
         self.ngram_blend = ngram_blend
-        self.onnx = onnx if self.device.type == "cpu" else None  # the same LSTM, run by ONNX Runtime
+        on_cpu = self.device.type == "cpu"
+        # the same LSTM run by ONNX Runtime (None: by PyTorch at dtype): for batches of ONNX_BELOW reviews or
+        # more, and for smaller ones (by default the same as the larger ones)
+        self.onnx = onnx if on_cpu else None
+        self.onnx_small = (onnx_small or onnx) if on_cpu else None
         self.class_names = tuple(model.config.classes)
 
     @property
     def runtime(self) -> str:
-        """torch, onnxruntime, or onnxruntime+torch: small batches in ONNX Runtime, larger ones in PyTorch
-        at ``precision`` (bfloat16)."""
-        if self.onnx is None:
-            return "torch"
-        return "onnxruntime" if self.dtype is None else "onnxruntime+torch"
+        """torch, onnxruntime, or onnxruntime+torch: small batches in ONNX Runtime, larger ones in PyTorch."""
+        return _joined("onnxruntime" if runner else "torch" for runner in (self.onnx_small, self.onnx))
 
     @property
     def precision(self) -> str:
-        """float32 or bfloat16: the LSTM's arithmetic in PyTorch (ONNX Runtime's is float32)."""
-        return "bfloat16" if self.dtype == torch.bfloat16 else "float32"
+        """The LSTM's arithmetic, e.g. float32, or int8+bfloat16: small batches in int8, larger ones in
+        bfloat16."""
+        torch_precision = "bfloat16" if self.dtype == torch.bfloat16 else "float32"
+        return _joined(runner.precision if runner else torch_precision for runner in (self.onnx_small, self.onnx))
 
     @property
     def max_length(self) -> int:
@@ -151,8 +166,9 @@ class SentimentPredictor(_Classifier):
                         runtime: str = "auto", precision: str = "auto",
                         lstm_only: bool = False) -> "SentimentPredictor":
         """Load a model directory written by training (``--output-dir``); ``runtime`` is one of ``RUNTIMES``,
-        ``precision`` one of ``PRECISIONS`` (see ``prediction_dtype``). ``lstm_only`` leaves out a blended
-        model's n-gram part and, with it, the temperature that was fitted for the blend's scores."""
+        ``precision`` one of ``PREDICTION_PRECISIONS`` (see ``prediction_dtype`` and ``onnx_runners``).
+        ``lstm_only`` leaves out a blended model's n-gram part and, with it, the temperature that was fitted
+        for the blend's scores."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         resolved = resolve_device(device)
@@ -161,8 +177,7 @@ class SentimentPredictor(_Classifier):
             raise ValueError("the onnxruntime runtime predicts on the CPU; use --device cpu or --runtime torch")
         dtype = prediction_dtype(precision, resolved, runtime)
         model, preprocessor = load_model_directory(model_dir)
-        use_onnx = runtime != "torch" and on_cpu
-        onnx = OnnxLSTM.load(model_dir, required=runtime == "onnxruntime") if use_onnx else None
+        onnx, onnx_small = onnx_runners(model_dir, runtime, precision, dtype) if on_cpu else (None, None)
         blend = NgramBlend.load(model_dir)
         temperature = load_temperature(model_dir)
         if lstm_only and blend is not None:
@@ -171,7 +186,7 @@ class SentimentPredictor(_Classifier):
             raise CheckpointError(f"{model_dir}: the n-gram model has {blend.model.classes} classes but the LSTM "
                                   f"{len(model.config.classes)}; the directory mixes files of two runs")
         return cls(model, preprocessor, device=resolved, ngram_blend=blend, onnx=onnx, temperature=temperature,
-                   dtype=dtype)
+                   dtype=dtype, onnx_small=onnx_small)
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
         """The LSTM's input ids of each text."""
@@ -222,8 +237,9 @@ class SentimentPredictor(_Classifier):
         return result
 
     def _logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
-        if self.onnx is not None and (self.dtype is None or len(ids) < ONNX_BELOW):
-            return self.onnx(ids.numpy(), lengths.numpy())
+        onnx = self.onnx_small if len(ids) < ONNX_BELOW else self.onnx
+        if onnx is not None:
+            return onnx(ids.numpy(), lengths.numpy())
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.model(ids.to(self.device), lengths.to(self.device))
         return logits.float().cpu().numpy()
@@ -298,6 +314,27 @@ def load_predictor(model_dirs: Sequence[Union[str, Path]], device: Optional[Unio
                                                   lstm_only=lstm_only)
     return EnsemblePredictor.from_pretrained(model_dirs, device=device, runtime=runtime, precision=precision,
                                              lstm_only=lstm_only)
+
+
+def onnx_runners(model_dir: Union[str, Path], runtime: str, precision: str, dtype: Optional[torch.dtype]
+                 ) -> Tuple[Optional[OnnxLSTM], Optional[OnnxLSTM]]:
+    """The ONNX Runtime sessions of a CPU predictor, for batches of ``ONNX_BELOW`` reviews or more and for
+    smaller ones (None: PyTorch at ``dtype``; see ``SentimentPredictor``). ``int8`` takes model.int8.onnx for
+    all batches; ``auto`` takes it for the small ones where the directory holds it, and model.onnx in float32
+    elsewhere where PyTorch does not run in bfloat16."""
+    if runtime == "torch":
+        return None, None
+    if precision == "int8":
+        return OnnxLSTM.load(model_dir, required=True, int8=True), None
+    small = OnnxLSTM.load(model_dir, int8=True) if precision == "auto" else None
+    float32 = (OnnxLSTM.load(model_dir, required=runtime == "onnxruntime")
+               if dtype is None or small is None else None)
+    return (float32 if dtype is None else None), (small or float32)
+
+
+def _joined(names: Iterable[str]) -> str:
+    """``a`` for the same name twice, else ``a+b``."""
+    return "+".join(dict.fromkeys(names))
 
 
 def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) -> Dict[str, object]:

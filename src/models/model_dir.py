@@ -5,7 +5,8 @@ directory's other files of the run; loaded with ``weights_only=True``), ``vocab.
 preprocessor: vocabulary, ``max_length``, ``eval_max_length``, ``truncation``), ``config.json`` (the
 resolved training configuration), ``metrics.json`` (history and test metrics),
 for a model trained with ``--ngram-blend``, ``ngram_model.pt``, ``calibration.json`` (the
-temperature its scores are divided by), ``MODEL_CARD.md``, and, once exported, ``model.onnx``.
+temperature its scores are divided by), ``MODEL_CARD.md``, and, once exported, ``model.onnx`` and
+``model.int8.onnx``.
 
 The directory is written as a whole: into a temporary sibling, then swapped into
 place, so a reader sees the old model or the new one. ``model.pt`` names the exact
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE, VOCAB_FILE, CONFIG_FILE, METRICS_FILE = "model.pt", "vocab.json", "config.json", "metrics.json"
 ONNX_FILE = "model.onnx"  # written by src.inference.export; it names the model.pt it came from
+ONNX_INT8_FILE = "model.int8.onnx"  # the same graph with int8 LSTM and linear weights, written beside it
 CALIBRATION_FILE, CARD_FILE = "calibration.json", "MODEL_CARD.md"
 # what calibration.json holds: the temperature, where it was fitted, and the calibration error it leaves
 CALIBRATION_KEYS = ("temperature", "fitted_on", "validation_reviews", "validation_ece_before", "validation_ece_after")
@@ -43,7 +45,7 @@ EVALUATION_FILES = ("evaluation.json", "confusion_matrix.png", "roc_curve.png", 
                     "reliability_diagram.png")
 # besides model.pt, the files of one run (MODEL_CARD.md is not one: people edit it, and it changes no prediction)
 RUN_FILES = (VOCAB_FILE, NGRAM_FILE, CONFIG_FILE, METRICS_FILE, CALIBRATION_FILE)
-MODEL_DIR_FILES = (MODEL_FILE, ONNX_FILE, CARD_FILE) + RUN_FILES + EVALUATION_FILES
+MODEL_DIR_FILES = (MODEL_FILE, ONNX_FILE, ONNX_INT8_FILE, CARD_FILE) + RUN_FILES + EVALUATION_FILES
 
 
 def check_output_directory(directory: Union[str, Path]) -> None:

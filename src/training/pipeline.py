@@ -569,7 +569,8 @@ def _calibrate(val: ReviewDataset, val_scores: np.ndarray, test: ReviewDataset, 
 
 
 def _export_onnx(output_dir: str) -> None:
-    """``model.onnx`` beside the model, for faster prediction on a CPU; skipped without the onnx package."""
+    """``model.onnx`` (and ``model.int8.onnx``) beside the model, for faster prediction on a CPU; skipped
+    without the onnx package."""
     if importlib.util.find_spec("onnx") is None:
         logger.info("no model.onnx written: the onnx package is not installed (pip install onnx onnxruntime)")
         return
