@@ -97,6 +97,21 @@ def test_scores_equal_the_sparse_definition_on_real_reviews(csv_reviews):
     assert model.log_odds([]).shape == (0,)
 
 
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 33, 2000])
+def test_places_find_every_key_and_nothing_else(count):
+    """The blocked search finds each key where it is sorted, at the blocks' edges and the array's ends too,
+    and answers -1 for keys between, below and above the model's."""
+    rng = np.random.default_rng(count)
+    keys = np.unique(rng.integers(1, 1 << 62, size=count))
+    model = NgramModel(["w"], keys[rng.permutation(len(keys))], np.zeros(len(keys)), 0.0, 3)
+    queries = np.concatenate([keys, keys - 1, keys + 1, [0, 1 << 62, (1 << 63) - 1]]).astype(np.int64)
+    rng.shuffle(queries)
+    index = {key: place for place, key in enumerate(model.keys.tolist())}
+    expected = [index.get(key, -1) for key in queries.tolist()]
+    assert model.places(queries).tolist() == expected
+    assert sorted(model.places(keys).tolist()) == list(range(len(keys)))
+
+
 @pytest.mark.parametrize("ngram_tokenizer", ["social", "words"])
 def test_blended_predictor_scores_each_part_by_its_own_tokens(tmp_path, ngram_tokenizer):
     """The predictor tokenises a review once for both parts only where they read the same tokens; a model
