@@ -128,6 +128,23 @@ def test_the_averaging_bench_takes_the_epochs_in_order_and_averages_their_floats
     assert torch.equal(averaged["w"], torch.tensor([2.0, 4.0])) and int(averaged["count"]) == 5
 
 
+def test_the_epoch_ensemble_bench_takes_the_best_kept_epochs_by_the_runs_metric(tmp_path):
+    import json
+
+    from bench.epoch_ensemble import best_epochs
+
+    losses = {5: 0.30, 6: 0.21, 7: 0.20, 8: 0.25, 9: 0.22}
+    entries = [{"file": f"checkpoint_epoch_{epoch:03d}.pt", "epoch": epoch, "val_loss": loss,
+                "val_accuracy": 1 - loss if epoch != 8 else 0.99} for epoch, loss in losses.items()]
+    (tmp_path / "checkpoint_registry.json").write_text(json.dumps({"entries": entries}))
+    for epoch in (5, 6, 7, 8):  # epoch 9's file was pruned
+        (tmp_path / f"checkpoint_epoch_{epoch:03d}.pt").touch()
+    assert [entry["epoch"] for entry in best_epochs(tmp_path, "val_loss", 3)] == [7, 6, 8]
+    assert [entry["epoch"] for entry in best_epochs(tmp_path, "val_accuracy", 2)] == [8, 7]
+    with pytest.raises(SystemExit, match="keeps 4 epoch checkpoints"):
+        best_epochs(tmp_path, "val_loss", 5)
+
+
 def test_the_averaging_bench_scores_an_overconfident_candidate_after_temperature_scaling():
     """Scores three times too confident: the fitted temperature is about 3, the calibrated loss is the loss
     of the honest scores, and accuracy counts the labels the scores give."""

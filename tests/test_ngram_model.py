@@ -97,10 +97,10 @@ def test_scores_equal_the_sparse_definition_on_real_reviews(csv_reviews):
     assert model.log_odds([]).shape == (0,)
 
 
-@pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 33, 2000])
+@pytest.mark.parametrize("count", [0, 1, 2, 2000])
 def test_places_find_every_key_and_nothing_else(count):
-    """The blocked search finds each key where it is sorted, at the blocks' edges and the array's ends too,
-    and answers -1 for keys between, below and above the model's."""
+    """The lookup finds each key where it is sorted, at the array's ends too, and answers -1 for keys
+    between, below and above the model's."""
     rng = np.random.default_rng(count)
     keys = np.unique(rng.integers(1, 1 << 62, size=count))
     model = NgramModel(["w"], keys[rng.permutation(len(keys))], np.zeros(len(keys)), 0.0, 3)

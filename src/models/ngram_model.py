@@ -61,7 +61,6 @@ def _log_count_ratio(present, labels: np.ndarray) -> np.ndarray:
 
 WORD_BITS = 21  # bits of a word id in an n-gram key: 3 words fit in an int64
 MAX_WORDS = (1 << WORD_BITS) - 1
-KEY_BLOCK = 16  # sorted keys per block of the two-level search in ``NgramModel.places``
 
 
 def _pack(ngrams: Sequence[str], max_n: int) -> Tuple[List[str], np.ndarray]:
@@ -95,7 +94,6 @@ class NgramModel:
         self.words, self.max_n = list(words), int(max_n)
         self.bias = float(bias) if bias.ndim == 0 else bias
         self.keys, self.weights = keys[order], weights[order]  # sorted for searchsorted
-        self._block_firsts = self.keys[::KEY_BLOCK]  # [ceil(K / KEY_BLOCK)], small enough to stay in cache
         self.tokenizer = tokenizer
         self._ids = {word: number for number, word in enumerate(self.words, start=1)}
 
@@ -152,17 +150,10 @@ class NgramModel:
         return ids, np.repeat(np.arange(len(lengths)), lengths + 1)
 
     def places(self, keys: np.ndarray) -> np.ndarray:
-        """Where each n-gram key is among the model's (-1 where it is not): int64 [len(keys)].
-
-        A binary search of the whole key array misses the cache at almost every one of its last ten steps
-        (7 MB of keys for the recommended model), which made it a third of a blended single review's n-gram
-        time. So the search runs on every ``KEY_BLOCK``-th key (a cached array), and the key's place in its
-        block is counted over that block's keys, two cache lines read at once."""
+        """Where each n-gram key is among the model's (-1 where it is not): int64 [len(keys)]."""
         if not len(self.keys):
             return np.full(len(keys), -1, dtype=np.int64)
-        block = np.maximum(np.searchsorted(self._block_firsts, keys, side="right") - 1, 0)
-        window = np.minimum(block[:, None] * KEY_BLOCK + np.arange(KEY_BLOCK), len(self.keys) - 1)
-        found = np.minimum(block * KEY_BLOCK + (self.keys[window] < keys[:, None]).sum(axis=1), len(self.keys) - 1)
+        found = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         return np.where(self.keys[found] == keys, found, -1)
 
     def log_odds(self, texts: Sequence[str], tokenized: Optional[Sequence[Sequence[str]]] = None) -> np.ndarray:
