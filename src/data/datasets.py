@@ -34,6 +34,7 @@ class ReviewDataset(Dataset):
         self.token_ids = list(token_ids)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.lengths = np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
+        self.targets: Optional[np.ndarray] = None  # float [N] in [0, 1]: what training fits instead of the labels
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -50,7 +51,10 @@ class ReviewDataset(Dataset):
             digest.update(review)
         return digest.hexdigest()
 
-    def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
+    def __getitem__(self, index: int) -> Tuple[np.ndarray, float]:
+        """The review's ids and its label, or its soft target where ``targets`` is set (two classes)."""
+        if self.targets is not None:
+            return self.token_ids[index], float(self.targets[index])
         return self.token_ids[index], int(self.labels[index])
 
 

@@ -179,6 +179,24 @@ class NgramModel:
         return scores + self.bias
 
 
+def out_of_fold_log_odds(texts: Sequence[str], labels: Sequence[int], folds: int, seed: int,
+                         tokenizer: str = default_of("tokenizer")) -> np.ndarray:
+    """Each review's positive log-odds [reviews] from an n-gram model fitted on the other ``folds - 1``
+    parts of the reviews (two classes), so that no score comes from a model that saw its review; the parts
+    are a ``seed``-shuffled split. The teacher of ``--ngram-teacher``."""
+    labels = np.asarray(labels)
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(labels)), folds)
+    scores = np.empty(len(labels))
+    for part in parts:
+        rest = np.setdiff1d(np.arange(len(labels)), part)
+        if len(np.unique(labels[rest])) < 2:
+            raise DataError(f"the {len(labels)} training reviews are too few of one class to fit the n-gram "
+                            "teacher on each part; train on more reviews or leave out --ngram-teacher")
+        model = NgramModel.fit([texts[i] for i in rest], labels[rest], tokenizer=tokenizer, classes=2)
+        scores[part] = model.log_odds([texts[i] for i in part])
+    return scores
+
+
 def ngram_windows(ids: np.ndarray, max_n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every run of 1 to ``max_n`` consecutive known words (ids > 0) in ``ids``: its start, its length and its
     key (the ids ``WORD_BITS`` apart), int64 [runs] each, by length and then start."""

@@ -30,7 +30,7 @@ from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor, prediction_dtype, probabilities_of
 from src.models.lstm_model import LSTMClassifier, LSTMConfig
 from src.models.model_dir import CALIBRATION_KEYS, check_output_directory, save_model_directory
-from src.models.ngram_model import Blend, NgramBlend, NgramModel
+from src.models.ngram_model import Blend, NgramBlend, NgramModel, out_of_fold_log_odds
 from src.training.averaging import describe_final_weights, settle_final_weights
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
@@ -50,6 +50,7 @@ from src.utils.seed import set_seed
 logger = logging.getLogger(__name__)
 
 PRETRAINING_CHECKPOINT = "checkpoint_pretraining.pt"  # language-model pretraining in progress or done
+TEACHER_FOLDS = 5  # --ngram-teacher: each training review scored by a model of the other four fifths
 NGRAM_FILE_BYTES = 20_000_000  # room kept for ngram_model.pt (13 MB for the full IMDB training split)
 
 
@@ -208,6 +209,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     class_names = train_loader.dataset.class_names
     if resume is not None:
         _check_resumed_data(resume, fingerprint, class_names)
+    if cfg.ngram_teacher:
+        train_loader.dataset.targets = _teacher_targets(cfg, train_loader.dataset)
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
     if main_process:
         _check_room_for_outputs(LSTMConfig.from_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
@@ -341,6 +344,22 @@ def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: 
         preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
         num_replicas=context.world_size if context else 1, rank=context.rank if context else 0, splits=splits,
         **encoding)
+
+
+def _teacher_targets(cfg: TrainConfig, train: ReviewDataset) -> np.ndarray:
+    """The soft targets of ``--ngram-teacher`` [reviews]: the labels mixed with the out-of-fold
+    probabilities of an n-gram model (the same on every process and on resume: the folds follow the seed)."""
+    if len(train.class_names) != 2:
+        raise DataError(f"--ngram-teacher distils a two-class n-gram model, but the data have "
+                          f"{len(train.class_names)} classes; leave it out")
+    started = time.perf_counter()
+    log_odds = out_of_fold_log_odds(train.texts, train.labels, TEACHER_FOLDS, cfg.seed, cfg.tokenizer)
+    agreement = float(np.mean((log_odds > 0) == (train.labels == 1)))
+    logger.info("n-gram teacher: %.2f%% of the %d training reviews right out of fold, %.0f s; targets "
+                "%.2f x label + %.2f x its probability", 100 * agreement, len(train.labels),
+                time.perf_counter() - started, 1 - cfg.ngram_teacher, cfg.ngram_teacher)
+    probability = 1 / (1 + np.exp(-log_odds))
+    return (1 - cfg.ngram_teacher) * train.labels + cfg.ngram_teacher * probability
 
 
 def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],

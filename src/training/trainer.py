@@ -126,7 +126,7 @@ class Trainer:
     def _loss_and_correct(self, logits: torch.Tensor, labels: torch.Tensor):
         if logits.dim() == 1:
             loss = self.criterion(logits.float(), labels)
-            correct = ((logits > 0).float() == labels).sum()
+            correct = ((logits > 0) == (labels > 0.5)).sum()  # soft targets (--ngram-teacher) keep the label's side
         else:
             targets = labels.long()
             loss = self.criterion(logits.float(), targets)
