@@ -25,7 +25,7 @@ from src.data.loaders import DataSource, create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
 from src.data.tables import read_texts
 from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
-from src.inference.metrics import calibration, fit_temperature, metrics_for
+from src.inference.metrics import calibration, fit_temperature, logistic, metrics_for
 from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor, prediction_dtype, probabilities_of
 from src.models.lstm_model import LSTMClassifier, LSTMConfig
@@ -351,15 +351,14 @@ def _teacher_targets(cfg: TrainConfig, train: ReviewDataset) -> np.ndarray:
     probabilities of an n-gram model (the same on every process and on resume: the folds follow the seed)."""
     if len(train.class_names) != 2:
         raise DataError(f"--ngram-teacher distils a two-class n-gram model, but the data have "
-                          f"{len(train.class_names)} classes; leave it out")
+                        f"{len(train.class_names)} classes; leave it out")
     started = time.perf_counter()
     log_odds = out_of_fold_log_odds(train.texts, train.labels, TEACHER_FOLDS, cfg.seed, cfg.tokenizer)
     agreement = float(np.mean((log_odds > 0) == (train.labels == 1)))
     logger.info("n-gram teacher: %.2f%% of the %d training reviews right out of fold, %.0f s; targets "
                 "%.2f x label + %.2f x its probability", 100 * agreement, len(train.labels),
                 time.perf_counter() - started, 1 - cfg.ngram_teacher, cfg.ngram_teacher)
-    probability = 1 / (1 + np.exp(-log_odds))
-    return (1 - cfg.ngram_teacher) * train.labels + cfg.ngram_teacher * probability
+    return (1 - cfg.ngram_teacher) * train.labels + cfg.ngram_teacher * logistic(log_odds)
 
 
 def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
