@@ -10,8 +10,11 @@ directory is measured with PyTorch and with ONNX Runtime in float32, with ONNX
 Runtime in int8 (``model.onnx`` and ``model.int8.onnx`` are exported first if
 absent), as ``auto`` runs it (small batches in int8, larger ones in PyTorch in
 bfloat16 where the CPU has bfloat16 instructions, else in ONNX Runtime in float32),
-and where the CPU has bfloat16 also with PyTorch in bfloat16. The variants are
-loaded once each and timed in ``--rounds`` rounds, in turn and in reversed order
+where the CPU has bfloat16 also with PyTorch in bfloat16, and with PyTorch's own
+dynamic int8 quantization of the LSTM and linear layers (``torch_int8``:
+``torch.ao.quantization.quantize_dynamic``, in every torch this project supports,
+deprecated in the recent ones; measured, not offered by the predictor). The variants
+are loaded once each and timed in ``--rounds`` rounds, in turn and in reversed order
 every other round; medians and spreads are reported. ``--reading-lengths`` also
 times the directory's LSTM saved again to read at most N tokens of each review
 (its ``eval_max_length``), so the cost of reading more is measured on the same
@@ -26,10 +29,13 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
+import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,23 +54,37 @@ SIZES = {"default": {"embedding_dim": 300, "hidden_dim": 128, "n_layers": 2},
          "fast": {"embedding_dim": 50, "hidden_dim": 64, "n_layers": 1}}
 
 
+TORCH_INT8 = "torch_int8"  # PyTorch's dynamic int8 quantization: a variant of the bench only
+
+
 def variants() -> Dict[str, Tuple[str, str]]:
     """The ways to run the LSTM that this CPU offers, by name: (runtime, precision). "auto" runs batches of
     fewer than ``ONNX_BELOW`` reviews in int8, larger ones in PyTorch in bfloat16 where the CPU has bfloat16
-    instructions, else in ONNX Runtime in float32."""
+    instructions, else in ONNX Runtime in float32. ``TORCH_INT8`` is PyTorch in float32 with the LSTM and
+    linear layers then quantized (``load_variant``)."""
     ways = {"torch": ("torch", "float32"), "onnxruntime": ("onnxruntime", "float32"),
-            "onnxruntime_int8": ("onnxruntime", "int8"), "auto": ("auto", "auto")}
+            "onnxruntime_int8": ("onnxruntime", "int8"), "auto": ("auto", "auto"), TORCH_INT8: ("torch", "float32")}
     if cpu_has_native_bfloat16():
         ways["torch_bfloat16"] = ("torch", "bfloat16")
     return ways
 
 
+def load_variant(model_dir: str, name: str) -> SentimentPredictor:
+    """The predictor of ``model_dir`` that runs its LSTM the way ``variants()[name]`` says."""
+    runtime, precision = variants()[name]
+    predictor = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime, precision=precision)
+    if name == TORCH_INT8:
+        with warnings.catch_warnings():  # deprecated in favour of torchao, which this project does not depend on
+            warnings.simplefilter("ignore")
+            predictor.model = torch.ao.quantization.quantize_dynamic(predictor.model, {nn.LSTM, nn.Linear},
+                                                                     dtype=torch.qint8)
+    return predictor
+
+
 def by_batch_size(model_dir: str, texts: List[str], sizes: List[int]) -> Dict[str, Dict[str, int]]:
     """Reviews/s of each variant's LSTM when ``texts`` come in calls of a given size (as a service gets
     them), by size: where ONNX Runtime stops leading PyTorch in bfloat16 (``ONNX_BELOW``)."""
-    predictors = {name: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
-                                                           precision=precision)
-                  for name, (runtime, precision) in variants().items()}
+    predictors = {name: load_variant(model_dir, name) for name in variants()}
     result = {}
     for size in sizes:
         result[str(size)] = {}
@@ -102,10 +122,9 @@ def measure_runtimes(model_dir: str, texts: List[str], singles: List[str], batch
     if not all((Path(model_dir) / name).is_file() for name in (ONNX_FILE, ONNX_INT8_FILE)):
         export_onnx(model_dir)
     predictors, load_s = {}, {}
-    for name, (runtime, precision) in variants().items():
+    for name in variants():
         started = time.perf_counter()
-        predictors[name] = SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
-                                                              precision=precision)
+        predictors[name] = load_variant(model_dir, name)
         load_s[name] = round(time.perf_counter() - started, 3)
     runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in predictors}
     for round_index in range(rounds):
@@ -156,9 +175,7 @@ def ngram_against_sparse_reference(model_dir: str, texts: List[str]) -> Dict[str
 def parity(model_dir: str, texts: List[str], labels: List[int], batch_size: int) -> Dict[str, float]:
     """Each variant's accuracy on the same reviews, and the share of them on which it gives the label that
     PyTorch in float32 gives."""
-    predictors = {name: SentimentPredictor.from_pretrained(model_dir, device="cpu", runtime=runtime,
-                                                           precision=precision)
-                  for name, (runtime, precision) in variants().items()}
+    predictors = {name: load_variant(model_dir, name) for name in variants()}
     predicted = {name: predictor.probabilities(texts, batch_size) >= 0.5
                  for name, predictor in predictors.items()}
     truth = np.asarray(labels) == 1

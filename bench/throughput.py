@@ -21,11 +21,16 @@ machine's matrix-multiply rate on the LSTM's shapes, in float32 and bfloat16, an
 states what fraction of it the step reaches, given the model's FLOPs per real
 token. ``--variant SETTING=VALUE`` (repeatable) also times the float32 step of the
 same model with one model setting changed, in the same rounds, and gives its rate
-against the unchanged step's (``variant_ratio``). Name the CPU with every number
-you quote: the JSON line carries it.
+against the unchanged step's (``variant_ratio``). ``--threads N`` (repeatable) also
+times the steps of each precision with torch's intra-op threads set to N instead of
+all cores (``thread_ratio``); OpenMP's own settings (``OMP_WAIT_POLICY``,
+``OMP_PROC_BIND``, ...) are a matter of the process's environment: compare runs with
+and without them by their ``speedup``. Name the CPU with every number you quote: the
+JSON line carries it.
 
     .venv/bin/python bench/throughput.py --data-dir data/imdb [--batches 32 --rounds 3]
     .venv/bin/python bench/throughput.py --data-dir data/imdb --config configs/recommended.yaml --variant embedding_dim=100
+    .venv/bin/python bench/throughput.py --data-dir data/imdb --variant embedding_dropout=0 --threads 1
 """
 
 import argparse
@@ -158,6 +163,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="SETTING=VALUE",
                         help="also time the float32 step with this setting of the model or its step changed "
                              "(repeatable); the reviews and batches stay the same")
+    parser.add_argument("--threads", action="append", type=int, default=[], metavar="N",
+                        help="also time each precision's step with torch using N threads (repeatable)")
     args = parser.parse_args()
     settings = read_config_file(args.config) if args.config else {}
     cfg = TrainConfig.from_settings(settings)
@@ -173,6 +180,8 @@ def main() -> None:
     if args.adversarial_eps:
         steps.update({f"{precision}_adversarial": pipeline_step(vocab_size, cfg, loader, precision,
                                                                 args.adversarial_eps) for precision in precisions})
+    steps.update({f"{precision} threads={threads}": with_threads(steps[precision], threads)
+                  for threads in args.threads for precision in precisions})
     reference = TutorialLSTM(vocab_size, cfg).train()
     ref_optimizer = torch.optim.Adam(reference.parameters(), lr=cfg.learning_rate)
     criterion = nn.BCEWithLogitsLoss()
@@ -198,7 +207,23 @@ def main() -> None:
         base = statistics.median(our_rates["float32"])
         extra["variant_ratio"] = {name: round(statistics.median(our_rates[f"float32 {name}"]) / base, 3)
                                   for name in args.variant}
+    if args.threads:
+        extra["thread_ratio"] = {f"{precision} threads={threads}": round(
+            statistics.median(our_rates[f"{precision} threads={threads}"]) / statistics.median(our_rates[precision]),
+            3) for threads in args.threads for precision in precisions}
     report(cfg, our_rates, their_rates, len(ours), len(dataset), extra)
+
+
+def with_threads(step: Callable[[tuple], None], threads: int) -> Callable[[tuple], None]:
+    """``step`` run with torch's intra-op thread count set to ``threads`` (restored after each batch)."""
+    def threaded(batch: tuple) -> None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            step(batch)
+        finally:
+            torch.set_num_threads(before)
+    return threaded
 
 
 def variant_configs(settings: Dict[str, Any], variants: List[str]) -> Dict[str, TrainConfig]:

@@ -69,8 +69,8 @@ def test_the_gpu_sweep_trains_the_shipped_large_recipe():
 
 
 def test_the_next_gpu_sweep_trains_the_shipped_recipes():
-    """The one-layer seeds and the large recipe waiting for a GPU are the shipped files' settings (the sweep's
-    own --max-minutes replaces the recommended file's time limit)."""
+    """The one-layer seeds (in float32 and with --amp) and the large recipe waiting for a GPU are the shipped
+    files' settings (the sweep's own --max-minutes replaces the recommended file's time limit)."""
     import json
 
     from src.training.train_model import read_config_file
@@ -81,6 +81,7 @@ def test_the_next_gpu_sweep_trains_the_shipped_recipes():
     for name, seed in (("rec1", None), ("rec1_s1", 1), ("rec1_s2", 2)):
         variant = dict(variants[name])
         assert variant.pop("seed", None) == seed and variant == {**recommended, "embedding_dim": 50}
+        assert variants[f"{name}_amp"] == {**variants[name], "amp": True}  # the same seed in bfloat16
     assert variants["large_gpu"] == read_config_file(str(REPO_ROOT / "configs" / "large-gpu.yaml"))
 
 
@@ -110,6 +111,24 @@ def test_the_throughput_bench_changes_one_setting_per_variant_and_counts_adversa
     assert training_flops_per_token(wider) == 2 * 3 * 2 * 2 * 4 * 128 * (100 + 128)
     with pytest.raises(ValueError, match="unknown settings: hiden_dim"):
         variant_configs(settings, ["hiden_dim=64"])
+
+
+def test_the_throughput_bench_times_a_step_at_the_asked_thread_count_and_restores_torchs():
+    import torch
+
+    from bench.throughput import with_threads
+
+    before, seen = torch.get_num_threads(), []
+
+    def step(batch):
+        seen.append(torch.get_num_threads())
+        if batch == "fail":
+            raise RuntimeError("a failing step")
+
+    with_threads(step, 1)("ok")
+    with pytest.raises(RuntimeError):
+        with_threads(step, 1)("fail")
+    assert seen == [1, 1] and torch.get_num_threads() == before
 
 
 def test_the_averaging_bench_takes_the_epochs_in_order_and_averages_their_floats(tmp_path):
@@ -233,6 +252,24 @@ def test_the_prediction_bench_times_the_same_weights_at_each_reading_length(mode
     result = by_reading_length(str(model_dir), [5, 40], long_texts, short[:2], 4, rounds=2)
     assert result["5"]["mean_tokens_read"] == 5 and result["40"]["mean_tokens_read"] == 40
     assert set(result["vs_first_length"]) == {"40"} and "torch" in result["vs_first_length"]["40"]
+
+
+def test_the_prediction_bench_quantizes_the_torch_int8_variant_and_keeps_its_scores_close(model_dir):
+    """bench/predict.py's torch_int8: the same directory with PyTorch's dynamic int8 LSTM and linear layers,
+    scoring close to float32 (int8 weights move each score a little, not the model's answer)."""
+    import numpy as np
+    from torch.ao.nn.quantized import dynamic
+
+    from bench.predict import TORCH_INT8, load_variant
+    from tests.helpers import synthetic_reviews
+
+    texts = synthetic_reviews(20, seed=5)["pos"] + synthetic_reviews(20, seed=5)["neg"]
+    reference, quantized = load_variant(str(model_dir), "torch"), load_variant(str(model_dir), TORCH_INT8)
+    assert all(isinstance(lstm, dynamic.LSTM) for directions in quantized.model.layers for lstm in directions)
+    assert isinstance(quantized.model.fc, dynamic.Linear) and not isinstance(reference.model.fc, dynamic.Linear)
+    expected, scored = reference.lstm_scores(texts), quantized.lstm_scores(texts)
+    assert not np.array_equal(expected, scored)
+    assert np.abs(expected - scored).max() < 0.1 * np.abs(expected).max()
 
 
 def test_the_evaluation_length_bench_scores_a_blend_as_its_predictor_labels(model_dir):
