@@ -107,3 +107,24 @@ def test_a_run_with_the_teacher_logs_it_and_saves_the_setting(imdb_tree, tmp_pat
     assert 0 < metrics["test"]["accuracy"] <= 1
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
     assert "an n-gram model's out-of-fold probabilities: weight 0.5" in card
+
+
+def test_a_run_with_the_teacher_resumed_after_its_first_epoch_ends_as_an_uninterrupted_one(imdb_tree, tmp_path):
+    """--resume fits the teacher again: its seeded folds and fits give the resumed epochs the same targets."""
+    from src.utils.checkpoint_io import load_state
+
+    def run(folder, epochs, resume=None):
+        return run_training(TrainConfig(
+            data_dir=str(imdb_tree), output_dir=str(tmp_path / folder / "model"),
+            checkpoint_dir=str(tmp_path / folder / "run"), epochs=epochs, resume=resume, embedding_dim=16,
+            hidden_dim=16, n_layers=1, max_length=80, max_train_samples=500, max_test_samples=50,
+            pretrain_lm_epochs=0, ngram_teacher=0.3, quiet=True, tensorboard=False))
+
+    straight = run("straight", 2)
+    run("parts", 1)
+    resumed = run("parts", 2, resume="auto")
+    assert resumed["history"]["val_losses"] == straight["history"]["val_losses"]
+    final = [load_state(tmp_path / folder / "run" / "checkpoint_epoch_002.pt")["model_state"]
+             for folder in ("straight", "parts")]
+    for name, value in final[0].items():
+        assert torch.equal(value, final[1][name]), name
