@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from src.utils.checkpoint_io import load_state
 from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
 
 pytestmark = pytest.mark.slow  # subprocesses
@@ -81,3 +83,31 @@ def test_weight_averaging_under_two_processes(reviews, tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "virtual adversarial training: 1600 unlabeled reviews (1600 of them the training reviews)" in log
     assert log.count("average of epochs 1-2:") == 1 and log.count("average of epochs 1-3:") == 1
+
+
+def test_the_accuracy_levers_run_under_two_processes(reviews, tmp_path):
+    """Per-direction stacks pretrained as language models, ULMFiT's three pieces and the n-gram teacher in one
+    two-process run: every rank pretrains the same model and fits the same teacher, and gradual unfreezing drops
+    the same gradients on each after they are averaged. (Three epochs are too few for this recipe to learn;
+    what is checked is that it runs and freezes as it says.)"""
+    metrics, result = train(reviews, tmp_path, 2, "--batch-size", "16", "--stacking", "per_direction",
+                            "--pretrain-lm-epochs", "0.5", "--scheduler", "slanted_triangular",
+                            "--layer-lr-decay", "2.6", "--gradual-unfreezing", "--ngram-teacher", "0.2")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["stacking"], saved["layer_lr_decay"], saved["gradual_unfreezing"], saved["ngram_teacher"]) == \
+        ("per_direction", 2.6, True, 0.2)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("language-model pretraining:") >= 1 and log.count("n-gram teacher:") == 1  # rank 0 logs
+    assert result.stdout.count("test accuracy") == 1 and metrics["test"]["n_examples"] == 400
+    assert metrics["history"]["epochs_completed"] == 3
+    # gradual unfreezing across the ranks: the classifier trains from epoch 1, the top layer from epoch 2, the
+    # first from epoch 3, and the (pretrained) embedding not yet
+    names = ["checkpoint_pretraining.pt"] + [f"checkpoint_epoch_{epoch:03d}.pt" for epoch in (1, 2, 3)]
+    pretrained, *epochs = [load_state(tmp_path / "run" / name)["model_state"] for name in names]
+
+    def first_changed(name):  # the epoch after which ``name`` first differs from its pretrained value
+        changed = [epoch for epoch, weights in enumerate(epochs, 1) if not torch.equal(weights[name], pretrained[name])]
+        return changed[0] if changed else None
+
+    assert first_changed("layers.1.1.weight_hh_l0") == 2 and first_changed("layers.0.0.weight_hh_l0") == 3
+    assert first_changed("fc.weight") == 1 and first_changed("embedding.weight") is None
