@@ -12,8 +12,9 @@ absent), as ``auto`` runs it (small batches in int8, larger ones in PyTorch in
 bfloat16 where the CPU has bfloat16 instructions, else in ONNX Runtime in float32),
 where the CPU has bfloat16 also with PyTorch in bfloat16, and with PyTorch's own
 dynamic int8 quantization of the LSTM and linear layers (``torch_int8``:
-``torch.ao.quantization.quantize_dynamic``, in every torch this project supports,
-deprecated in the recent ones; measured, not offered by the predictor). The variants
+``torch.ao.quantization.quantize_dynamic``, deprecated in recent torch releases
+and left out where it is gone; torchao's successor quantizes linear layers, not
+LSTMs; measured, not offered by the predictor). The variants
 are loaded once each and timed in ``--rounds`` rounds, in turn and in reversed order
 every other round; medians and spreads are reported. ``--reading-lengths`` also
 times the directory's LSTM saved again to read at most N tokens of each review
@@ -63,7 +64,9 @@ def variants() -> Dict[str, Tuple[str, str]]:
     instructions, else in ONNX Runtime in float32. ``TORCH_INT8`` is PyTorch in float32 with the LSTM and
     linear layers then quantized (``load_variant``)."""
     ways = {"torch": ("torch", "float32"), "onnxruntime": ("onnxruntime", "float32"),
-            "onnxruntime_int8": ("onnxruntime", "int8"), "auto": ("auto", "auto"), TORCH_INT8: ("torch", "float32")}
+            "onnxruntime_int8": ("onnxruntime", "int8"), "auto": ("auto", "auto")}
+    if hasattr(getattr(torch.ao, "quantization", None), "quantize_dynamic"):  # torch plans to remove it
+        ways[TORCH_INT8] = ("torch", "float32")
     if cpu_has_native_bfloat16():
         ways["torch_bfloat16"] = ("torch", "bfloat16")
     return ways
