@@ -14,8 +14,9 @@ reviews, in this one process:
 
 Where the CPU has bfloat16 instructions, the pipeline's step is also timed under
 bfloat16 autocast (``--precision bfloat16``, what ``auto`` picks there). Each round
-trains every batch of the pool once with each loop (alternating, so all see the
-same machine load), and the JSON line gives the median and the
+trains every batch of the pool once with each loop (in turn, and in reversed order
+every other round, so all see the same machine load and none always follows the
+same other), and the JSON line gives the median and the
 range of the rounds' real (non-pad) tokens per second. It also measures the
 machine's matrix-multiply rate on the LSTM's shapes, in float32 and bfloat16, and
 states what fraction of it the step reaches, given the model's FLOPs per real
@@ -198,10 +199,12 @@ def main() -> None:
         tokens_per_second(step, ours[:2])  # warm-up
     tokens_per_second(reference_step, theirs[:1])
     our_rates, their_rates = {precision: [] for precision in steps}, []
-    for _ in range(args.rounds):
-        for precision, step in steps.items():
-            our_rates[precision].append(tokens_per_second(step, ours))
-        their_rates.append(tokens_per_second(reference_step, theirs))
+    for round_index in range(args.rounds):  # in turn, in reversed order every other round
+        for name in (list(steps) + [None])[:: 1 if round_index % 2 == 0 else -1]:
+            if name is None:
+                their_rates.append(tokens_per_second(reference_step, theirs))
+            else:
+                our_rates[name].append(tokens_per_second(steps[name], ours))
     extra = {"float32_step_self_cpu_share": profile_shares(steps["float32"], ours)} if args.profile else {}
     if args.variant:
         base = statistics.median(our_rates["float32"])
