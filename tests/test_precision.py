@@ -65,3 +65,18 @@ def test_cuda_asked_without_cuda_falls_back_to_the_cpu_with_a_warning(monkeypatc
         assert device_module.resolve_device("cuda") == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         device_module.resolve_device("gpu")
+
+
+def test_a_cpuinfo_field_is_matched_whole(monkeypatch, tmp_path):
+    """"model" must not read the "model name" line (bench JSON lines record family/model to tell CPUs apart)."""
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 26\nmodel\t\t: 2\nflags\t\t: avx2 x\n")
+    real_path = device_module.Path
+    monkeypatch.setattr(device_module, "Path",
+                        lambda path: real_path(fake) if path == "/proc/cpuinfo" else real_path(path))
+    device_module.cpuinfo_field.cache_clear()
+    try:
+        assert (device_module.cpuinfo_field("model"), device_module.cpuinfo_field("model name")) == ("2", "AMD EPYC")
+        assert device_module.cpuinfo_field("cpu family") == "26" and device_module.cpuinfo_field("stepping") == ""
+    finally:
+        device_module.cpuinfo_field.cache_clear()

@@ -33,12 +33,14 @@ def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.d
 
 
 @functools.lru_cache(maxsize=None)
-def _cpuinfo(field: str) -> str:
-    """The first value of ``field`` in /proc/cpuinfo ("" where there is none)."""
+def cpuinfo_field(field: str) -> str:
+    """The first value of ``field`` in /proc/cpuinfo, matched whole ("model" is not "model name"); "" where
+    there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(field) and ":" in line:
-                return line.split(":", 1)[1].strip()
+            key, colon, value = line.partition(":")
+            if colon and key.strip() == field:
+                return value.strip()
     except OSError:
         pass
     return ""
@@ -46,12 +48,12 @@ def _cpuinfo(field: str) -> str:
 
 def cpu_flags() -> FrozenSet[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    return frozenset(_cpuinfo("flags").split())
+    return frozenset(cpuinfo_field("flags").split())
 
 
 def cpu_name() -> str:
     """The CPU's model name ("AMD EPYC ..."), or what the platform says where /proc/cpuinfo has none."""
-    return _cpuinfo("model name") or platform.processor() or platform.machine() or "CPU"
+    return cpuinfo_field("model name") or platform.processor() or platform.machine() or "CPU"
 
 
 def device_name(device: Union[str, torch.device]) -> str:
