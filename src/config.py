@@ -43,6 +43,9 @@ TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off"
 # checkpoint's value is taken), or "adopt" (where the data are: left out, the checkpoint's
 # value is taken; given, it may differ, since the data's fingerprint is checked).
 ALLOW, REFUSE, ADOPT = "allow", "refuse", "adopt"
+# Settings whose default (None) a run resolves when it starts, from the machine it runs on, and saves
+# resolved; a resume that leaves one at None takes the checkpoint's value.
+RESOLVED_AT_START = ("adversarial_eps",)
 # The value of a setting in checkpoints written before the setting existed.
 LEGACY_VALUES = {"tokenizer": "words", "class_weights": "none", "text_column": "text", "label_column": "label",
                  "positive_label": None, "unlabeled": None, "stacking": "joint", "layer_lr_decay": 1.0,
@@ -170,10 +173,11 @@ class TrainConfig:
                                   "checkpoints; stochastic weight averaging), and keep an average that validation "
                                   "prefers by the same rule as the best epoch; 1 keeps the best epoch alone",
                                   "training", minimum=1, resume=ALLOW)
-    adversarial_eps: float = setting(0.0, "adversarial training on the word vectors (Miyato et al.): also train "
-                                     "on each batch moved this far up the loss gradient, in word-vector norms "
-                                     "per review; a step then costs about twice as much; 0 turns it off", "training",
-                                     minimum=0)
+    adversarial_eps: Optional[float] = setting(None, "adversarial training on the word vectors (Miyato et al.): "
+                                               "also train on each batch moved this far up the loss gradient, in "
+                                               "word-vector norms per review; a step then costs about twice as "
+                                               "much; 0 turns it off (default: 1 on a GPU or a CPU that trains in "
+                                               "bfloat16, 0 on a CPU in float32)", "training", minimum=0)
     vat_eps: float = setting(0.0, "virtual adversarial training (Miyato et al.): also train each step on a batch "
                              "of unlabeled reviews (train/unsup or --unlabeled, and the training reviews) to "
                              "predict what the model predicts for them now when their word vectors are moved "
@@ -259,7 +263,8 @@ class TrainConfig:
 
         Every setting a resumed run may not change (or that says where the data are) and
         that this config was not given explicitly takes the saved value; a setting newer
-        than the checkpoint counts as its ``LEGACY_VALUES`` value there. Returns
+        than the checkpoint counts as its ``LEGACY_VALUES`` value there, and one of
+        ``RESOLVED_AT_START`` left at None takes the saved value as if left out. Returns
         ``({flag: (saved, given)}`` of the ones given differently that a resume must refuse,
         ``{flag: saved}`` of those taken over). A config built directly, not by
         ``from_settings``, counts as given in full; ``saved`` empty (a checkpoint written
@@ -275,7 +280,7 @@ class TrainConfig:
             old, new = saved.get(item.name, LEGACY_VALUES.get(item.name)), getattr(self, item.name)
             if old == new:
                 continue
-            if given is not None and item.name not in given:
+            if (given is not None and item.name not in given) or (new is None and item.name in RESOLVED_AT_START):
                 setattr(self, item.name, old)
                 adopted[flag_name(item.name)] = old
             elif mode == REFUSE:

@@ -1,12 +1,16 @@
 """Adversarial training on the word vectors (--adversarial-eps): the perturbation and the step."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from src.config import TrainConfig
-from src.training.adversarial import adversarial_perturbation, word_vector_rms
-from tests.helpers import assert_resume_repeats_training, make_trainer, synthetic_loaders, tiny_model
+from src.training import adversarial, pipeline
+from src.training.adversarial import adversarial_perturbation, default_adversarial_eps, word_vector_rms
+from tests.helpers import (assert_resume_repeats_training, make_trainer, synthetic_loaders, synthetic_reviews,
+                           tiny_model, write_imdb_tree)
 
 
 def _batch():
@@ -77,3 +81,41 @@ def test_adversarial_eps_is_checked_and_a_resume_may_not_change_it():
     config = TrainConfig.from_settings({"adversarial_eps": "0.5"})
     changed, _ = config.settle_resume({**vars(TrainConfig()), "adversarial_eps": 1.0})
     assert changed == {"--adversarial-eps": (1.0, 0.5)}
+
+
+def test_the_default_eps_is_one_where_a_step_is_cheap_and_zero_on_a_cpu_in_float32(monkeypatch):
+    assert default_adversarial_eps(torch.device("cuda"), "auto") == 1.0
+    monkeypatch.setattr(adversarial, "cpu_computes_in_bfloat16", lambda precision: precision != "float32")
+    assert default_adversarial_eps(torch.device("cpu"), "auto") == 1.0  # a CPU with bfloat16 instructions
+    assert default_adversarial_eps(torch.device("cpu"), "float32") == 0.0
+    monkeypatch.setattr(adversarial, "cpu_computes_in_bfloat16", lambda precision: False)
+    assert default_adversarial_eps(torch.device("cpu"), "auto") == 0.0  # one without
+
+
+def test_a_run_saves_the_default_eps_it_resolved_and_its_resume_keeps_it_on_another_machine(tmp_path, monkeypatch):
+    """The defaults train with eps 1 where the machine makes it cheap; a resume on a machine whose default is
+    0 continues with 1, to the weights of a run given --adversarial-eps 1 throughout."""
+    from src.training.pipeline import run_training
+
+    tree = write_imdb_tree(tmp_path / "data", {"train": synthetic_reviews(60), "test": synthetic_reviews(10, seed=1)})
+
+    def run(name, epochs, **settings):
+        return run_training(TrainConfig(data_dir=str(tree), output_dir=str(tmp_path / name / "model"),
+                                        checkpoint_dir=str(tmp_path / name / "run"), epochs=epochs, batch_size=16,
+                                        embedding_dim=8, hidden_dim=8, n_layers=1, max_vocab_size=100,
+                                        pretrain_lm_epochs=0, quiet=True, tensorboard=False, **settings))
+
+    def saved_eps(name):
+        return json.loads((tmp_path / name / "run" / "config.json").read_text())["adversarial_eps"]
+
+    monkeypatch.setattr(pipeline, "default_adversarial_eps", lambda device, precision: 1.0)  # as on a GPU
+    run("defaults", 1)
+    assert saved_eps("defaults") == 1.0
+    assert "adversarial training on the embeddings: eps 1.0" in (tmp_path / "defaults/model/MODEL_CARD.md").read_text()
+    monkeypatch.setattr(pipeline, "default_adversarial_eps", lambda device, precision: 0.0)  # a float32 CPU's
+    resumed = run("defaults", 2, resume="auto")
+    assert saved_eps("defaults") == 1.0
+    given, plain = run("given", 2, adversarial_eps=1.0), run("plain", 2)
+    assert saved_eps("plain") == 0.0
+    assert resumed["history"]["val_losses"] == given["history"]["val_losses"]
+    assert resumed["history"]["val_losses"] != plain["history"]["val_losses"]

@@ -31,6 +31,7 @@ from src.inference.predictor import SentimentPredictor, prediction_dtype, probab
 from src.models.lstm_model import LSTMClassifier, LSTMConfig
 from src.models.model_dir import CALIBRATION_KEYS, check_output_directory, save_model_directory
 from src.models.ngram_model import Blend, NgramBlend, NgramModel, out_of_fold_log_odds
+from src.training.adversarial import default_adversarial_eps
 from src.training.averaging import describe_final_weights, settle_final_weights
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
@@ -200,10 +201,13 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     configure_logging(run_dir, cfg.quiet, main_process)
     if main_process:
         check_output_directory(cfg.output_dir)
-    if resolve_device(context.device if context else cfg.device).type == "cpu":
+    device = resolve_device(context.device if context else cfg.device)
+    if device.type == "cpu":
         cpu_training_dtype(cfg.precision)  # refused here, before the data are read, where the CPU lacks it
     set_seed(cfg.seed)
-    resume = _resume_source(cfg)
+    resume = _resume_source(cfg)  # a resumed run takes its checkpoint's --adversarial-eps
+    if cfg.adversarial_eps is None:
+        cfg.adversarial_eps = default_adversarial_eps(device, cfg.precision)
     train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume, own.splits)
     fingerprint = _data_fingerprint(train_loader, val_loader)
     class_names = train_loader.dataset.class_names

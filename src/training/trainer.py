@@ -51,7 +51,9 @@ class Trainer:
 
     ``monitor`` (``"val_loss"`` or ``"val_accuracy"``) and ``min_delta`` define the best
     epoch, in one ``BestTracker`` that early stopping, the best checkpoint and the
-    plateau scheduler all read.
+    plateau scheduler all read. ``adversarial_eps`` is 0 unless given: the Trainer takes
+    any model, and adversarial training needs an LSTMClassifier-like ``embedding``
+    (the pipeline passes ``TrainConfig``'s value, by default ``default_adversarial_eps``).
     """
 
     def __init__(self, model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
@@ -65,7 +67,7 @@ class Trainer:
                  preprocessor: Any = None, progress: bool = True, run_config: Optional[Dict[str, Any]] = None,
                  save_every_steps: Optional[int] = None, detect_anomaly: bool = False,
                  tensorboard_dir: Optional[Union[str, Path]] = None,
-                 adversarial_eps: float = default_of("adversarial_eps"), precision: str = default_of("precision"),
+                 adversarial_eps: float = 0.0, precision: str = default_of("precision"),
                  vat_eps: float = default_of("vat_eps"), unlabeled: Optional[UnlabeledBatches] = None,
                  gradual_unfreezing: bool = default_of("gradual_unfreezing"),
                  max_minutes: Optional[float] = default_of("max_minutes"), run_started: Optional[float] = None):
