@@ -267,6 +267,7 @@ def test_auto_precision_keeps_small_batches_in_float32(trained, imdb_tree):
 
 def test_a_vocabulary_of_a_few_words_exports(tmp_path):
     """The exporter's example input used ids 2-7, past the embedding of a vocabulary of fewer than 8 words."""
+    torch.manual_seed(0)  # int8's error depends on the weights: unseeded, they came from the tests run before
     processor = TextPreprocessor(max_vocab_size=3).build_vocab(["good good film"])
     directory = save_model_directory(tmp_path / "model", tiny_model(vocab_size=processor.vocab_size), processor)
     assert processor.vocab_size == 3 and export_main(["--model-dir", str(directory)]) == 0
