@@ -94,7 +94,7 @@ def test_the_default_eps_is_one_where_a_step_is_cheap_and_zero_on_a_cpu_in_float
 
 def test_a_run_saves_the_default_eps_it_resolved_and_its_resume_keeps_it_on_another_machine(tmp_path, monkeypatch):
     """The defaults train with eps 1 where the machine makes it cheap; a resume on a machine whose default is
-    0 continues with 1, to the weights of a run given --adversarial-eps 1 throughout."""
+    0 continues with 1: its validation losses are those of a run given --adversarial-eps 1 throughout."""
     from src.training.pipeline import run_training
 
     tree = write_imdb_tree(tmp_path / "data", {"train": synthetic_reviews(60), "test": synthetic_reviews(10, seed=1)})
