@@ -189,6 +189,10 @@ class TrainConfig:
                                    "fitted on the other four fifths of the training reviews gives the review "
                                    "(five fits before training: about two minutes on IMDB); the LSTM still "
                                    "predicts alone; 0 turns it off", "training", minimum=0, maximum=0.5)
+    label_smoothing: float = setting(0.0, "label smoothing: train toward the label moved this share of the way to "
+                                     "all classes alike (of two classes 1 - s/2 and s/2); validation and the "
+                                     "best epoch still read the plain loss; 0 turns it off", "training", minimum=0,
+                                     maximum=0.5)
     precision: str = setting("auto", "arithmetic of training on a CPU: bfloat16 (autocast) or float32; auto picks "
                              "bfloat16 where the CPU has it in hardware (AVX512-BF16 or AMX), else float32. On "
                              "CUDA, --amp decides", "training", choices=PRECISIONS, resume=ALLOW)

@@ -33,7 +33,7 @@ def train(data, root, processes, *extra):
 
 
 # adversarial training, the step with most to share between processes: each process perturbs the word vectors
-# of its own shard, and both backward passes are averaged; weight averaging below runs without it
+# of its own shard, and both backward passes are averaged; the levers' run below runs without it
 ADVERSARIAL = ("--adversarial-eps", "0.5")
 
 
@@ -72,32 +72,29 @@ def test_two_process_run_resumed_with_one_process(reviews, two_process_run, tmp_
     assert metrics["history"]["val_losses"][:3] == two_process_run[1]["history"]["val_losses"]
 
 
-def test_weight_averaging_under_two_processes(reviews, tmp_path):
-    """--average-epochs under DDP: every rank scores its shard of validation for each average (rank 0 alone
-    would wait for the others forever). --min-delta 10 makes epoch 1 the best, so epochs 2 and 3 are averaged
-    with it, and neither average counts as better. Virtual adversarial training rides along: each rank draws its
-    share of the unlabeled batch (here the training reviews) and adds two passes, one of them through DDP."""
-    metrics, _ = train(reviews, tmp_path, 2, "--batch-size", "16", "--min-delta", "10", "--average-epochs", "3",
-                       "--vat-eps", "0.1")
-    assert metrics["best_epoch"] == 1 and metrics["final_weights"] == {"epochs": [1]}
-    log = (tmp_path / "run" / "train.log").read_text()
-    assert "virtual adversarial training: 1600 unlabeled reviews (1600 of them the training reviews)" in log
-    assert log.count("average of epochs 1-2:") == 1 and log.count("average of epochs 1-3:") == 1
-
-
-def test_the_accuracy_levers_run_under_two_processes(reviews, tmp_path):
-    """Per-direction stacks pretrained as language models, ULMFiT's three pieces and the n-gram teacher in one
-    two-process run: every rank pretrains the same model and fits the same teacher, and gradual unfreezing drops
-    the same gradients on each after they are averaged. (Three epochs are too few for this recipe to learn;
-    what is checked is that it runs and freezes as it says.)"""
+def test_the_accuracy_levers_and_weight_averaging_run_under_two_processes(reviews, tmp_path):
+    """Per-direction stacks pretrained as language models, ULMFiT's three pieces, the n-gram teacher, label
+    smoothing, virtual adversarial training and weight averaging in one two-process run (one run, because each
+    start of two processes costs seconds): every rank pretrains the same model and fits the same teacher, and
+    gradual unfreezing drops the same gradients on each after they are averaged. Virtual adversarial training
+    draws each rank's share of the unlabeled batch (here the training reviews) and adds two passes, one of them
+    through DDP. --average-epochs: every rank scores its shard of validation for each average (rank 0 alone
+    would wait for the others forever); --min-delta 10 makes epoch 1 the best, so epochs 2 and 3 are averaged
+    with it, and neither average counts as better. (Three epochs are too few for this recipe to learn; what is
+    checked is that it runs and freezes as it says.)"""
     metrics, result = train(reviews, tmp_path, 2, "--batch-size", "16", "--stacking", "per_direction",
                             "--pretrain-lm-epochs", "0.5", "--scheduler", "slanted_triangular",
-                            "--layer-lr-decay", "2.6", "--gradual-unfreezing", "--ngram-teacher", "0.2")
+                            "--layer-lr-decay", "2.6", "--gradual-unfreezing", "--ngram-teacher", "0.2",
+                            "--label-smoothing", "0.1", "--vat-eps", "0.1", "--min-delta", "10",
+                            "--average-epochs", "3")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (saved["stacking"], saved["layer_lr_decay"], saved["gradual_unfreezing"], saved["ngram_teacher"]) == \
-        ("per_direction", 2.6, True, 0.2)
+    assert (saved["stacking"], saved["layer_lr_decay"], saved["gradual_unfreezing"], saved["ngram_teacher"],
+            saved["label_smoothing"]) == ("per_direction", 2.6, True, 0.2, 0.1)
     log = (tmp_path / "run" / "train.log").read_text()
     assert log.count("language-model pretraining:") >= 1 and log.count("n-gram teacher:") == 1  # rank 0 logs
+    assert "virtual adversarial training: 1600 unlabeled reviews (1600 of them the training reviews)" in log
+    assert log.count("average of epochs 1-2:") == 1 and log.count("average of epochs 1-3:") == 1
+    assert metrics["best_epoch"] == 1 and metrics["final_weights"] == {"epochs": [1]}
     assert result.stdout.count("test accuracy") == 1 and metrics["test"]["n_examples"] == 400
     assert metrics["history"]["epochs_completed"] == 3
     # gradual unfreezing across the ranks: the classifier trains from epoch 1, the top layer from epoch 2, the

@@ -73,6 +73,7 @@ def _model_lines(cfg: TrainConfig, metrics: Dict[str, Any], model: LSTMClassifie
         else "virtual adversarial training: none",
         f"trained toward the labels mixed with an n-gram model's out-of-fold probabilities: weight "
         f"{cfg.ngram_teacher}" if cfg.ngram_teacher else "n-gram teacher: none",
+        f"label smoothing: {cfg.label_smoothing}" if cfg.label_smoothing else "label smoothing: none",
         f"blended with an n-gram model (NBSVM on word 1-3-grams, {blend['ngrams']:,} n-grams); the blend's "
         "weights were fitted on the validation split, then the n-gram model again on training and validation "
         "reviews" if blend else "no n-gram blend: the LSTM alone",

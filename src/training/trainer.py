@@ -70,6 +70,7 @@ class Trainer:
                  adversarial_eps: float = 0.0, precision: str = default_of("precision"),
                  vat_eps: float = default_of("vat_eps"), unlabeled: Optional[UnlabeledBatches] = None,
                  gradual_unfreezing: bool = default_of("gradual_unfreezing"),
+                 label_smoothing: float = default_of("label_smoothing"),
                  max_minutes: Optional[float] = default_of("max_minutes"), run_started: Optional[float] = None):
         self.adversarial_eps = check_setting("adversarial_eps", adversarial_eps, "adversarial_eps")
         # ULMFiT: epoch k trains only the top k stages (the classifier, then each LSTM layer down, the embedding last)
@@ -95,6 +96,9 @@ class Trainer:
         self._forward = self._wrap_distributed(self.model)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.optimizer, self.criterion, self.scheduler = optimizer, criterion, scheduler
+        # training's loss; validation, and so the best epoch, read the plain ``criterion``
+        self.train_criterion = label_smoothed(criterion, check_setting("label_smoothing", label_smoothing,
+                                                                       "label_smoothing"))
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_manager = CheckpointManager(checkpoint_dir, max_checkpoints, save_best_n)
         self.monitor = self.checkpoint_manager.monitor = check_setting("monitor", monitor, "monitor")
@@ -125,13 +129,15 @@ class Trainer:
         return DistributedDataParallel(model, device_ids=device_ids)
 
     # -- one epoch ----------------------------------------------------------------
-    def _loss_and_correct(self, logits: torch.Tensor, labels: torch.Tensor):
+    def _loss_and_correct(self, logits: torch.Tensor, labels: torch.Tensor, criterion: Optional[nn.Module] = None):
+        """``(criterion's loss, correct predictions)``; ``criterion`` defaults to the plain one, validation's."""
+        criterion = criterion or self.criterion
         if logits.dim() == 1:
-            loss = self.criterion(logits.float(), labels)
+            loss = criterion(logits.float(), labels)
             correct = ((logits > 0) == (labels > 0.5)).sum()  # soft targets (--ngram-teacher) keep the label's side
         else:
             targets = labels.long()
-            loss = self.criterion(logits.float(), targets)
+            loss = criterion(logits.float(), targets)
             correct = (logits.argmax(dim=1) == targets).sum()
         return loss, correct
 
@@ -281,7 +287,7 @@ class Trainer:
                 logits = self._forward(ids, lengths)
             else:
                 logits = self._forward(ids, lengths, embedding_shift=embedding_shift)
-        loss, batch_correct = self._loss_and_correct(logits, labels)
+        loss, batch_correct = self._loss_and_correct(logits, labels, self.train_criterion)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             self._fail_non_finite(f"the training loss became {loss_value} at epoch {self.epoch + 1}, step {step}")
@@ -692,6 +698,32 @@ def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device
     if output_dim == 1:
         return nn.BCEWithLogitsLoss(pos_weight=weights[1] / weights[0])
     return nn.CrossEntropyLoss(weight=weights)
+
+
+class SmoothedBinaryLoss(nn.Module):
+    """A one-output loss (``BCEWithLogitsLoss``) toward targets moved ``smoothing`` of the way to 1/2:
+    ``t * (1 - smoothing) + smoothing / 2``, so a review's target is 1 - s/2 or s/2 (soft targets alike)."""
+
+    def __init__(self, criterion: nn.Module, smoothing: float):
+        super().__init__()
+        self.criterion, self.smoothing = criterion, smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, targets * (1 - self.smoothing) + self.smoothing / 2)
+
+
+def label_smoothed(criterion: nn.Module, smoothing: float) -> nn.Module:
+    """``criterion`` with label smoothing (Szegedy et al. 2016): the target moves ``smoothing`` of the way to
+    all classes alike, which keeps the model from growing ever more confident on the training reviews."""
+    if not smoothing:
+        return criterion
+    if isinstance(criterion, nn.BCEWithLogitsLoss):
+        return SmoothedBinaryLoss(criterion, smoothing)
+    if isinstance(criterion, nn.CrossEntropyLoss):
+        return nn.CrossEntropyLoss(weight=criterion.weight, ignore_index=criterion.ignore_index,
+                                   reduction=criterion.reduction, label_smoothing=smoothing)
+    raise ValueError(f"label_smoothing works with nn.BCEWithLogitsLoss or nn.CrossEntropyLoss, not "
+                     f"{type(criterion).__name__}; use 0 with this loss")
 
 
 def model_stages(model: nn.Module) -> List[nn.Module]:
