@@ -131,7 +131,7 @@ class Trainer:
     # -- one epoch ----------------------------------------------------------------
     def _loss_and_correct(self, logits: torch.Tensor, labels: torch.Tensor, criterion: Optional[nn.Module] = None):
         """``(criterion's loss, correct predictions)``; ``criterion`` defaults to the plain one, validation's."""
-        criterion = criterion or self.criterion
+        criterion = self.criterion if criterion is None else criterion
         if logits.dim() == 1:
             loss = criterion(logits.float(), labels)
             correct = ((logits > 0) == (labels > 0.5)).sum()  # soft targets (--ngram-teacher) keep the label's side
