@@ -144,11 +144,16 @@ class TrainConfig:
     learning_rate: float = setting(0.001, "peak learning rate of the optimizer", "training", above=0)
     weight_decay: float = setting(1e-5, "L2 penalty of the optimizer", "training", minimum=0)
     optimizer: str = setting("adam", "optimizer", "training", choices=OPTIMIZER_TYPES)
-    scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after 3 epochs in a row "
-                             "without a new best; cosine lowers it towards zero over --epochs, or over the epochs "
+    scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after --plateau-patience "
+                             "epochs in a row without a new best; cosine lowers it towards zero over --epochs, or over the epochs "
                              "that --max-minutes leaves time for; slanted_triangular (ULMFiT) sets it every step, "
                              "up from 1/32 of it over the first tenth of --epochs' steps, then down again", "training",
                              choices=SCHEDULER_TYPES)
+    plateau_patience: int = setting(3, "epochs in a row without a new best after which the plateau schedule "
+                                    "halves the learning rate", "training", minimum=1)
+    restore_best_on_plateau: bool = setting(False, "when the plateau schedule halves the learning rate, the next "
+                                            "epoch starts from the best epoch's weights (which early stopping "
+                                            "keeps) instead of the last epoch's", "training")
     layer_lr_decay: float = setting(1.0, "discriminative fine-tuning (ULMFiT): the classifier learns at "
                                     "--learning-rate, each LSTM layer below it at the rate above divided by this, "
                                     "the embedding slowest; ULMFiT used 2.6; 1 turns it off", "training", minimum=1)
@@ -251,6 +256,10 @@ class TrainConfig:
             setattr(self, item.name, check_setting(item.name, getattr(self, item.name)))
         if self.text_column == self.label_column:
             raise ValueError(f"--text-column and --label-column are both {self.text_column!r}; name two columns")
+        if self.restore_best_on_plateau and (self.scheduler != "plateau" or self.early_stopping_patience is None):
+            raise ValueError("--restore-best-on-plateau restores, when the plateau schedule lowers the rate, the "
+                             "best weights that early stopping keeps: use it with --scheduler plateau and an "
+                             "--early-stopping-patience")
         if self.use_glove:
             check_glove_variant(self.glove_corpus, self.glove_dim)
             size = parse_glove_dim(self.glove_dim)

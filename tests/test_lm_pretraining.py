@@ -203,7 +203,8 @@ def test_a_checkpoint_from_before_the_newer_settings_resumes_as_the_default_mode
                     batch_size=16, embedding_dim=8, hidden_dim=8, n_layers=2, max_vocab_size=100,
                     pretrain_lm_epochs=0, quiet=True, tensorboard=False)
     run_training(TrainConfig(epochs=1, **settings))
-    newer = ("stacking", "layer_lr_decay", "gradual_unfreezing", "label_smoothing")
+    newer = ("stacking", "layer_lr_decay", "gradual_unfreezing", "label_smoothing", "plateau_patience",
+             "restore_best_on_plateau")
     for checkpoint in (tmp_path / "run").glob("*.pt"):
         state = load_state(checkpoint)
         for name in newer:

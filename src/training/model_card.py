@@ -106,7 +106,15 @@ def _training_lines(cfg: TrainConfig, metrics: Dict[str, Any]) -> List[str]:
         f"{_how_it_ended(status)}",
         f"{status['total_time'] / 60:.1f} minutes on {metrics['speed']['device']}",
         f"optimizer {cfg.optimizer}, learning rate {cfg.learning_rate}, batch size {cfg.batch_size}, seed {cfg.seed}",
+        f"learning-rate schedule: {_schedule(cfg)}",
     ]
+
+
+def _schedule(cfg: TrainConfig) -> str:
+    if cfg.scheduler != "plateau":
+        return cfg.scheduler
+    restart = ", each time from the best epoch's weights" if cfg.restore_best_on_plateau else ""
+    return f"plateau, halved after {cfg.plateau_patience} epochs without a new best{restart}"
 
 
 def _kept_weights(metrics: Dict[str, Any], monitor: str) -> str:

@@ -235,7 +235,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         precision=cfg.precision, class_weights=_class_weights(cfg, train_loader.dataset),
         vat_eps=cfg.vat_eps, unlabeled=corpus.batches(context) if cfg.vat_eps else None,
         layer_lr_decay=cfg.layer_lr_decay, gradual_unfreezing=cfg.gradual_unfreezing,
-        label_smoothing=cfg.label_smoothing, max_minutes=cfg.max_minutes, run_started=started,
+        label_smoothing=cfg.label_smoothing, plateau_patience=cfg.plateau_patience,
+        restore_best_on_plateau=cfg.restore_best_on_plateau, max_minutes=cfg.max_minutes, run_started=started,
         tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     with signals_raise(lambda signum: interrupted(signum, "after training, while finishing the run (weight "

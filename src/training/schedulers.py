@@ -20,7 +20,8 @@ from src.config import SCHEDULER_TYPES, check_setting
 
 class PlateauScheduler:
     """Multiply the learning rate by ``factor`` after more than ``patience`` epochs in a row
-    without a new best (the rule of ``torch.optim.lr_scheduler.ReduceLROnPlateau``)."""
+    without a new best (the rule of ``torch.optim.lr_scheduler.ReduceLROnPlateau``). ``lowered`` says
+    whether the last step lowered it (the trainer may then go back to the best weights)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, factor: float = 0.5, patience: int = 2,
                  min_lr: float = 0.0):
@@ -28,10 +29,12 @@ class PlateauScheduler:
             raise ValueError(f"factor must be between 0 and 1, got {factor}")
         self.optimizer, self.factor, self.patience, self.min_lr = optimizer, factor, patience, min_lr
         self.bad_epochs = 0
+        self.lowered = False
 
     def step(self, improved: bool) -> None:
         self.bad_epochs = 0 if improved else self.bad_epochs + 1
-        if self.bad_epochs > self.patience:
+        self.lowered = self.bad_epochs > self.patience
+        if self.lowered:
             for group in self.optimizer.param_groups:
                 group["lr"] = max(group["lr"] * self.factor, self.min_lr)
             self.bad_epochs = 0
@@ -41,11 +44,12 @@ class PlateauScheduler:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"factor": self.factor, "patience": self.patience, "min_lr": self.min_lr,
-                "bad_epochs": self.bad_epochs}
+                "bad_epochs": self.bad_epochs, "lowered": self.lowered}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.factor, self.patience, self.min_lr = state["factor"], state["patience"], state["min_lr"]
         self.bad_epochs = int(state["bad_epochs"])
+        self.lowered = bool(state.get("lowered", False))  # absent from checkpoints written before it existed
 
 
 class Cosine:

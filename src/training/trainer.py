@@ -30,7 +30,7 @@ from src.training.virtual_adversarial import (UnlabeledBatches, direction_weight
                                               rng_replayer)
 from src.training.precision import MixedPrecision
 from src.training.run_control import RunLock, StopSignals, TimeBudget, ensure_writable, remove_stale_temporaries
-from src.training.schedulers import create_scheduler, step_scheduler
+from src.training.schedulers import PlateauScheduler, create_scheduler, step_scheduler
 from src.training.state import EpochProgress, TrainingHistory, load_rng_state_dict, rng_state_dict
 from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION, WEIGHTS_FORMAT_VERSIONS, load_state
 from src.utils.device import resolve_device
@@ -71,6 +71,7 @@ class Trainer:
                  vat_eps: float = default_of("vat_eps"), unlabeled: Optional[UnlabeledBatches] = None,
                  gradual_unfreezing: bool = default_of("gradual_unfreezing"),
                  label_smoothing: float = default_of("label_smoothing"),
+                 restore_best_on_plateau: bool = default_of("restore_best_on_plateau"),
                  max_minutes: Optional[float] = default_of("max_minutes"), run_started: Optional[float] = None):
         self.adversarial_eps = check_setting("adversarial_eps", adversarial_eps, "adversarial_eps")
         # ULMFiT: epoch k trains only the top k stages (the classifier, then each LSTM layer down, the embedding last)
@@ -99,6 +100,11 @@ class Trainer:
         # training's loss; validation, and so the best epoch, read the plain ``criterion``
         self.train_criterion = label_smoothed(criterion, check_setting("label_smoothing", label_smoothing,
                                                                        "label_smoothing"))
+        self.restore_best_on_plateau = check_setting("restore_best_on_plateau", restore_best_on_plateau,
+                                                     "restore_best_on_plateau")
+        if self.restore_best_on_plateau and not isinstance(scheduler, PlateauScheduler):
+            raise ValueError("restore_best_on_plateau acts when the plateau schedule lowers the learning rate: "
+                             "use scheduler_type='plateau'")
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_manager = CheckpointManager(checkpoint_dir, max_checkpoints, save_best_n)
         self.monitor = self.checkpoint_manager.monitor = check_setting("monitor", monitor, "monitor")
@@ -434,6 +440,9 @@ class Trainer:
     def _prepare_early_stopping(self, patience: Optional[int]) -> None:
         """Early stopping with ``patience`` (None: as it is); a resumed run keeps its record and best weights."""
         if patience is None:
+            if self.restore_best_on_plateau and self.early_stopping is None:
+                raise ValueError("restore_best_on_plateau goes back to the best weights that early stopping keeps: "
+                                 "give early_stopping_patience")
             return
         if self.early_stopping is None:
             self.early_stopping = EarlyStopping(patience=patience, tracker=self.best)
@@ -449,6 +458,7 @@ class Trainer:
         """Train and validate one epoch, record it, save what is due; True means stop."""
         epoch = self.epoch + 1
         self._set_sampler_epoch(epoch)
+        self._back_to_best_if_lowered(epoch)
         lr = self.current_lr()
         train_metrics = self.train_epoch()
         validation_started = time.perf_counter()
@@ -477,6 +487,16 @@ class Trainer:
             if signalled is not None and epoch < last_epoch and not stop:
                 raise interrupted(signalled, f"after epoch {epoch}", self.checkpoint_manager.checkpoint_path(epoch))
         return stop
+
+    def _back_to_best_if_lowered(self, epoch: int) -> None:
+        """With ``restore_best_on_plateau``, an epoch after the plateau schedule lowered the rate starts from the
+        best epoch's weights (early stopping's copy); the optimizer's moments carry on. Not when the epoch
+        continues from a mid-epoch checkpoint: its start was restored before that checkpoint was written."""
+        if not (self.restore_best_on_plateau and self.scheduler.lowered and self._progress is None):
+            return
+        if self.early_stopping.restore_best(self.model):
+            logger.info("the learning rate was lowered: epoch %d starts from the weights of epoch %s, the best",
+                        epoch, self.early_stopping.best_epoch)
 
     def _log_epoch(self, epoch, last_epoch, lr, train_metrics, val_metrics, improved) -> None:
         line = {"epoch": epoch, "train_loss": train_metrics["loss"], "train_accuracy": train_metrics["accuracy"],
@@ -761,12 +781,14 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
                    optimizer_type: str = default_of("optimizer"), epochs: int = default_of("epochs"),
                    device: Optional[Union[str, torch.device]] = None,
                    class_weights: Optional[Sequence[float]] = None,
-                   layer_lr_decay: float = default_of("layer_lr_decay"), **trainer_kwargs: Any) -> Trainer:
+                   layer_lr_decay: float = default_of("layer_lr_decay"),
+                   plateau_patience: int = default_of("plateau_patience"), **trainer_kwargs: Any) -> Trainer:
     """The recommended way to build a Trainer.
 
     Adam (or AdamW) over the trainable parameters (``layer_lr_decay``: see ``parameter_groups``),
     ``BCEWithLogitsLoss`` for one output and cross-entropy for several (``class_weights``, one per
-    class, weigh each class's examples), and the named scheduler (``epochs`` sets the cosine schedule's
+    class, weigh each class's examples), and the named scheduler (``plateau_patience``: epochs without a new
+    best before the plateau schedule halves the rate; ``epochs`` sets the cosine schedule's
     planned length, which ``max_minutes`` may shorten, and the slanted triangular schedule's length). Extra keyword arguments go to ``Trainer``.
     """
     learning_rate = check_setting("learning_rate", learning_rate, "learning_rate")
@@ -779,7 +801,8 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
     criterion = _criterion(getattr(getattr(model, "config", None), "output_dim", 1), class_weights, device)
     accumulation = check_setting("accumulation_steps", trainer_kwargs.get("accumulation_steps", 1),
                                  "accumulation_steps")
-    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs,
-                                 steps_per_epoch=math.ceil(len(train_loader) / accumulation))
+    patience = check_setting("plateau_patience", plateau_patience, "plateau_patience")
+    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs, plateau_patience=patience - 1,  # torch's
+                                 steps_per_epoch=math.ceil(len(train_loader) / accumulation))  # "more than"
     return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler=scheduler,
                    gradient_clip=gradient_clip, checkpoint_dir=checkpoint_dir, device=device, **trainer_kwargs)
