@@ -145,9 +145,10 @@ class TrainConfig:
     weight_decay: float = setting(1e-5, "L2 penalty of the optimizer", "training", minimum=0)
     optimizer: str = setting("adam", "optimizer", "training", choices=OPTIMIZER_TYPES)
     scheduler: str = setting("plateau", "learning-rate schedule: plateau halves it after --plateau-patience "
-                             "epochs in a row without a new best; cosine lowers it towards zero over --epochs, or over the epochs "
-                             "that --max-minutes leaves time for; slanted_triangular (ULMFiT) sets it every step, "
-                             "up from 1/32 of it over the first tenth of --epochs' steps, then down again", "training",
+                             "epochs in a row without a new best; cosine lowers it towards zero over --epochs, or "
+                             "over the epochs that --max-minutes leaves time for; slanted_triangular (ULMFiT) sets "
+                             "it every step, up from 1/32 of it over the first tenth of --epochs' steps, then down "
+                             "again", "training",
                              choices=SCHEDULER_TYPES)
     plateau_patience: int = setting(3, "epochs in a row without a new best after which the plateau schedule "
                                     "halves the learning rate", "training", minimum=1)

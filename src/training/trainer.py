@@ -801,8 +801,9 @@ def create_trainer(model: nn.Module, train_loader: DataLoader, val_loader: DataL
     criterion = _criterion(getattr(getattr(model, "config", None), "output_dim", 1), class_weights, device)
     accumulation = check_setting("accumulation_steps", trainer_kwargs.get("accumulation_steps", 1),
                                  "accumulation_steps")
-    patience = check_setting("plateau_patience", plateau_patience, "plateau_patience")
-    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs, plateau_patience=patience - 1,  # torch's
-                                 steps_per_epoch=math.ceil(len(train_loader) / accumulation))  # "more than"
+    # the plateau schedule counts as torch's does: it halves the rate after *more than* its patience
+    patience = check_setting("plateau_patience", plateau_patience, "plateau_patience") - 1
+    scheduler = create_scheduler(optimizer, scheduler_type, epochs=epochs, plateau_patience=patience,
+                                 steps_per_epoch=math.ceil(len(train_loader) / accumulation))
     return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler=scheduler,
                    gradient_clip=gradient_clip, checkpoint_dir=checkpoint_dir, device=device, **trainer_kwargs)
