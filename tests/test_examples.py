@@ -69,7 +69,7 @@ def test_the_gpu_sweep_trains_the_shipped_large_recipe():
 
 
 def test_the_next_gpu_sweep_trains_the_shipped_recipes():
-    """The one-layer seeds (in float32 and with --amp) and the large recipe waiting for a GPU are the shipped
+    """The one-layer seeds (in float32 and with --amp) and the large recipe of the GPU sweep are the shipped
     files' settings (the sweep's own --max-minutes replaces the recommended file's time limit)."""
     import json
 
