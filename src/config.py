@@ -171,7 +171,8 @@ class TrainConfig:
     monitor: str = setting("val_loss", "metric that picks the best epoch", "training", choices=MONITORS)
     max_minutes: Optional[float] = setting(None, "time limit of the run: training stops before an epoch that "
                                            "would end after this many minutes from the start (data loading and "
-                                           "pretraining count; the test evaluation and the n-gram fit come after); "
+                                           "pretraining count, and pretraining stops at the limit, resumable; the "
+                                           "test evaluation and the n-gram fit come after); "
                                            "the model directory gets the best epoch so far; none lifts a limit that a settings file "
                                            "sets", "training", above=0, resume=ALLOW)
     average_epochs: int = setting(1, "after training, also score on validation the weights of the best epoch "

@@ -46,5 +46,9 @@ class TrainingInterrupted(PipelineError):
         self.checkpoint = checkpoint
 
 
+class TimeLimitReached(PipelineError):
+    """The time limit (``--max-minutes``) ran out before a classifier epoch; a checkpoint continues the run."""
+
+
 class ResumeRefused(PipelineError):
     """A resumed run would change the data or the model of the checkpoint it continues."""

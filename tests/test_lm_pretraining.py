@@ -310,3 +310,46 @@ def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_p
     assert resumed["lm_pretraining"]["steps"] == straight["lm_pretraining"]["steps"] > 3
     assert resumed["history"]["val_losses"] == straight["history"]["val_losses"]
     assert resumed["test"] == straight["test"]
+
+
+def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_path, monkeypatch):
+    """--max-minutes holds in pretraining too: at the limit it saves its state with the time spent and ends
+    the run with TimeLimitReached (no epoch, no model); resumed with the same limit it stops again without
+    a step; resumed with a larger one it finishes as a run never stopped, its clock counting the first part."""
+    from src.exceptions import TimeLimitReached
+    from src.training import lm_pretraining
+
+    tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
+                                               "test": synthetic_reviews(10, seed=1)})
+    settings = dict(data_dir=str(tree), epochs=1, batch_size=16, embedding_dim=8, hidden_dim=8,
+                    max_vocab_size=100, pretrain_lm_epochs=40.0, quiet=True, tensorboard=False)
+
+    def run(name, **extra):
+        return run_training(TrainConfig(output_dir=str(tmp_path / name / "model"),
+                                        checkpoint_dir=str(tmp_path / name / "run"), **settings, **extra))
+
+    straight = run("straight")
+    clock, step_loss = [0.0], lm_pretraining._step_loss
+    monkeypatch.setattr("time.perf_counter", lambda: clock[0])
+
+    def six_seconds_a_step(*args):
+        clock[0] += 6.0
+        return step_loss(*args)
+
+    monkeypatch.setattr(lm_pretraining, "_step_loss", six_seconds_a_step)
+    saved = tmp_path / "parts" / "run" / "checkpoint_pretraining.pt"
+    message = (r"time limit of 0.5 minutes \(--max-minutes\) ran out during language-model pretraining, at step 6 "
+               rf"of {straight['lm_pretraining']['steps']}.*checkpoint_pretraining.pt.*--resume auto")
+    with pytest.raises(TimeLimitReached, match=message):  # 30 s hold five steps; the sixth ends past them
+        run("parts", max_minutes=0.5)
+    state = load_state(saved)
+    assert state["pretraining"]["step"] == 6 and state["time_budget"]["spent"] == 36.0
+    assert not list(saved.parent.glob("checkpoint_epoch_*.pt")) and not (tmp_path / "parts" / "model").exists()
+    with pytest.raises(TimeLimitReached, match="at step 6 of"):
+        run("parts", max_minutes=0.5, resume="auto")
+    assert load_state(saved)["pretraining"]["step"] == 6
+    monkeypatch.setattr(lm_pretraining, "_step_loss", step_loss)
+    resumed = run("parts", max_minutes=60.0, resume="auto")
+    assert resumed["lm_pretraining"]["steps"] == straight["lm_pretraining"]["steps"]
+    assert resumed["history"]["val_losses"] == straight["history"]["val_losses"] and resumed["test"] == straight["test"]
+    assert load_state(saved.parent / "checkpoint_epoch_001.pt")["time_budget"]["spent"] == 36.0

@@ -133,7 +133,7 @@ def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarra
     stopped = run.train(save or (lambda _: None), should_stop or (lambda: False))
     model.train(was_training)
     seconds = time.perf_counter() - started
-    return {"words": run.words, "steps": run.step, "seconds": seconds,
+    return {"words": run.words, "steps": run.step, "total_steps": run.total_steps, "seconds": seconds,
             "words_per_second": run.steps_done_here * config.batch_size * config.window / max(seconds, 1e-9),
             "first_loss": float(np.mean(run.losses[:100])), "last_loss": float(np.mean(run.losses[-100:])),
             "stopped": stopped, "config": asdict(config)}

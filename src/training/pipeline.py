@@ -24,7 +24,8 @@ from src.data.imdb import ReviewData, load_unlabeled_reviews
 from src.data.loaders import DataSource, create_data_loaders, split_reviews
 from src.data.preprocessing import TextPreprocessor
 from src.data.tables import read_texts
-from src.exceptions import CheckpointError, DataError, FormatVersionError, ResumeRefused, TrainingError
+from src.exceptions import (CheckpointError, DataError, FormatVersionError, ResumeRefused, TimeLimitReached,
+                            TrainingError)
 from src.inference.metrics import calibration, fit_temperature, logistic, metrics_for
 from src.inference.onnx_model import export_onnx
 from src.inference.predictor import SentimentPredictor, prediction_dtype, probabilities_of
@@ -39,7 +40,7 @@ from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.model_card import model_card
 from src.training.precision import cpu_training_dtype
-from src.training.run_control import RunLock, StopSignals, check_room, ensure_writable, signals_raise
+from src.training.run_control import RunLock, StopSignals, TimeBudget, check_room, ensure_writable, signals_raise
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
 from src.training.virtual_adversarial import UnlabeledBatches
 from src.utils.checkpoint_io import load_state, save_state
@@ -219,7 +220,9 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     if main_process:
         _check_room_for_outputs(LSTMConfig.from_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
     corpus = _UnlabeledCorpus(cfg, preprocessor, train_loader.dataset.token_ids, own.take_unlabeled())
-    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config, corpus)
+    budget = _time_budget(cfg, started, resume)
+    model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config, corpus,
+                                  budget)
     if resume is not None and "pretraining" in resume:
         resume = None  # pretraining is done; training starts from its first epoch
     if main_process:
@@ -236,8 +239,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         vat_eps=cfg.vat_eps, unlabeled=corpus.batches(context) if cfg.vat_eps else None,
         layer_lr_decay=cfg.layer_lr_decay, gradual_unfreezing=cfg.gradual_unfreezing,
         label_smoothing=cfg.label_smoothing, plateau_patience=cfg.plateau_patience,
-        restore_best_on_plateau=cfg.restore_best_on_plateau, max_minutes=cfg.max_minutes, run_started=started,
-        tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
+        restore_best_on_plateau=cfg.restore_best_on_plateau, max_minutes=cfg.max_minutes,
+        run_started=budget.run_started(), tensorboard_dir=run_dir / "tensorboard" if _tensorboard_wanted(cfg) else None)
     history = _train(trainer, cfg, resume)
     with signals_raise(lambda signum: interrupted(signum, "after training, while finishing the run (weight "
                                                   "averaging, n-gram fit, test evaluation, model directory)",
@@ -366,9 +369,18 @@ def _teacher_targets(cfg: TrainConfig, train: ReviewDataset) -> np.ndarray:
     return (1 - cfg.ngram_teacher) * train.labels + cfg.ngram_teacher * logistic(log_odds)
 
 
+def _time_budget(cfg: TrainConfig, started: float, resume: Optional[Dict[str, Any]]) -> TimeBudget:
+    """The run's clock until training starts (the trainer then keeps it): from ``started``, or from the time
+    an interrupted pretraining's checkpoint had spent (saves from before it was recorded: from ``started``)."""
+    budget = TimeBudget(cfg.max_minutes, started)
+    if resume is not None and "pretraining" in resume and "time_budget" in resume:
+        budget.load_state_dict(resume["time_budget"])
+    return budget
+
+
 def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resume: Optional[Dict[str, Any]],
                    preprocessor: TextPreprocessor, train_loader, main_process: bool, run_config: Dict[str, Any],
-                   corpus: _UnlabeledCorpus) -> Tuple[LSTMClassifier, Dict[str, Any]]:
+                   corpus: _UnlabeledCorpus, budget: TimeBudget) -> Tuple[LSTMClassifier, Dict[str, Any]]:
     """The model to train: new (with GloVe and language-model pretraining on ``corpus`` as asked), one whose
     pretraining was interrupted (continued), or as an epoch checkpoint describes it (its weights are
     loaded by the trainer). Returns it and the statistics of its set-up."""
@@ -384,7 +396,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)  # also on resume: the same optimiser
     if cfg.pretrain_lm_epochs and (resume is None or pretraining is not None):
         checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
-                                            run_config, extra, main_process)
+                                            run_config, extra, main_process, budget)
         stats = _pretrain_language_model(cfg, model, corpus, context.device if context else resolve_device(cfg.device),
                                          checkpoint, pretraining)
         if stats is not None:
@@ -396,16 +408,17 @@ class _PretrainingCheckpoint:
     """Writes ``checkpoint_pretraining.pt`` (rank 0): what a resumed run needs to continue pretraining."""
 
     def __init__(self, path: Path, model: LSTMClassifier, preprocessor: TextPreprocessor,
-                 run_config: Dict[str, Any], setup: Dict[str, Any], main_process: bool):
+                 run_config: Dict[str, Any], setup: Dict[str, Any], main_process: bool, budget: TimeBudget):
         self.path, self.model, self.preprocessor = path, model, preprocessor
         self.run_config, self.setup, self.main_process = run_config, setup, main_process
+        self.budget = budget  # the run's clock: its time spent is saved, and it stops pretraining at the limit
 
     def __call__(self, pretraining: Dict[str, Any]) -> None:
         if not self.main_process:
             return
         state = {"epoch": 0, "model_config": asdict(self.model.config), "model_state": self.model.state_dict(),
                  "preprocessor": self.preprocessor.to_dict(), "run_config": self.run_config,
-                 "setup": self.setup, "pretraining": pretraining}
+                 "setup": self.setup, "pretraining": pretraining, "time_budget": self.budget.state_dict()}
         try:
             save_state(self.path, state)
         except (OSError, RuntimeError) as err:  # torch reports a short write as RuntimeError
@@ -431,7 +444,8 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
                              device: torch.device, checkpoint: _PretrainingCheckpoint,
                              saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
     """Pretrain on the unlabeled texts plus the training reviews (continuing ``saved``); None when they are
-    too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training.
+    too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training;
+    running out of the run's time (``--max-minutes``) saves it and raises TimeLimitReached.
 
     Under torchrun every process does the same; DistributedDataParallel then starts
     all of them from rank 0's weights."""
@@ -445,15 +459,28 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
     logger.info("language-model pretraining: %d reviews, %.1f pass(es)%s", len(corpus), cfg.pretrain_lm_epochs,
                 f", continuing after step {saved['step']}" if saved else "")
     model.to(device)
+    if saved is not None and saved["step"] < saved["total_steps"] and not checkpoint.budget.allows(0):
+        raise _out_of_time(checkpoint, saved["step"], saved["total_steps"])  # resumed with no time left
     with StopSignals() as signals:
         stats = pretrain_language_model(model, corpus, settings, device, state=saved, save=checkpoint,
-                                        should_stop=lambda: signals.requested is not None)
-    if stats["stopped"]:
+                                        should_stop=lambda: signals.requested is not None
+                                        or not checkpoint.budget.allows(0))
+    if stats["stopped"] and signals.requested is not None:
         raise interrupted(signals.requested, f"during language-model pretraining (step {stats['steps']})",
                           checkpoint.path)
+    if stats["steps"] < stats["total_steps"]:  # stopped by the time limit
+        raise _out_of_time(checkpoint, stats["steps"], stats["total_steps"])
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
     return {**stats, "unlabeled_reviews": unlabeled.unlabeled_count, "training_reviews": len(unlabeled.train_ids)}
+
+
+def _out_of_time(checkpoint: _PretrainingCheckpoint, step: int, total_steps: int) -> TimeLimitReached:
+    return TimeLimitReached(
+        f"the time limit of {checkpoint.budget.seconds / 60:g} minutes (--max-minutes) ran out during "
+        f"language-model pretraining, at step {step} of {total_steps}, before the first epoch; saved "
+        f"{checkpoint.path}; continue with --resume auto and a larger --max-minutes (or none), or pretrain "
+        "less (--pretrain-lm-epochs)")
 
 
 def _unlabeled_texts(cfg: TrainConfig) -> List[str]:

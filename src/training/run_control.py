@@ -169,6 +169,11 @@ class TimeBudget:
         """Seconds of the run so far, earlier runs that this one resumes included."""
         return self.spent_before + time.perf_counter() - self.started
 
+    def run_started(self) -> float:
+        """The ``time.perf_counter()`` value at which a run that had spent ``spent()`` seconds in this one
+        process would have started: what a new budget's ``started`` takes to go on counting this one's time."""
+        return time.perf_counter() - self.spent()
+
     def allows(self, more_seconds: float) -> bool:
         """Whether work of ``more_seconds`` would end within the limit (always, without one)."""
         return self.seconds is None or self.spent() + more_seconds <= self.seconds
