@@ -156,7 +156,7 @@ def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
 
 class TimeBudget:
     """The wall-clock limit of a run (``--max-minutes``): training stops before an epoch that would end
-    past it. The clock starts at ``started`` (a ``time.perf_counter()`` value; default now), so work
+    past it, language-model pretraining when it is reached. The clock starts at ``started`` (a ``time.perf_counter()`` value; default now), so work
     before training, such as pretraining, counts. Loading a checkpoint's state restarts the clock from the
     time the checkpoint had spent (the minutes of this process before the load are not counted twice)."""
 
