@@ -108,3 +108,21 @@ def test_the_accuracy_levers_and_weight_averaging_run_under_two_processes(review
 
     assert first_changed("layers.1.1.weight_hh_l0") == 2 and first_changed("layers.0.0.weight_hh_l0") == 3
     assert first_changed("fc.weight") == 1 and first_changed("embedding.weight") is None
+
+
+def test_restoring_the_best_weights_at_a_halving_runs_under_two_processes(reviews, tmp_path):
+    """--restore-best-on-plateau under torchrun: --min-delta 10 keeps epoch 1 the best, so the plateau schedule
+    (patience 1) halves the rate after epoch 2 and every rank starts epoch 3 from its own copy of epoch 1's
+    weights (the ranks must agree on it, or DDP would average the gradients of different models). Rank 0's
+    checkpoints show it: epoch 3, at half the rate, ends nearer epoch 1's weights than epoch 2 does (without
+    the flag it ends more than twice as far)."""
+    metrics, _ = train(reviews, tmp_path, 2, "--batch-size", "16", "--plateau-patience", "1",
+                       "--restore-best-on-plateau", "--min-delta", "10")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("epoch 3 starts from the weights of epoch 1, the best") == 1  # rank 0 logs
+    assert metrics["best_epoch"] == 1 and metrics["history"]["learning_rates"] == [0.005, 0.005, 0.0025]
+    first, second, third = (load_state(tmp_path / "run" / f"checkpoint_epoch_{epoch:03d}.pt")["model_state"]
+                            for epoch in (1, 2, 3))
+    name = "fc.weight"
+    assert (third[name] - first[name]).norm() < (second[name] - first[name]).norm()
+    assert metrics["test"]["n_examples"] == 400
