@@ -173,7 +173,8 @@ class TrainConfig:
                                            "would end after this many minutes from the start (data loading and "
                                            "pretraining count, and pretraining stops at the limit, resumable; the "
                                            "test evaluation and the n-gram fit come after); "
-                                           "the model directory gets the best epoch so far; none lifts a limit that a settings file "
+                                           "the model directory gets the best epoch so far (a stop in pretraining "
+                                           "leaves none); none lifts a limit that a settings file "
                                            "sets", "training", above=0, resume=ALLOW)
     average_epochs: int = setting(1, "after training, also score on validation the weights of the best epoch "
                                   "averaged with the next one, two, ... (up to N epochs in a row, from the kept epoch "

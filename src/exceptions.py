@@ -47,7 +47,8 @@ class TrainingInterrupted(PipelineError):
 
 
 class TimeLimitReached(PipelineError):
-    """The time limit (``--max-minutes``) ran out before a classifier epoch; a checkpoint continues the run."""
+    """The time limit (``--max-minutes``) ran out during language-model pretraining; its checkpoint continues
+    the run."""
 
 
 class ResumeRefused(PipelineError):

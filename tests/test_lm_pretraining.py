@@ -312,12 +312,14 @@ def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_p
     assert resumed["test"] == straight["test"]
 
 
-def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_path, monkeypatch):
+def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_path, monkeypatch, capsys):
     """--max-minutes holds in pretraining too: at the limit it saves its state with the time spent and ends
     the run with TimeLimitReached (no epoch, no model); resumed with the same limit it stops again without
-    a step; resumed with a larger one it finishes as a run never stopped, its clock counting the first part."""
-    from src.exceptions import TimeLimitReached
+    a step (on the command line: one line, exit 1); a saved time that is no number of seconds is refused;
+    resumed with a larger limit it finishes as a run never stopped, its clock counting the first part."""
+    from src.exceptions import CheckpointError, TimeLimitReached
     from src.training import lm_pretraining
+    from src.training.train_model import main as train_main
 
     tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
                                                "test": synthetic_reviews(10, seed=1)})
@@ -345,9 +347,14 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     state = load_state(saved)
     assert state["pretraining"]["step"] == 6 and state["time_budget"]["spent"] == 36.0
     assert not list(saved.parent.glob("checkpoint_epoch_*.pt")) and not (tmp_path / "parts" / "model").exists()
-    with pytest.raises(TimeLimitReached, match="at step 6 of"):
-        run("parts", max_minutes=0.5, resume="auto")
+    parts = tmp_path / "parts"  # resumed on the command line with the same limit: one line, exit 1, no step
+    assert train_main(["--data-dir", str(tree), "--output-dir", str(parts / "model"), "--checkpoint-dir",
+                       str(parts / "run"), "--resume", "auto", "--max-minutes", "0.5", "--quiet"]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: the time limit of 0.5 minutes")
     assert load_state(saved)["pretraining"]["step"] == 6
+    save_state(tmp_path / "bad.pt", {**state, "time_budget": {"spent": -1.0}})
+    with pytest.raises(CheckpointError, match="bad.pt holds no usable time spent"):
+        run("parts", resume=str(tmp_path / "bad.pt"))
     monkeypatch.setattr(lm_pretraining, "_step_loss", step_loss)
     resumed = run("parts", max_minutes=60.0, resume="auto")
     assert resumed["lm_pretraining"]["steps"] == straight["lm_pretraining"]["steps"]

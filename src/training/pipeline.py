@@ -374,7 +374,11 @@ def _time_budget(cfg: TrainConfig, started: float, resume: Optional[Dict[str, An
     an interrupted pretraining's checkpoint had spent (saves from before it was recorded: from ``started``)."""
     budget = TimeBudget(cfg.max_minutes, started)
     if resume is not None and "pretraining" in resume and "time_budget" in resume:
-        budget.load_state_dict(resume["time_budget"])
+        try:
+            budget.load_state_dict(resume["time_budget"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {resume['path']} holds no usable time spent ({err}); delete it "
+                                  "to pretrain again from the start") from None
     return budget
 
 
@@ -398,7 +402,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
         checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
                                             run_config, extra, main_process, budget)
         stats = _pretrain_language_model(cfg, model, corpus, context.device if context else resolve_device(cfg.device),
-                                         checkpoint, pretraining)
+                                         checkpoint, budget, pretraining)
         if stats is not None:
             extra["lm_pretraining"] = stats
     return model, extra
@@ -411,7 +415,7 @@ class _PretrainingCheckpoint:
                  run_config: Dict[str, Any], setup: Dict[str, Any], main_process: bool, budget: TimeBudget):
         self.path, self.model, self.preprocessor = path, model, preprocessor
         self.run_config, self.setup, self.main_process = run_config, setup, main_process
-        self.budget = budget  # the run's clock: its time spent is saved, and it stops pretraining at the limit
+        self.budget = budget  # the run's clock, whose time spent a resumed run counts on from
 
     def __call__(self, pretraining: Dict[str, Any]) -> None:
         if not self.main_process:
@@ -441,7 +445,7 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
 
 
 def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled: _UnlabeledCorpus,
-                             device: torch.device, checkpoint: _PretrainingCheckpoint,
+                             device: torch.device, checkpoint: _PretrainingCheckpoint, budget: TimeBudget,
                              saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
     """Pretrain on the unlabeled texts plus the training reviews (continuing ``saved``); None when they are
     too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training;
@@ -449,6 +453,8 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
 
     Under torchrun every process does the same; DistributedDataParallel then starts
     all of them from rank 0's weights."""
+    if saved is not None and saved["step"] < saved["total_steps"] and not budget.allows(0):
+        raise _out_of_time(budget, checkpoint.path, saved["step"], saved["total_steps"])  # resumed, no time left
     corpus = unlabeled.reviews()
     settings = PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed)
     words = sum(len(ids) for ids in corpus)
@@ -459,28 +465,26 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
     logger.info("language-model pretraining: %d reviews, %.1f pass(es)%s", len(corpus), cfg.pretrain_lm_epochs,
                 f", continuing after step {saved['step']}" if saved else "")
     model.to(device)
-    if saved is not None and saved["step"] < saved["total_steps"] and not checkpoint.budget.allows(0):
-        raise _out_of_time(checkpoint, saved["step"], saved["total_steps"])  # resumed with no time left
     with StopSignals() as signals:
         stats = pretrain_language_model(model, corpus, settings, device, state=saved, save=checkpoint,
-                                        should_stop=lambda: signals.requested is not None
-                                        or not checkpoint.budget.allows(0))
+                                        should_stop=lambda: signals.requested is not None or not budget.allows(0))
     if stats["stopped"] and signals.requested is not None:
         raise interrupted(signals.requested, f"during language-model pretraining (step {stats['steps']})",
                           checkpoint.path)
-    if stats["steps"] < stats["total_steps"]:  # stopped by the time limit
-        raise _out_of_time(checkpoint, stats["steps"], stats["total_steps"])
+    if stats["steps"] < stats["total_steps"]:  # stopped by the time limit (at the last step it had finished)
+        raise _out_of_time(budget, checkpoint.path, stats["steps"], stats["total_steps"])
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
     return {**stats, "unlabeled_reviews": unlabeled.unlabeled_count, "training_reviews": len(unlabeled.train_ids)}
 
 
-def _out_of_time(checkpoint: _PretrainingCheckpoint, step: int, total_steps: int) -> TimeLimitReached:
+def _out_of_time(budget: TimeBudget, path: Path, step: int, total_steps: int) -> TimeLimitReached:
+    """The error that ends a run whose time ran out in pretraining, saying how to go on from ``path``."""
     return TimeLimitReached(
-        f"the time limit of {checkpoint.budget.seconds / 60:g} minutes (--max-minutes) ran out during "
-        f"language-model pretraining, at step {step} of {total_steps}, before the first epoch; saved "
-        f"{checkpoint.path}; continue with --resume auto and a larger --max-minutes (or none), or pretrain "
-        "less (--pretrain-lm-epochs)")
+        f"the time limit of {budget.seconds / 60:g} minutes (--max-minutes) ran out during language-model "
+        f"pretraining, at step {step} of {total_steps}, before the first epoch; {path} holds its progress: "
+        "continue with --resume auto and a larger --max-minutes (or none), or start again in another "
+        "--checkpoint-dir with fewer --pretrain-lm-epochs")
 
 
 def _unlabeled_texts(cfg: TrainConfig) -> List[str]:

@@ -156,9 +156,10 @@ def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
 
 class TimeBudget:
     """The wall-clock limit of a run (``--max-minutes``): training stops before an epoch that would end
-    past it, language-model pretraining when it is reached. The clock starts at ``started`` (a ``time.perf_counter()`` value; default now), so work
-    before training, such as pretraining, counts. Loading a checkpoint's state restarts the clock from the
-    time the checkpoint had spent (the minutes of this process before the load are not counted twice)."""
+    past it, language-model pretraining when it is reached. The clock starts at ``started`` (a
+    ``time.perf_counter()`` value; default now), so work before training, such as pretraining, counts.
+    Loading a checkpoint's state restarts the clock from the time the checkpoint had spent (the minutes of
+    this process before the load are not counted twice)."""
 
     def __init__(self, minutes: Optional[float] = None, started: Optional[float] = None):
         self.seconds = None if minutes is None else 60.0 * minutes
@@ -170,9 +171,9 @@ class TimeBudget:
         return self.spent_before + time.perf_counter() - self.started
 
     def run_started(self) -> float:
-        """The ``time.perf_counter()`` value at which a run that had spent ``spent()`` seconds in this one
-        process would have started: what a new budget's ``started`` takes to go on counting this one's time."""
-        return time.perf_counter() - self.spent()
+        """The ``time.perf_counter()`` value at which this run would have started had all of it run in this
+        process: what a new budget's ``started`` takes to go on counting this one's time."""
+        return self.started - self.spent_before
 
     def allows(self, more_seconds: float) -> bool:
         """Whether work of ``more_seconds`` would end within the limit (always, without one)."""
