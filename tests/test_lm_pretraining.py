@@ -275,14 +275,9 @@ def test_saved_pretraining_of_another_corpus_is_refused():
     assert pretrain_language_model(tiny_model(), cyclic_reviews(), config, state=legacy)["steps"] == saves[-1]["step"]
 
 
-def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_path, monkeypatch):
-    """The command line's path: SIGTERM in pretraining -> TrainingInterrupted naming the checkpoint;
-    --resume auto continues pretraining and then trains, ending as a run that was never stopped."""
-    import signal
-
-    from src.exceptions import TrainingInterrupted
-    from src.training import lm_pretraining
-
+def pretraining_runs(tmp_path):
+    """A small IMDB tree and ``run(name, **settings)``: a whole run on it, mostly language-model pretraining
+    (40 passes), in ``tmp_path / name``."""
     tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
                                                "test": synthetic_reviews(10, seed=1)})
     settings = dict(data_dir=str(tree), epochs=1, batch_size=16, embedding_dim=8, hidden_dim=8,
@@ -292,6 +287,18 @@ def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_p
         return run_training(TrainConfig(output_dir=str(tmp_path / name / "model"),
                                         checkpoint_dir=str(tmp_path / name / "run"), **settings, **extra))
 
+    return tree, run
+
+
+def test_a_signal_during_pretraining_saves_it_and_resume_auto_continues_it(tmp_path, monkeypatch):
+    """The command line's path: SIGTERM in pretraining -> TrainingInterrupted naming the checkpoint;
+    --resume auto continues pretraining and then trains, ending as a run that was never stopped."""
+    import signal
+
+    from src.exceptions import TrainingInterrupted
+    from src.training import lm_pretraining
+
+    _, run = pretraining_runs(tmp_path)
     straight = run("straight")
     step_loss, calls = lm_pretraining._step_loss, []
 
@@ -321,15 +328,7 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     from src.training import lm_pretraining
     from src.training.train_model import main as train_main
 
-    tree = write_imdb_tree(tmp_path / "data", {"train": {**synthetic_reviews(40), "unsup": unlabeled_texts(200)},
-                                               "test": synthetic_reviews(10, seed=1)})
-    settings = dict(data_dir=str(tree), epochs=1, batch_size=16, embedding_dim=8, hidden_dim=8,
-                    max_vocab_size=100, pretrain_lm_epochs=40.0, quiet=True, tensorboard=False)
-
-    def run(name, **extra):
-        return run_training(TrainConfig(output_dir=str(tmp_path / name / "model"),
-                                        checkpoint_dir=str(tmp_path / name / "run"), **settings, **extra))
-
+    tree, run = pretraining_runs(tmp_path)
     straight = run("straight")
     clock, step_loss = [0.0], lm_pretraining._step_loss
     monkeypatch.setattr("time.perf_counter", lambda: clock[0])
