@@ -323,7 +323,8 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     """--max-minutes holds in pretraining too: at the limit it saves its state with the time spent and ends
     the run with TimeLimitReached (no epoch, no model); resumed with the same limit it stops again without
     a step (on the command line: one line, exit 1); a saved time that is no number of seconds is refused;
-    resumed with a larger limit it finishes as a run never stopped, its clock counting the first part."""
+    resumed with a larger limit it finishes as a run never stopped, its clock counting the first part. A limit
+    reached by the last step stops nothing: the run trains, and its pretraining reads as not stopped."""
     from src.exceptions import CheckpointError, TimeLimitReached
     from src.training import lm_pretraining
     from src.training.train_model import main as train_main
@@ -359,3 +360,25 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     assert resumed["lm_pretraining"]["steps"] == straight["lm_pretraining"]["steps"]
     assert resumed["history"]["val_losses"] == straight["history"]["val_losses"] and resumed["test"] == straight["test"]
     assert load_state(saved.parent / "checkpoint_epoch_001.pt")["time_budget"]["spent"] == 36.0
+    monkeypatch.setattr(lm_pretraining, "_step_loss", six_seconds_a_step)
+    steps = straight["lm_pretraining"]["steps"]
+    last = run("last", max_minutes=(6.0 * steps - 3.0) / 60)  # the last step ends 3 s past the limit
+    assert last["lm_pretraining"]["steps"] == steps and last["lm_pretraining"]["stopped"] is False
+    assert last["history"]["epochs_completed"] == 1 and last["test"]["n_examples"] == 20
+
+
+@pytest.mark.parametrize("other_rank, error", [(1, "TimeLimitReached"), (15, "TrainingInterrupted")])
+def test_pretraining_stops_where_any_rank_asks_to(tmp_path, monkeypatch, other_rank, error):
+    """Under torchrun each step's stop is agreed over the ranks (the largest of their answers), so that all
+    stop after the same step: here another rank answers, after the third step, that its clock ran out (1)
+    or that it received SIGTERM (15), while this one has neither."""
+    from src import exceptions
+    from src.training import pipeline
+
+    _, run = pretraining_runs(tmp_path)
+    answers = iter(range(1, 1000))
+    monkeypatch.setattr(pipeline, "max_over_ranks",
+                        lambda value, device: max(value, other_rank if next(answers) == 3 else 0))
+    with pytest.raises(getattr(exceptions, error), match=r"during language-model pretraining.*step 3\b"):
+        run("run", max_minutes=60.0)
+    assert load_state(tmp_path / "run" / "run" / "checkpoint_pretraining.pt")["pretraining"]["step"] == 3

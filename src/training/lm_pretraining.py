@@ -118,7 +118,7 @@ def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarra
 
     ``token_ids``: one int array per review. The rest of the model is untouched.
     ``save(state)`` is called every ``config.checkpoint_every`` steps, at the end, and
-    when ``should_stop()`` turns true (then the run returns early with ``stopped``);
+    when ``should_stop()`` turns true (then the run returns, ``stopped`` if steps were left);
     passing such a ``state`` back continues the run exactly where it was (the model's
     own weights are the caller's to save and restore). Returns statistics: words,
     steps, seconds and the losses of the first and last 100 steps (summed over the
@@ -182,7 +182,7 @@ class _PretrainingRun:
         self._pass_start, self._resumed_streams = state["pass_start"], state["streams"]
 
     def train(self, save: Callable[[Dict[str, Any]], None], should_stop: Callable[[], bool]) -> bool:
-        """Run to ``total_steps``; True if ``should_stop`` ended it first (after a ``save``)."""
+        """Run to ``total_steps``; True if ``should_stop`` ended it before them (after a ``save``)."""
         while self.step < self.total_steps:
             starts, stream = self._begin_pass()
             for first in range(self.position * self.config.batch_size, len(starts), self.config.batch_size):
@@ -193,7 +193,7 @@ class _PretrainingRun:
                 self.position += 1
                 if should_stop():
                     save(self.state_dict())
-                    return True
+                    return self.step < self.total_steps
                 if self.step % self.config.checkpoint_every == 0:
                     save(self.state_dict())
             self.position, self._pass_start = 0, None

@@ -35,7 +35,7 @@ from src.models.ngram_model import Blend, NgramBlend, NgramModel, out_of_fold_lo
 from src.training.adversarial import default_adversarial_eps
 from src.training.averaging import describe_final_weights, settle_final_weights
 from src.training.checkpoint_manager import CheckpointManager
-from src.training.distributed import DistributedContext, barrier, init_distributed, shutdown
+from src.training.distributed import DistributedContext, barrier, init_distributed, max_over_ranks, shutdown
 from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.model_card import model_card
@@ -402,7 +402,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
         checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
                                             run_config, extra, main_process, budget)
         stats = _pretrain_language_model(cfg, model, corpus, context.device if context else resolve_device(cfg.device),
-                                         checkpoint, budget, pretraining)
+                                         checkpoint, pretraining)
         if stats is not None:
             extra["lm_pretraining"] = stats
     return model, extra
@@ -415,7 +415,7 @@ class _PretrainingCheckpoint:
                  run_config: Dict[str, Any], setup: Dict[str, Any], main_process: bool, budget: TimeBudget):
         self.path, self.model, self.preprocessor = path, model, preprocessor
         self.run_config, self.setup, self.main_process = run_config, setup, main_process
-        self.budget = budget  # the run's clock, whose time spent a resumed run counts on from
+        self.budget = budget  # the run's clock: pretraining stops by it, a resumed run counts on from its time
 
     def __call__(self, pretraining: Dict[str, Any]) -> None:
         if not self.main_process:
@@ -445,15 +445,17 @@ def _initialize_glove(cfg: TrainConfig, model: LSTMClassifier, preprocessor: Tex
 
 
 def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled: _UnlabeledCorpus,
-                             device: torch.device, checkpoint: _PretrainingCheckpoint, budget: TimeBudget,
+                             device: torch.device, checkpoint: _PretrainingCheckpoint,
                              saved: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
     """Pretrain on the unlabeled texts plus the training reviews (continuing ``saved``); None when they are
     too short to. A SIGINT/SIGTERM saves ``checkpoint`` and raises TrainingInterrupted, as during training;
-    running out of the run's time (``--max-minutes``) saves it and raises TimeLimitReached.
+    running out of the run's time (``--max-minutes``, the checkpoint's clock) saves it and raises
+    TimeLimitReached.
 
-    Under torchrun every process does the same; DistributedDataParallel then starts
-    all of them from rank 0's weights."""
-    if saved is not None and saved["step"] < saved["total_steps"] and not budget.allows(0):
+    Under torchrun every process does the same, and they stop after the same step (``_PretrainingStop``);
+    DistributedDataParallel then starts all of them from rank 0's weights."""
+    budget = checkpoint.budget
+    if saved is not None and saved["step"] < saved["total_steps"] and max_over_ranks(int(not budget.allows(0)), device):
         raise _out_of_time(budget, checkpoint.path, saved["step"], saved["total_steps"])  # resumed, no time left
     corpus = unlabeled.reviews()
     settings = PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed)
@@ -466,16 +468,35 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
                 f", continuing after step {saved['step']}" if saved else "")
     model.to(device)
     with StopSignals() as signals:
+        stop = _PretrainingStop(signals, budget, device)
         stats = pretrain_language_model(model, corpus, settings, device, state=saved, save=checkpoint,
-                                        should_stop=lambda: signals.requested is not None or not budget.allows(0))
-    if stats["stopped"] and signals.requested is not None:
-        raise interrupted(signals.requested, f"during language-model pretraining (step {stats['steps']})",
+                                        should_stop=stop)
+    if stop.signal is not None:  # also one that came with the last step: the run stops, its checkpoint complete
+        raise interrupted(stop.signal, f"during language-model pretraining (step {stats['steps']})",
                           checkpoint.path)
-    if stats["steps"] < stats["total_steps"]:  # stopped by the time limit (at the last step it had finished)
+    if stats["stopped"]:  # by the time limit, with steps left
         raise _out_of_time(budget, checkpoint.path, stats["steps"], stats["total_steps"])
     logger.info("language-model pretraining: %d steps in %.0f s, loss %.3f -> %.3f", stats["steps"],
                 stats["seconds"], stats["first_loss"], stats["last_loss"])
     return {**stats, "unlabeled_reviews": unlabeled.unlabeled_count, "training_reviews": len(unlabeled.train_ids)}
+
+
+class _PretrainingStop:
+    """Asked after each pretraining step whether to stop there, and agreed over the ranks under torchrun, so
+    that all stop after the same step: when any received a stop signal (that signal, ``signal``) or found
+    the time limit reached on its own clock."""
+
+    TIME_LIMIT = 1  # below every signal's number, so that a signal wins the agreement
+
+    def __init__(self, signals: StopSignals, budget: TimeBudget, device: torch.device):
+        self.signals, self.budget, self.device = signals, budget, device
+        self.signal: Optional[int] = None
+
+    def __call__(self) -> bool:
+        local = self.signals.requested or (0 if self.budget.allows(0) else self.TIME_LIMIT)
+        agreed = max_over_ranks(local, self.device)
+        self.signal = agreed if agreed > self.TIME_LIMIT else None
+        return agreed != 0
 
 
 def _out_of_time(budget: TimeBudget, path: Path, step: int, total_steps: int) -> TimeLimitReached:
