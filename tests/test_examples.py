@@ -85,6 +85,24 @@ def test_the_next_gpu_sweep_trains_the_shipped_recipes():
     assert variants["large_gpu"] == read_config_file(str(REPO_ROOT / "configs" / "large-gpu.yaml"))
 
 
+def test_the_adversarial_strength_sweep_changes_only_the_strength_and_the_seed():
+    """Each variant of bench/sweeps/adversarial-strength.json is the shipped recommended settings with its own
+    --adversarial-eps and seed, so its table compares strengths and nothing else."""
+    import json
+
+    from src.training.train_model import read_config_file
+
+    recommended = read_config_file(str(REPO_ROOT / "configs" / "recommended.yaml"))
+    recommended.pop("max_minutes")  # the sweep's own --max-minutes replaces it
+    assert recommended.pop("adversarial_eps") == 1.0
+    variants = json.loads((REPO_ROOT / "bench" / "sweeps" / "adversarial-strength.json").read_text())
+    for name, variant in variants.items():
+        strength, _, seed = name.partition("_s")
+        assert variant.pop("adversarial_eps") == {"rec1": 1.0, "eps2": 2.0, "eps3": 3.0}[strength], name
+        assert variant.pop("seed", 42) == (int(seed) if seed else 42), name
+        assert variant == {**recommended, "embedding_dim": 50}, name
+
+
 def test_the_accuracy_bench_takes_checked_settings_on_top_of_a_preset():
     from bench.accuracy import parse_settings
 
