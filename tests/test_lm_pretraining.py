@@ -2,6 +2,7 @@
 that read one direction."""
 
 import io
+import itertools
 import json
 import tarfile
 
@@ -367,18 +368,21 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     assert last["history"]["epochs_completed"] == 1 and last["test"]["n_examples"] == 20
 
 
-@pytest.mark.parametrize("other_rank, error", [(1, "TimeLimitReached"), (15, "TrainingInterrupted")])
-def test_pretraining_stops_where_any_rank_asks_to(tmp_path, monkeypatch, other_rank, error):
+@pytest.mark.parametrize("other_rank, step, error", [(1, 3, "TimeLimitReached"), (15, 3, "TrainingInterrupted"),
+                                                     (15, 8, "TrainingInterrupted")])
+def test_pretraining_stops_where_any_rank_asks_to(tmp_path, monkeypatch, other_rank, step, error):
     """Under torchrun each step's stop is agreed over the ranks (the largest of their answers), so that all
-    stop after the same step: here another rank answers, after the third step, that its clock ran out (1)
-    or that it received SIGTERM (15), while this one has neither."""
+    stop after the same step: here another rank answers, after ``step``, that its clock ran out (1) or that
+    it received SIGTERM (15), while this one has neither. A signal with the last step (the 8th of this run)
+    still ends the run, its pretraining saved complete."""
     from src import exceptions
     from src.training import pipeline
 
     _, run = pretraining_runs(tmp_path)
-    answers = iter(range(1, 1000))
+    answers = itertools.count(1)
     monkeypatch.setattr(pipeline, "max_over_ranks",
-                        lambda value, device: max(value, other_rank if next(answers) == 3 else 0))
-    with pytest.raises(getattr(exceptions, error), match=r"during language-model pretraining.*step 3\b"):
+                        lambda value, device: max(value, other_rank if next(answers) == step else 0))
+    with pytest.raises(getattr(exceptions, error), match=rf"during language-model pretraining.*step {step}\b"):
         run("run", max_minutes=60.0)
-    assert load_state(tmp_path / "run" / "run" / "checkpoint_pretraining.pt")["pretraining"]["step"] == 3
+    saved = load_state(tmp_path / "run" / "run" / "checkpoint_pretraining.pt")["pretraining"]
+    assert saved["step"] == step and saved["total_steps"] == 8

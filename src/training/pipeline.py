@@ -401,7 +401,7 @@ def _prepare_model(cfg: TrainConfig, context: Optional[DistributedContext], resu
     if cfg.pretrain_lm_epochs and (resume is None or pretraining is not None):
         checkpoint = _PretrainingCheckpoint(Path(cfg.checkpoint_dir) / PRETRAINING_CHECKPOINT, model, preprocessor,
                                             run_config, extra, main_process, budget)
-        stats = _pretrain_language_model(cfg, model, corpus, context.device if context else resolve_device(cfg.device),
+        stats = _pretrain_language_model(cfg, model, corpus, resolve_device(context.device if context else cfg.device),
                                          checkpoint, pretraining)
         if stats is not None:
             extra["lm_pretraining"] = stats
@@ -455,7 +455,7 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
     Under torchrun every process does the same, and they stop after the same step (``_PretrainingStop``);
     DistributedDataParallel then starts all of them from rank 0's weights."""
     budget = checkpoint.budget
-    if saved is not None and saved["step"] < saved["total_steps"] and max_over_ranks(int(not budget.allows(0)), device):
+    if saved is not None and saved["step"] < saved["total_steps"] and _PretrainingStop.out_of_time(budget, device):
         raise _out_of_time(budget, checkpoint.path, saved["step"], saved["total_steps"])  # resumed, no time left
     corpus = unlabeled.reviews()
     settings = PretrainConfig(epochs=cfg.pretrain_lm_epochs, seed=cfg.seed)
@@ -497,6 +497,11 @@ class _PretrainingStop:
         agreed = max_over_ranks(local, self.device)
         self.signal = agreed if agreed > self.TIME_LIMIT else None
         return agreed != 0
+
+    @staticmethod
+    def out_of_time(budget: TimeBudget, device: torch.device) -> bool:
+        """Whether any rank's clock has reached the limit (before a step, where no signal is awaited)."""
+        return max_over_ranks(int(not budget.allows(0)), device) != 0
 
 
 def _out_of_time(budget: TimeBudget, path: Path, step: int, total_steps: int) -> TimeLimitReached:
