@@ -368,6 +368,28 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     assert last["history"]["epochs_completed"] == 1 and last["test"]["n_examples"] == 20
 
 
+def test_a_signal_during_pretrainings_final_save_still_stops_the_run(tmp_path, monkeypatch):
+    """SIGTERM while the finished pretraining is being saved (after its last stop check): the run ends with
+    TrainingInterrupted instead of training on with the signal lost, and its checkpoint is complete."""
+    import signal
+
+    from src.exceptions import TrainingInterrupted
+    from src.training import pipeline
+
+    _, run = pretraining_runs(tmp_path)
+    save = pipeline._PretrainingCheckpoint.__call__
+
+    def signalled_at_the_final_save(self, state):
+        save(self, state)
+        if state["step"] == state["total_steps"]:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(pipeline._PretrainingCheckpoint, "__call__", signalled_at_the_final_save)
+    with pytest.raises(TrainingInterrupted, match=r"during language-model pretraining \(step 8\)"):
+        run("run")
+    assert load_state(tmp_path / "run" / "run" / "checkpoint_pretraining.pt")["pretraining"]["step"] == 8
+
+
 @pytest.mark.parametrize("other_rank, step, error", [(1, 3, "TimeLimitReached"), (15, 3, "TrainingInterrupted"),
                                                      (15, 8, "TrainingInterrupted")])
 def test_pretraining_stops_where_any_rank_asks_to(tmp_path, monkeypatch, other_rank, step, error):

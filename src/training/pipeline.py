@@ -471,6 +471,8 @@ def _pretrain_language_model(cfg: TrainConfig, model: LSTMClassifier, unlabeled:
         stop = _PretrainingStop(signals, budget, device)
         stats = pretrain_language_model(model, corpus, settings, device, state=saved, save=checkpoint,
                                         should_stop=stop)
+        if not stats["stopped"]:
+            stop()  # once more, for a signal that came during the final save
     if stop.signal is not None:  # also one that came with the last step: the run stops, its checkpoint complete
         raise interrupted(stop.signal, f"during language-model pretraining (step {stats['steps']})",
                           checkpoint.path)
@@ -495,7 +497,8 @@ class _PretrainingStop:
     def __call__(self) -> bool:
         local = self.signals.requested or (0 if self.budget.allows(0) else self.TIME_LIMIT)
         agreed = max_over_ranks(local, self.device)
-        self.signal = agreed if agreed > self.TIME_LIMIT else None
+        if agreed > self.TIME_LIMIT:
+            self.signal = agreed
         return agreed != 0
 
     @staticmethod
