@@ -76,6 +76,11 @@ def max_over_ranks(value: int, device: torch.device) -> int:
     return int(tensor.item())
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on at least one rank (one rank out of time stops them all)."""
+    return max_over_ranks(int(flag), device) != 0
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

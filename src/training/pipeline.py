@@ -35,7 +35,7 @@ from src.models.ngram_model import Blend, NgramBlend, NgramModel, out_of_fold_lo
 from src.training.adversarial import default_adversarial_eps
 from src.training.averaging import describe_final_weights, settle_final_weights
 from src.training.checkpoint_manager import CheckpointManager
-from src.training.distributed import DistributedContext, barrier, init_distributed, max_over_ranks, shutdown
+from src.training.distributed import DistributedContext, any_rank, barrier, init_distributed, max_over_ranks, shutdown
 from src.training.glove_loader import initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.model_card import model_card
@@ -504,7 +504,7 @@ class _PretrainingStop:
     @staticmethod
     def out_of_time(budget: TimeBudget, device: torch.device) -> bool:
         """Whether any rank's clock has reached the limit (before a step, where no signal is awaited)."""
-        return max_over_ranks(int(not budget.allows(0)), device) != 0
+        return any_rank(not budget.allows(0), device)
 
 
 def _out_of_time(budget: TimeBudget, path: Path, step: int, total_steps: int) -> TimeLimitReached:

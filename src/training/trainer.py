@@ -22,7 +22,8 @@ from src.config import OPTIMIZER_TYPES, check_setting, default_of
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
 from src.models.lstm_model import LSTMConfig, check_vocabulary_fits, outputs_for
 from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
-from src.training.distributed import is_distributed, is_main_process, max_over_ranks, sum_over_ranks, world_size
+from src.training.distributed import (any_rank, is_distributed, is_main_process, max_over_ranks, sum_over_ranks,
+                                      world_size)
 from src.training.epoch_log import EpochLog
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker
 from src.training.adversarial import adversarial_perturbation, word_vector_rms
@@ -407,7 +408,7 @@ class Trainer:
         out of time."""
         estimate = self._last_epoch_seconds or self.history.last("epoch_times")
         out = estimate is not None and not self.time_budget.allows(estimate)
-        if not max_over_ranks(int(out), self.device):
+        if not any_rank(out, self.device):
             return False
         logger.warning("stopping before epoch %d: it would end after the time limit of %.1f minutes (%.1f spent, "
                        "an epoch takes about %.1f); best_model.pt holds the best epoch so far", self.epoch + 1,
