@@ -15,10 +15,10 @@ HISTORY_KEYS = {"train_losses", "val_losses", "train_accuracies", "val_accuracie
                 "best_val_loss", "best_val_accuracy", "best_epoch", "epochs_completed", "stopped_early", "total_time"}
 
 
-def scripted_validation(trainer, losses):
-    """Make evaluate_model report ``losses`` one epoch after another."""
-    values = iter(losses)
-    trainer.evaluate_model = lambda loader: {"loss": next(values), "accuracy": 0.5, "n_examples": 1}
+def scripted_validation(trainer, losses, accuracies=None):
+    """Make evaluate_model report ``losses`` (and ``accuracies``, else 0.5) one epoch after another."""
+    values = iter(zip(losses, accuracies or [0.5] * len(losses)))
+    trainer.evaluate_model = lambda loader: dict(zip(("loss", "accuracy"), next(values)), n_examples=1)
 
 
 class TestTrainingIntegration:
@@ -28,7 +28,7 @@ class TestTrainingIntegration:
         assert HISTORY_KEYS <= set(history)
         assert history["epochs_completed"] == 3 and len(history["train_losses"]) == 3
         assert len(history["learning_rates"]) == 3 and history["total_time"] > 0
-        assert history["best_val_loss"] == min(history["val_losses"])
+        assert history["best_val_loss"] == history["val_losses"][history["best_epoch"] - 1]
         assert sorted(p.name for p in tmp_path.glob("checkpoint_epoch_*.pt")) == [
             "checkpoint_epoch_001.pt", "checkpoint_epoch_002.pt", "checkpoint_epoch_003.pt"]
         lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -96,6 +96,18 @@ class TestTrainingIntegration:
         history = trainer.train(epochs=6)
         assert history["learning_rates"] == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.005, 0.005])
 
+    def test_the_best_values_are_the_best_epochs_by_the_shared_rule(self, tmp_path):
+        """Epoch 2's loss is lower by less than min_delta and epoch 3's accuracy is the highest: neither is the
+        best epoch, so the history's and the summary's best values are epoch 1's, the weights best_model.pt
+        holds; total_time counts validation too."""
+        trainer = make_trainer(tmp_path)
+        scripted_validation(trainer, [0.5, 0.4995, 0.6], [0.8, 0.81, 0.9])
+        history = trainer.train(epochs=3)
+        assert (history["best_epoch"], history["best_val_loss"], history["best_val_accuracy"]) == (1, 0.5, 0.8)
+        assert load_state(tmp_path / "best_model.pt")["epoch"] == 1
+        assert trainer.get_training_summary()["performance_metrics"]["best_val_accuracy"] == 0.8
+        assert history["total_time"] > sum(history["epoch_times"])
+
     def test_training_summary(self, tmp_path):
         trainer = make_trainer(tmp_path)
         history = trainer.train(epochs=2)
@@ -103,7 +115,8 @@ class TestTrainingIntegration:
         assert summary["training_status"]["epochs_completed"] == 2
         assert summary["training_status"]["best_epoch"] == history["best_epoch"]
         assert summary["training_status"]["stopped_early"] is False
-        assert summary["performance_metrics"]["best_val_accuracy"] == max(history["val_accuracies"])
+        best = history["best_epoch"] - 1
+        assert summary["performance_metrics"]["best_val_accuracy"] == history["val_accuracies"][best]
         assert summary["performance_metrics"]["final_train_loss"] == history["train_losses"][-1]
         total = sum(p.numel() for p in trainer.model.parameters())
         assert summary["model_info"]["total_parameters"] == summary["model_info"]["trainable_parameters"] == total

@@ -80,7 +80,9 @@ class TrainingHistory(dict):
                     stopped_early=False, time_limit_reached=False, total_time=0.0)
 
     def record(self, epoch: int, lr: float, train_metrics: Dict[str, float], val_metrics: Dict[str, float],
-               best_epoch: Optional[int]) -> None:
+               best_epoch: Optional[int], seconds: float) -> None:
+        """One epoch's metrics; ``seconds`` its training and validation passes. The best values are the best
+        epoch's (the weights of best_model.pt), chosen by the shared rule, not the extremes of the lists."""
         for key, value in (("train_losses", train_metrics["loss"]), ("val_losses", val_metrics["loss"]),
                            ("train_accuracies", train_metrics["accuracy"]),
                            ("val_accuracies", val_metrics["accuracy"]), ("learning_rates", lr),
@@ -88,10 +90,11 @@ class TrainingHistory(dict):
                            ("tokens_per_second", train_metrics["tokens_per_second"])):
             self[key].append(value)
         self["epochs_completed"] = epoch
-        self["total_time"] += train_metrics["seconds"]
-        self["best_val_accuracy"] = max(self["best_val_accuracy"], val_metrics["accuracy"])
-        self["best_val_loss"] = min(self["best_val_loss"], val_metrics["loss"])
+        self["total_time"] += seconds
         self["best_epoch"] = best_epoch
+        if best_epoch is not None:
+            self["best_val_loss"] = self["val_losses"][best_epoch - 1]
+            self["best_val_accuracy"] = self["val_accuracies"][best_epoch - 1]
 
     def last(self, key: str) -> Any:
         return self[key][-1] if self[key] else None

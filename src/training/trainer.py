@@ -472,7 +472,7 @@ class Trainer:
         self._fit_schedule_to_time(epoch)
         step_scheduler(self.scheduler, improved, val_metrics)
         self.epoch = epoch
-        self.history.record(epoch, lr, train_metrics, val_metrics, self.best.best_epoch)
+        self.history.record(epoch, lr, train_metrics, val_metrics, self.best.best_epoch, self._last_epoch_seconds)
         stop = self.early_stopping is not None and self.early_stopping.after_epoch(improved, self.model, epoch)
         self._log_epoch(epoch, last_epoch, lr, train_metrics, val_metrics, improved)
         stop = stop or (epoch < last_epoch and self._out_of_time())  # either way, this epoch's checkpoint is due
