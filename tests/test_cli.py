@@ -4,11 +4,13 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
 
 from src.models.model_dir import load_model_directory
+from src.training import pipeline
 from src.training.train_model import main, resolve_config
 from tests.helpers import REPO_ROOT
 
@@ -142,6 +144,19 @@ def test_use_glove_from_a_cached_zip(tmp_path, imdb_tree, real_data):
     assert torch.equal(load_model_directory(tmp_path / "model")[0].embedding.weight, embedding)
     assert json.loads((tmp_path / "model" / "config.json").read_text())["embedding_dim"] == 50
     assert "GloVe 6B 50d" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_glove_file_the_archive_lacks_fails_before_the_data_are_read(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "glove"
+    cache.mkdir()
+    with zipfile.ZipFile(cache / "glove.6B.zip", "w") as bundle:
+        bundle.writestr("glove.6B.50d.txt", "the " + " ".join(["0.1"] * 50) + "\n")
+    monkeypatch.setattr(pipeline, "_load_data", lambda *args: pytest.fail("the data were read first"))
+    code = main(["--data-dir", str(tmp_path / "imdb"), "--checkpoint-dir", str(tmp_path / "run"), "--use-glove",
+                 "--glove-dim", "100d", "--glove-cache-dir", str(cache), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "has no member glove.6B.100d.txt (it holds glove.6B.50d.txt)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_glove_with_learned_dimensions_trains_pretrains_and_says_so(tmp_path, imdb_tree, real_data):

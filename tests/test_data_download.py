@@ -76,9 +76,11 @@ def test_missing_file_on_server_gives_clear_error(served, tmp_path):
             download_imdb(tmp_path, url=f"{server.url}/nothing.tar.gz", progress=False)
 
 
-def test_unreachable_server_gives_clear_error(tmp_path):
-    with pytest.raises(DownloadError, match="cannot reach"):
+def test_unreachable_server_gives_clear_error_that_says_where_to_put_the_file(tmp_path):
+    """The message alone (a Python caller may see no log) names the path the file belongs at."""
+    with pytest.raises(DownloadError, match="cannot reach") as raised:
         download_imdb(tmp_path, url="http://127.0.0.1:9/aclImdb_v1.tar.gz", progress=False)
+    assert str(raised.value).endswith(f"put it at {tmp_path / NAME}")
 
 
 def test_interrupted_extraction_leaves_no_tree(tmp_path, monkeypatch, real_data):

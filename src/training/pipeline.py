@@ -36,7 +36,7 @@ from src.training.adversarial import default_adversarial_eps
 from src.training.averaging import describe_final_weights, settle_final_weights
 from src.training.checkpoint_manager import CheckpointManager
 from src.training.distributed import DistributedContext, any_rank, barrier, init_distributed, max_over_ranks, shutdown
-from src.training.glove_loader import initialize_model_with_glove
+from src.training.glove_loader import GloVeLoader, initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.model_card import model_card
 from src.training.precision import cpu_training_dtype
@@ -209,6 +209,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
     resume = _resume_source(cfg)  # a resumed run takes its checkpoint's --adversarial-eps
     if cfg.adversarial_eps is None:
         cfg.adversarial_eps = default_adversarial_eps(device, cfg.precision)
+    if cfg.use_glove and resume is None and main_process:  # a missing or wrong GloVe file fails before the data
+        GloVeLoader(cfg.glove_cache_dir, progress=not cfg.quiet).download_glove(cfg.glove_corpus, cfg.glove_dim)
     train_loader, val_loader, test_loader, preprocessor = _load_data(cfg, context, resume, own.splits)
     fingerprint = _data_fingerprint(train_loader, val_loader)
     class_names = train_loader.dataset.class_names

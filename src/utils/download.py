@@ -33,7 +33,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open(url: str, offset: int, timeout: float):
+def _open(url: str, offset: int, timeout: float, dest: Path):
     request = urllib.request.Request(url, headers={"User-Agent": "lstm-sentiment"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -46,8 +46,8 @@ def _open(url: str, offset: int, timeout: float):
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise DownloadError(
-            f"cannot reach {url} ({reason}); check the network, or download the file "
-            "yourself and put it where the message above says"
+            f"cannot reach {url} ({reason}); check the network, or download the file yourself and put it "
+            f"at {dest}"
         ) from None
 
 
@@ -67,13 +67,13 @@ def _stream(response, part: Path, offset: int, total: Optional[int], progress: b
         os.fsync(out.fileno())
 
 
-def _fetch_into(url: str, part: Path, progress: bool, timeout: float) -> Optional[int]:
-    """Append the rest of ``url`` to ``part``, restarting if the server ignores Range.
+def _fetch_into(url: str, dest: Path, part: Path, progress: bool, timeout: float) -> Optional[int]:
+    """Append the rest of ``url`` to ``part`` (which becomes ``dest``), restarting if the server ignores Range.
 
     Returns the full size the server announced, or None if it did not say.
     """
     offset = part.stat().st_size if part.exists() else 0
-    response = _open(url, offset, timeout)
+    response = _open(url, offset, timeout, dest)
     if response is None:
         return offset
     with response:
@@ -115,7 +115,7 @@ def download_file(
     if expected_size is not None and part.exists() and part.stat().st_size > expected_size:
         part.unlink()
     logger.info("downloading %s to %s", url, dest)
-    announced = _fetch_into(url, part, progress, timeout)
+    announced = _fetch_into(url, dest, part, progress, timeout)
     received = part.stat().st_size
     if announced is not None and received < announced:
         raise DownloadError(f"download of {url} stopped at {received} of {announced} bytes; "
