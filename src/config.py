@@ -13,6 +13,7 @@ This module imports nothing else of the project: every layer may read it.
 from __future__ import annotations
 
 import math
+import reprlib
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -352,9 +353,20 @@ def check_setting(name: str, value: Any, label: Optional[str] = None) -> Any:
     rule = _FIELDS[name].metadata
     choices = rule["choices"]
     if choices is not None and value not in choices:
-        raise ValueError(f"{label} must be one of {', '.join(choices)}, got {value!r}")
+        raise ValueError(f"{label} must be one of {', '.join(choices)}, got {shown(value)}")
     _check_range(value, rule, label)
     return value
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 60
+
+
+def shown(value: Any) -> str:
+    """A setting's value as a message quotes it: cut short, so that a value built from a settings file's
+    aliases (a tree of millions of nodes in a few hundred bytes) is never written out whole."""
+    return _SHORT_REPR.repr(value)
 
 
 def _kind(name: str) -> Tuple[type, bool]:
@@ -373,13 +385,13 @@ def _convert(value: Any, kind: type, label: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in TRUE_WORDS + FALSE_WORDS:
             return value.lower() in TRUE_WORDS
-        raise ValueError(f"{label} must be true or false, got {value!r}")
+        raise ValueError(f"{label} must be true or false, got {shown(value)}")
     if kind is str:
         if isinstance(value, str):
             return value
-        raise ValueError(f"{label} must be text, got {value!r}")
+        raise ValueError(f"{label} must be text, got {shown(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{label} must be a number, got {value!r}")
+        raise ValueError(f"{label} must be a number, got {shown(value)}")
     if kind is int:
         if isinstance(value, int):
             return value
@@ -388,13 +400,13 @@ def _convert(value: Any, kind: type, label: str) -> Any:
                 return int(value)
         except ValueError:
             pass
-        raise ValueError(f"{label} must be a whole number, got {value!r}")
+        raise ValueError(f"{label} must be a whole number, got {shown(value)}")
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"{label} must be a number, got {value!r}") from None
+        raise ValueError(f"{label} must be a number, got {shown(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{label} must be a finite number, got {value!r}")
+        raise ValueError(f"{label} must be a finite number, got {shown(value)}")
     return number
 
 

@@ -12,6 +12,7 @@ import torch
 from src.models.model_dir import load_model_directory
 from src.training import pipeline
 from src.training.train_model import main, resolve_config
+from src.utils.checkpoint_io import load_state, save_state
 from tests.helpers import REPO_ROOT
 
 SMALL = ["--embedding-dim", "32", "--hidden-dim", "16", "--max-length", "120", "--batch-size", "32",
@@ -254,6 +255,19 @@ def test_config_file_values_are_checked_with_their_type(tmp_path, capsys, file_s
     assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
 
 
+def test_a_settings_file_value_built_from_aliases_is_refused_without_writing_it_out(tmp_path, capsys):
+    """Seven levels of nine aliases: 400 bytes of YAML, a value whose full repr is 15 MB (nine levels: all
+    the memory)."""
+    levels = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"&a{level} [{', '.join([f'*a{level - 1}'] * 9)}]" for level in range(1, 8)]
+    (tmp_path / "bomb.yaml").write_text(f"seed: [{', '.join(levels)}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        resolve_config(["--config", str(tmp_path / "bomb.yaml")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--seed must be a number, got [[1, 1, 1, 1, ...]" in err
+    assert len(err) < 500 and err.count("\n") == 1
+
+
 def test_the_python_api_checks_with_the_same_rules():
     from src.data.preprocessing import TextPreprocessor
     from src.models.lstm_model import LSTMClassifier
@@ -274,6 +288,26 @@ def test_min_delta_flag():
 
 TINY_RUN = ["--embedding-dim", "8", "--hidden-dim", "8", "--max-length", "60", "--max-vocab-size", "2000",
             "--pretrain-lm-epochs", "0", "--quiet", "--no-tensorboard"]
+
+
+@pytest.mark.parametrize("run_config, message", [
+    ([1], "does not hold a usable run configuration (a list)"),
+    ({"max_length": 10**12}, "holds settings that are not valid (--max-length must be at most"),
+], ids=["a list", "a setting out of range"])
+def test_a_checkpoints_run_settings_are_checked_before_a_resumed_run_takes_them(tmp_path, csv_reviews, capsys,
+                                                                              run_config, message):
+    """A resumed run takes over the checkpoint's settings that it was not given: they obey the rules a given
+    setting does (the file may come from anyone)."""
+    args = ["--data-dir", str(csv_reviews), "--output-dir", str(tmp_path / "model"), "--checkpoint-dir",
+            str(tmp_path / "run"), *TINY_RUN]
+    assert main(args + ["--epochs", "1"]) == 0
+    state = load_state(tmp_path / "run" / "checkpoint_epoch_001.pt")
+    state["run_config"] = run_config if isinstance(run_config, list) else {**state["run_config"], **run_config}
+    crafted = save_state(tmp_path / "crafted.pt", state)
+    capsys.readouterr()
+    assert main(args[:6] + ["--epochs", "2", "--resume", str(crafted), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
 
 def test_resume_refuses_changed_settings_and_data_but_not_epochs(tmp_path, csv_reviews, capsys):

@@ -113,6 +113,47 @@ def test_bit_flips_in_a_checkpoint_are_detected(tmp_path):
             load_state(tmp_path / "d.pt")
 
 
+def _outside_name(state, victim):
+    state["checkpoint_manager"]["entries"].append({**state["checkpoint_manager"]["entries"][0], "file": victim})
+
+
+def _short_adam_buffer(state, victim):
+    state["optimizer_state"]["state"][0]["exp_avg"] = torch.zeros(3)
+
+
+CRAFTED = {  # how the checkpoint is changed, what the refusal says
+    "a registry name outside the folder": (_outside_name, "checkpoint_epoch_<epoch>.pt"),
+    "an absolute registry name": (lambda state, victim: _outside_name(state, str(victim)),
+                                  "checkpoint_epoch_<epoch>.pt"),
+    "a best checkpoint outside the folder": (
+        lambda state, victim: state["checkpoint_manager"].update(best_path=str(victim)), "a file name in the"),
+    "an Adam buffer shorter than its parameter": (_short_adam_buffer, r"exp_avg of a parameter of shape"),
+    "a history that is not a list": (lambda state, victim: state["history"].update(train_losses="abc"),
+                                     "train_losses must be a list of 1 numbers"),
+    "a negative epoch": (lambda state, victim: state.update(epoch=-5), "epoch must be a whole number"),
+    "an epoch its history does not have": (lambda state, victim: state.update(epoch=10**18),
+                                           r"its epoch \(1000000000000000000\) and its history \(1 epochs\)"),
+}
+
+
+@pytest.mark.parametrize("craft", CRAFTED, ids=list(CRAFTED))
+def test_a_crafted_checkpoint_is_refused_before_it_loads(tmp_path, craft):
+    """A checkpoint's registry names the files that pruning deletes, and torch loads optimizer buffers unchecked
+    (its fused kernel then reads past a short one: a crash or all the memory): both are checked first, with the
+    counters and the history."""
+    tamper, message = CRAFTED[craft]
+    make_trainer(tmp_path / "run").train(epochs=1)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    state = load_state(tmp_path / "run" / "checkpoint_epoch_001.pt")
+    tamper(state, victim if craft == "an absolute registry name" else "../victim.txt")
+    crafted = save_state(tmp_path / "crafted.pt", state)
+    trainer = make_trainer(tmp_path / "other", max_checkpoints=1, save_best_n=1)
+    with pytest.raises(CheckpointError, match=message):
+        trainer.resume_training(crafted, additional_epochs=2)
+    assert victim.read_text() == "keep me" and trainer.epoch == 0
+
+
 def test_malicious_glove_zip_writes_only_the_requested_member(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -69,8 +69,15 @@ class CheckpointManager:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.entries = [dict(entry) for entry in state["entries"]]
-        self.best_path = state.get("best_path")
+        """Restore the registry; every name in it is checked first, since pruning deletes the files it names
+        (a crafted registry must not reach outside the folder)."""
+        entries = [dict(entry) for entry in state["entries"]]
+        for entry in entries:
+            _check_entry(entry)
+        best = state.get("best_path")
+        if best is not None and (not isinstance(best, str) or best in ("", ".", "..") or Path(best).name != best):
+            raise ValueError(f"the best checkpoint must be a file name in the checkpoint folder, not {best!r:.80}")
+        self.entries, self.best_path = entries, best
 
     def _write_registry(self) -> None:
         atomic_write_json(self.registry_path, self.state_dict())
@@ -177,6 +184,15 @@ class CheckpointManager:
             "metrics": state.get("metrics", {}), "model_config": state.get("model_config"),
             "size_bytes": Path(path).stat().st_size,
         }
+
+
+def _check_entry(entry: Dict[str, Any]) -> None:
+    """Refuse a registry entry that is not an epoch checkpoint of this folder with numeric metrics."""
+    epoch = entry.get("epoch")
+    if not (type(epoch) is int and epoch >= 1) or entry.get("file") != f"checkpoint_epoch_{epoch:03d}.pt":
+        raise ValueError(f"a registered checkpoint must be checkpoint_epoch_<epoch>.pt, not {entry.get('file')!r:.80}")
+    if not all(type(entry.get(key)) in (int, float) for key in ("val_loss", "val_accuracy")):
+        raise ValueError(f"registered checkpoint {entry['file']} lacks a numeric validation loss and accuracy")
 
 
 def _minimal_state(model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> Dict[str, Any]:

@@ -139,7 +139,14 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
         LSTMConfig.from_dict(state["model_config"]).check_weights(state.get("model_state"))
     except (AttributeError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} does not hold a usable model ({err})") from None
-    changes, adopted = cfg.settle_resume(state.get("run_config") or {})
+    saved = state.get("run_config") or {}
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} does not hold a usable run configuration (a {type(saved).__name__})")
+    changes, adopted = cfg.settle_resume(saved)
+    try:  # the checkpoint's settings that this run takes over obey the same rules as given ones
+        cfg.validate()
+    except ValueError as err:
+        raise CheckpointError(f"{path} holds settings that are not valid ({err})") from None
     if changes:
         listed = ", ".join(f"{flag} (checkpoint {old!r}, now {new!r})" for flag, (old, new) in changes.items())
         raise ResumeRefused(f"cannot resume from {path}: this run changes {listed}; leave them out or give the "

@@ -103,9 +103,40 @@ class TrainingHistory(dict):
         return copy.deepcopy(dict(self))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """The saved history; totals that a checkpoint from before they existed lacks keep their defaults."""
+        """The saved history; lists and totals that a checkpoint from before they existed lacks keep their
+        defaults. Each saved list must hold one number per completed epoch."""
+        merged = {**TrainingHistory(), **copy.deepcopy(state)}
+        epochs = merged["epochs_completed"]
+        if not (type(epochs) is int and epochs >= 0):
+            raise ValueError(f"its epochs_completed must be a whole number of at least 0, not {epochs!r:.80}")
+        for key in (key for key in HISTORY_LISTS if key in state):
+            values = merged[key]
+            if not (isinstance(values, list) and len(values) == epochs and all(map(_is_number, values))):
+                raise ValueError(f"its {key} must be a list of {epochs} numbers, one per completed epoch")
         self.clear()
-        self.update({**TrainingHistory(), **copy.deepcopy(state)})
+        self.update(merged)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """Refuse a saved optimizer state whose buffers do not fit ``optimizer``'s parameters: torch loads them
+    unchecked, and its fused CPU kernels then read past a short buffer (a crash, or all the memory)."""
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    saved = [key for group in state["param_groups"] for key in group["params"]]
+    if len(saved) != len(params):
+        raise ValueError(f"its optimizer has {len(saved)} parameters, this one {len(params)}")
+    by_key = dict(zip(saved, params))
+    for key, buffers in state["state"].items():
+        if key not in by_key:
+            raise ValueError(f"its optimizer keeps a state for a parameter it does not have ({key!r:.40})")
+        for name, value in buffers.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and (
+                    value.shape != by_key[key].shape or not value.is_floating_point()):
+                raise ValueError(f"its optimizer's {name!s:.40} of a parameter of shape {tuple(by_key[key].shape)} "
+                                 f"is a {value.dtype} tensor of shape {tuple(value.shape)}")
 
 
 def rng_state_dict() -> Dict[str, Any]:

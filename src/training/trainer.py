@@ -32,7 +32,8 @@ from src.training.virtual_adversarial import (UnlabeledBatches, direction_weight
 from src.training.precision import MixedPrecision
 from src.training.run_control import RunLock, StopSignals, TimeBudget, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import PlateauScheduler, create_scheduler, step_scheduler
-from src.training.state import EpochProgress, TrainingHistory, load_rng_state_dict, rng_state_dict
+from src.training.state import (EpochProgress, TrainingHistory, check_optimizer_state, load_rng_state_dict,
+                                rng_state_dict)
 from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION, WEIGHTS_FORMAT_VERSIONS, load_state
 from src.utils.device import resolve_device
 
@@ -566,7 +567,7 @@ class Trainer:
             self.model.load_state_dict(state["model_state"])
             if everything:
                 self._restore_training(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as err:
             reason = str(err).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint {where} does not fit this trainer ({reason})") from None
 
@@ -593,13 +594,19 @@ class Trainer:
                              "build the trainer with the same scheduler")
         if state.get("early_stopping") is not None and self.early_stopping is None:
             self.early_stopping = EarlyStopping(patience=state["early_stopping"]["patience"], tracker=self.best)
+        if state.get("optimizer_state") is not None:
+            check_optimizer_state(self.optimizer, state["optimizer_state"])
         for name, part in self._stateful_parts().items():
             if part is not None and state.get(name) is not None:
                 try:
                     part.load_state_dict(state[name])
                 except (KeyError, TypeError, ValueError) as err:
                     raise ValueError(f"its {name} does not fit this trainer's {type(part).__name__}: {err}") from None
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        epoch = _count(state, "epoch")
+        if state.get("history") is not None and self.history["epochs_completed"] != epoch:
+            raise ValueError(f"its epoch ({epoch}) and its history ({self.history['epochs_completed']} epochs) "
+                             "disagree")
+        self.epoch, self.global_step = epoch, _count(state, "global_step")
         self._progress = self._resumed_progress(state.get("epoch_progress"))
         load_rng_state_dict(state["rng"])
         self._pending_rng = state["rng"] if self._progress is not None else None
@@ -647,6 +654,13 @@ class Trainer:
                 "mixed_precision": str(self.precision.dtype) if self.precision.dtype is not None else None,
             },
         }
+
+
+def _count(state: Dict[str, Any], key: str) -> int:
+    value = state[key]
+    if not (type(value) is int and value >= 0):
+        raise ValueError(f"its {key} must be a whole number of at least 0, not {value!r:.40}")
+    return value
 
 
 OPTIMIZERS = dict(zip(OPTIMIZER_TYPES, (torch.optim.Adam, torch.optim.AdamW)))
