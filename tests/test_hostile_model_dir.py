@@ -25,8 +25,9 @@ def good_directory(tmp_path_factory):
     return directory
 
 
-def tampered(good, target, vocab=None, model_config=None):
-    """A copy of ``good`` edited as an attacker would: consistent manifest and checksum included."""
+def tampered(good, target, vocab=None, model_config=None, weights=None):
+    """A copy of ``good`` edited as an attacker would (``weights`` edits the weights in place): consistent
+    manifest and checksum included."""
     shutil.copytree(good, target)
     if vocab is not None:
         state = json.loads((target / "vocab.json").read_text())
@@ -34,6 +35,8 @@ def tampered(good, target, vocab=None, model_config=None):
     state = load_state(target / "model.pt")
     state.pop("format_version")
     state["model_config"].update(model_config or {})
+    if weights is not None:
+        weights(state["model_state"])
     state["manifest"] = _manifest(target)
     save_state(target / "model.pt", state)
     return target
@@ -68,6 +71,17 @@ def test_a_model_config_unlike_its_weights_is_refused_before_anything_is_built(g
     monkeypatch.setattr(LSTMClassifier, "__init__", no_building)
     with pytest.raises(PipelineError, match=f"model.pt does not hold a usable model \\(.*{message}"):
         load_model_directory(directory)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda weights: weights["fc.weight"].fill_(float("nan")), "fc.weight holds values that are not finite"),
+    (lambda weights: weights["fc.bias"].fill_(float("inf")), "fc.bias holds values that are not finite"),
+    (lambda weights: weights.update({"embedding.weight": weights["embedding.weight"].to(torch.int8)}),
+     "embedding.weight holds torch.int8 numbers where weights are floating point"),
+], ids=["nan", "inf", "int8"])
+def test_weights_that_are_not_finite_floating_point_numbers_are_refused(good_directory, tmp_path, edit, message):
+    with pytest.raises(PipelineError, match=f"model.pt does not hold a usable model \\(.*{message}"):
+        load_model_directory(tampered(good_directory, tmp_path / "bad", weights=edit))
 
 
 def test_predict_gives_one_line_for_a_hostile_directory(good_directory, tmp_path, capsys):

@@ -131,6 +131,12 @@ class LSTMConfig:
                 raise ValueError(f"{name} is {tuple(weights[name].shape)} in the weights but the settings "
                                  f"(vocab_size {self.vocab_size}, embedding_dim {self.embedding_dim}, hidden_dim "
                                  f"{self.hidden_dim}, ...) make it {shape}")
+        for name, value in weights.items():  # NaN weights would predict NaN, which JSON cannot even carry
+            if not value.is_floating_point():
+                raise ValueError(f"{name} holds {value.dtype} numbers where weights are floating point")
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name} holds values that are not finite (NaN or infinite): the file is "
+                                 "damaged or was saved from a training run that diverged")
 
     @classmethod
     def from_settings(cls, settings: Any, vocab_size: int, class_names: Optional[Sequence[str]] = None
