@@ -1,9 +1,12 @@
 """load_imdb on the real archive, on extracted trees, on CSV files, and on bad input."""
 
+import io
+import tarfile
+
 import pytest
 
 from src.data import load_imdb, load_imdb_splits
-from src.data import loaders
+from src.data import imdb, loaders
 from src.exceptions import DataError
 from tests.helpers import IMDB_ARCHIVE, SUBSET_IDS, synthetic_reviews, write_imdb_tree
 
@@ -80,10 +83,32 @@ def test_csv_without_needed_columns(tmp_path):
         load_imdb(tmp_path, "train")
 
 
-def test_non_utf8_csv(tmp_path):
+@pytest.mark.parametrize("bad_line", [2, 6, 15_001])
+def test_non_utf8_csv_names_the_line_of_the_bad_byte(tmp_path, bad_line):
+    """The reader decodes blocks ahead of the rows it hands out; the message names the bad byte's own line."""
     (tmp_path / "test.csv").write_bytes(b"text,label\nfine,1\n")
-    (tmp_path / "train.csv").write_bytes(b"text,label\ncaf\xe9,1\n")
-    with pytest.raises(DataError, match="train.csv is not valid UTF-8"):
+    rows = [b"a fine film,1\n"] * (bad_line - 2) + [b"caf\xe9,1\n"] + [b"more,0\n"] * 5000
+    (tmp_path / "train.csv").write_bytes(b"text,label\n" + b"".join(rows))
+    with pytest.raises(DataError, match=f"train.csv is not valid UTF-8 \\(line {bad_line}\\)"):
+        load_imdb(tmp_path, "train")
+
+
+@pytest.mark.parametrize("kind", ["archive", "tree"])
+def test_a_review_longer_than_a_text_may_be_is_refused_before_it_is_read(tmp_path, monkeypatch, kind):
+    """A gzip archive of a few megabytes can unpack to one review of gigabytes: its size is checked first."""
+    monkeypatch.setattr(imdb, "MAX_FIELD_BYTES", 100)
+    monkeypatch.setattr(imdb, "decode_text", lambda *args: pytest.fail("the review was read"))
+    name = "aclImdb/train/pos/0_9.txt"
+    if kind == "archive":
+        with tarfile.open(tmp_path / "aclImdb_v1.tar.gz", "w:gz") as tar:
+            member = tarfile.TarInfo(name)
+            member.size = 101
+            tar.addfile(member, io.BytesIO(b"x" * 101))
+    else:
+        for folder in ("train/pos", "train/neg", "test/pos", "test/neg"):
+            (tmp_path / "aclImdb" / folder).mkdir(parents=True)
+        (tmp_path / name).write_bytes(b"x" * 101)
+    with pytest.raises(DataError, match="0_9.txt is 101 bytes, more than the 100 a review may have"):
         load_imdb(tmp_path, "train")
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from src.data import TextPreprocessor
+from src.data import TextPreprocessor, tables
 from src.inference import predict
 from src.inference.predictor import SentimentPredictor
 from src.models.model_dir import save_model_directory
@@ -73,3 +73,22 @@ def test_a_damaged_settings_file_or_a_folder_as_output_is_one_line(model_dir, tm
     assert predict.main(["--model-dir", str(good), "--output", str(tmp_path / "out"), "a good film"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "choose another --output" in err and "free some space" not in err
+
+
+def test_an_output_that_is_the_input_file_is_refused(model_dir, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("a good film\n", encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "in.txt")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.txt"), "--output",
+                      str(tmp_path / "link.txt")])
+    assert exit_info.value.code == 2 and "is the --input file" in capsys.readouterr().err
+    assert (tmp_path / "in.txt").read_text(encoding="utf-8") == "a good film\n"
+
+
+def test_a_line_longer_than_a_text_may_be_is_refused_without_reading_it_whole(model_dir, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.setattr(tables, "MAX_FIELD_CHARACTERS", 100)
+    (tmp_path / "in.txt").write_text("a good film\n" + "x" * 100 + "\n" + "y" * 5000 + "\n", encoding="utf-8")
+    assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "in.txt, line 3: longer than 100 characters" in err and err.count("\n") == 1

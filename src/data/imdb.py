@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from src.data.labels import IMDB_CLASS_NAMES
-from src.data.tables import clean_text, decode_text, find_split_files
+from src.data.tables import MAX_FIELD_BYTES, clean_text, decode_text, find_split_files
 from src.exceptions import DataError
 from src.utils.archive import extract_tar_atomically
 from src.utils.download import download_file
@@ -170,7 +170,7 @@ def _read_tree(root: Path, split: str) -> ReviewData:
             match = _MEMBER.match(f"{split}/{name}/{path.name}")
             if match is None:
                 continue
-            text = clean_text(decode_text(path.read_bytes(), str(path)))
+            text = _read_review(path)
             rows.append((label, int(match.group(3)), int(match.group(4)), text))
     return _sorted_reviews(rows)
 
@@ -191,12 +191,26 @@ def _archive_texts(archive: Path, pattern: "re.Pattern[str]") -> Iterator[Tuple[
             for member in tar:
                 match = pattern.match(member.name)
                 if match is not None and member.isfile():
+                    _check_review_size(member.size, f"{archive}:{member.name}")
                     raw = tar.extractfile(member).read()
                     yield match, clean_text(decode_text(raw, f"{archive}:{member.name}"))
     except (tarfile.TarError, EOFError, OSError, UnicodeError) as err:
         raise DataError(
             f"{archive} is not a readable IMDB archive ({err}); download {IMDB_ARCHIVE_NAME} again"
         ) from None
+
+
+def _check_review_size(size: int, where: str) -> None:
+    """Refuse, before reading it, a review file longer than a text may be (a compressed archive can hold one of
+    gigabytes in a few megabytes)."""
+    if size > MAX_FIELD_BYTES:
+        raise DataError(f"{where} is {size:,} bytes, more than the {MAX_FIELD_BYTES:,} a review may have; this "
+                        f"is not the IMDB data set: download {IMDB_ARCHIVE_NAME} again or remove the file")
+
+
+def _read_review(path: Path) -> str:
+    _check_review_size(path.stat().st_size, str(path))
+    return clean_text(decode_text(path.read_bytes(), str(path)))
 
 
 def load_unlabeled_reviews(data_dir: PathLike) -> List[str]:
@@ -209,8 +223,7 @@ def load_unlabeled_reviews(data_dir: PathLike) -> List[str]:
         found = [(int(match.group(1)), text) for match, text in _archive_texts(path, _UNLABELED)]
     elif kind == "tree" and (path / "train" / "unsup").is_dir():
         files = ((_UNLABELED.match(f"train/unsup/{file.name}"), file) for file in (path / "train" / "unsup").iterdir())
-        found = [(int(match.group(1)), clean_text(decode_text(file.read_bytes(), str(file)))) for match, file in files
-                 if match is not None]
+        found = [(int(match.group(1)), _read_review(file)) for match, file in files if match is not None]
     else:
         found = []
     return [text for _, text in sorted(found)]

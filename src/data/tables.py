@@ -6,6 +6,7 @@ Parquet) and saying what to change. Parquet needs the ``pyarrow`` package.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -23,6 +24,7 @@ SPLIT_FILE_NAMES = {"train": ("train",), "validation": ("validation", "valid", "
 
 PathLike = Union[str, Path]
 MAX_FIELD_CHARACTERS = 1 << 24  # a text of up to 16 M characters (the csv module's default stops at 131,072)
+MAX_FIELD_BYTES = 4 * MAX_FIELD_CHARACTERS  # the most those take in UTF-8
 _MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # (the row's number: a CSV's data row, a JSON Lines file's line, a Parquet file's row; where it is in the file
 # for messages: "line 5" or "row 3"; the row's fields)
@@ -104,10 +106,14 @@ def iter_texts(path: PathLike, text_column: str = "text", encoding: str = "utf-8
     handle = _text_handle(path, encoding, newline="\n")
     position = {"line": 0}
 
-    def lines() -> Iterator[Record]:
-        for number, line in enumerate(handle, start=1):
+    def lines() -> Iterator[Record]:  # each read stops after the longest text allowed, so memory stays bounded
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_FIELD_CHARACTERS + 2), ""), start=1):
             position["line"] = number
-            yield number, "", {"text": line.rstrip("\n").rstrip("\r")}
+            line = line.rstrip("\n").rstrip("\r")
+            if len(line) > MAX_FIELD_CHARACTERS:
+                raise DataError(f"{path}, line {number}: longer than {MAX_FIELD_CHARACTERS:,} characters, the "
+                                "most a text may have; is it a text file with one text per line?")
+            yield number, "", {"text": line}
     for number, _, record in _reading(path, handle, lines(), lambda: position["line"], "text"):
         if record["text"].strip():
             yield number, record["text"]
@@ -207,17 +213,31 @@ def _reading(path: Path, handle: io.TextIOBase, records: Iterator[Record], line:
         with handle:
             yield from records
     except (UnicodeDecodeError, csv.Error) as err:
-        raise _read_error(path, handle, err, line() + 1 if isinstance(err, UnicodeDecodeError) else line(), kind) \
-            from None
+        raise _read_error(path, handle, err, line(), kind) from None
 
 
 def _read_error(path: Path, handle: io.TextIOBase, err: Exception, line: int, kind: str) -> DataError:
     if isinstance(err, UnicodeDecodeError):
-        return DataError(f"{path} is not valid {handle.encoding.replace('-sig', '').upper()} (near line {line}); "
+        line = _undecodable_line(path, handle.encoding)
+        return DataError(f"{path} is not valid {handle.encoding.replace('-sig', '').upper()} (line {line}); "
                          "re-save it as UTF-8 (predict also takes its encoding: --encoding, e.g. --encoding latin-1)")
     if "NUL" in str(err):
         return DataError(f"{path} is not a {kind} text file (it holds NUL bytes); save it as {kind}")
     return DataError(f"{path}, line {line}: not readable as {kind} ({err})")
+
+
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The line of the first byte that ``encoding`` cannot decode: the text reader decodes blocks ahead of
+    the lines it has handed out, so its own position can be thousands of lines short."""
+    decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
+    with open(path, "rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                return newlines + block[:max(err.start, 0)].count(b"\n") + 1
+            newlines += block.count(b"\n")
+    return newlines + 1  # the file ends inside a character
 
 
 def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[str], Iterator[Record]]:

@@ -22,6 +22,7 @@ import csv
 import errno
 import itertools
 import json
+import os
 import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
 
@@ -114,6 +115,13 @@ def _text_column(args) -> str:
     return trained_column(args.model_dir[0], "text_column")
 
 
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.predict") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -123,6 +131,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         parser.error("--explain writes nested explanations, which CSV cannot hold; use --format jsonl")
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
+    if args.input and args.output and _same_file(args.input, args.output):
+        parser.error(f"--output {args.output} is the --input file, which the predictions would replace; "
+                     "choose another --output")
     try:
         numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
             ((None, text) for text in args.reviews)
