@@ -310,6 +310,20 @@ def test_a_checkpoints_run_settings_are_checked_before_a_resumed_run_takes_them(
     assert message in err and err.count("\n") == 1
 
 
+def test_a_model_larger_than_the_memory_is_refused_before_it_is_built(tmp_path, csv_reviews, capsys, monkeypatch):
+    """--hidden-dim 8000 on a 24 GB machine ended in the allocator's traceback: the run now stops first."""
+    from src.training import run_control
+
+    monkeypatch.setattr(run_control, "available_memory", lambda: 2_000_000)  # 2 MB; the model takes about 3
+    monkeypatch.setattr(pipeline, "_prepare_model", lambda *args: pytest.fail("the model was built"))
+    args = ["--data-dir", str(csv_reviews), "--output-dir", str(tmp_path / "model"), "--checkpoint-dir",
+            str(tmp_path / "run"), *TINY_RUN, "--hidden-dim", "64", "--device", "cpu"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "the model needs about 3 MB of memory, more than the 2 MB this machine has available; use a smaller " \
+           "--hidden-dim" in err and err.count("\n") == 1
+
+
 def test_resume_refuses_changed_settings_and_data_but_not_epochs(tmp_path, csv_reviews, capsys):
     data = tmp_path / "data"
     shutil.copytree(csv_reviews, data)

@@ -305,9 +305,11 @@ class _Exploit:
 def test_pickle_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"format_version": 1, "payload": _Exploit(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="not plain tensors"):
+    with pytest.raises(CheckpointError, match="not plain tensors") as refused:
         load_state(tmp_path / "evil.pt")
     assert not marker.exists()
+    message = str(refused.value)  # names what it refused, and never passes on torch's advice to load it unsafely
+    assert "(it names io.open)" in message and "weights_only" not in message and "\n" not in message
 
 
 def test_a_mode_that_contradicts_a_known_metric_is_refused():

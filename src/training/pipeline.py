@@ -40,7 +40,8 @@ from src.training.glove_loader import GloVeLoader, initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.model_card import model_card
 from src.training.precision import cpu_training_dtype
-from src.training.run_control import RunLock, StopSignals, TimeBudget, check_room, ensure_writable, signals_raise
+from src.training.run_control import (RunLock, StopSignals, TimeBudget, check_memory, check_room, ensure_writable,
+                                      signals_raise)
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
 from src.training.virtual_adversarial import UnlabeledBatches
 from src.utils.checkpoint_io import load_state, save_state
@@ -227,7 +228,8 @@ def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_pr
         train_loader.dataset.targets = _teacher_targets(cfg, train_loader.dataset)
     run_config = {**asdict(cfg), "data_fingerprint": fingerprint}
     if main_process:
-        _check_room_for_outputs(LSTMConfig.from_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir)
+        _check_room_for_outputs(LSTMConfig.from_settings(cfg, preprocessor.vocab_size, class_names), cfg, run_dir,
+                                device)
     corpus = _UnlabeledCorpus(cfg, preprocessor, train_loader.dataset.token_ids, own.take_unlabeled())
     budget = _time_budget(cfg, started, resume)
     model, extra = _prepare_model(cfg, context, resume, preprocessor, train_loader, main_process, run_config, corpus,
@@ -335,11 +337,14 @@ def _class_weights(cfg: TrainConfig, train: ReviewDataset) -> Optional[List[floa
     return weights
 
 
-def _check_room_for_outputs(settings: LSTMConfig, cfg: TrainConfig, run_dir: Path) -> None:
-    """Before any work: both output folders writable, with room for what they will hold (estimated
-    from the model's size: a checkpoint holds the weights, two Adam moments and the best weights)."""
+def _check_room_for_outputs(settings: LSTMConfig, cfg: TrainConfig, run_dir: Path, device: torch.device) -> None:
+    """Before any work: memory for the model, and both output folders writable, with room for what they will
+    hold (estimated from the model's size: a checkpoint holds the weights, two Adam moments and the best
+    weights; training on the CPU keeps those and the gradients in memory, on a GPU the host builds the model)."""
     shapes = settings.weight_shapes()
     weight_bytes = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
+    check_memory((5 if device.type == "cpu" else 1) * weight_bytes, "the model",
+                 "use a smaller --hidden-dim, --embedding-dim, --n-layers or --max-vocab-size")
     check_room(run_dir, 4 * weight_bytes, "a checkpoint", "--checkpoint-dir")
     output_parent = Path(cfg.output_dir).resolve().parent
     ensure_writable(output_parent, "the model directory", "--output-dir")

@@ -102,6 +102,28 @@ def check_room(directory: Path, needed_bytes: int, what: str, flag: str) -> None
                             f"{needed_bytes / 1e6:.0f} MB; free some space or choose another {flag}")
 
 
+def available_memory() -> Optional[int]:
+    """Bytes of memory that a process can still take without swapping (Linux's MemAvailable); None where
+    the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(needed_bytes: int, what: str, advice: str) -> None:
+    """Fail at the start, with ``advice``, if ``what`` needs more memory than the machine has available
+    (where it says): allocating it would end in the allocator's traceback or the out-of-memory killer."""
+    available = available_memory()
+    if available is not None and available < needed_bytes:
+        raise TrainingError(f"{what} needs about {needed_bytes / 1e6:,.0f} MB of memory, more than the "
+                            f"{available / 1e6:,.0f} MB this machine has available; {advice}")
+
+
 class StopSignals:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Sequence, Union
@@ -78,10 +79,9 @@ def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu",
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(
             f"checkpoint {path} holds objects that are not plain tensors or numbers and was not "
-            f"loaded ({first_line}); only load checkpoints written by this project"
+            f"loaded ({_what_was_refused(err)}); only load checkpoints written by this project"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError,
             AttributeError) as err:  # a zip whose pickle is malformed
@@ -92,6 +92,12 @@ def load_state(path: PathLike, map_location: Union[str, torch.device] = "cpu",
     if stored != content_digest(state):
         raise CheckpointError(f"checkpoint {path} is damaged (its content does not match its checksum)")
     return state
+
+
+def _what_was_refused(err: pickle.UnpicklingError) -> str:
+    """The object torch's safe loader refused, without torch's advice to load the file unsafely."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return f"it names {found.group(1)}" if found else "unsafe content"
 
 
 def check_format(state: Any, path: PathLike, versions: Sequence[int] = (CHECKPOINT_FORMAT_VERSION,)
