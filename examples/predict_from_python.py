@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.exceptions import PipelineError  # noqa: E402
 from src.inference import SentimentPredictor  # noqa: E402
 
 
@@ -24,4 +25,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PipelineError as err:  # the project's errors are one line that says what to do
+        sys.exit(f"error: {err}")

@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import create_data_loaders  # noqa: E402
+from src.exceptions import PipelineError  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.models.model_dir import save_model_directory  # noqa: E402
 from src.training import create_trainer  # noqa: E402
@@ -40,4 +41,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PipelineError as err:  # the project's errors are one line that says what to do
+        sys.exit(f"error: {err}")

@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data import TextPreprocessor, create_data_loaders  # noqa: E402
+from src.exceptions import PipelineError  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.training import create_checkpoint_manager, create_trainer  # noqa: E402
 from src.utils.checkpoint_io import load_state  # noqa: E402
@@ -45,4 +46,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PipelineError as err:  # the project's errors are one line that says what to do
+        sys.exit(f"error: {err}")

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import parse_glove_dim  # noqa: E402
 from src.data import create_data_loaders  # noqa: E402
+from src.exceptions import PipelineError  # noqa: E402
 from src.models.lstm_model import LSTMClassifier  # noqa: E402
 from src.training import create_trainer, initialize_model_with_glove  # noqa: E402
 from src.utils.seed import set_seed  # noqa: E402
@@ -46,4 +47,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PipelineError as err:  # the project's errors are one line that says what to do
+        sys.exit(f"error: {err}")

@@ -255,6 +255,18 @@ def test_config_file_values_are_checked_with_their_type(tmp_path, capsys, file_s
     assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("text, message", [
+    ("epochs: 3\ndropout: 1.5\n", "config file {path}: --dropout must be in [0, 1), got 1.5"),
+    ("epochs: 3\nlayers: [1, 2\n", "config file {path} is not valid YAML/JSON (line 3, column 1): expected ',' or ']'"),
+], ids=["a value out of range", "a syntax error"])
+def test_a_settings_file_error_names_the_file_and_where_in_it(tmp_path, capsys, text, message):
+    (tmp_path / "run.yaml").write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        resolve_config(["--config", str(tmp_path / "run.yaml")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.format(path=tmp_path / "run.yaml") in err and err.count("\n") == 1
+
+
 def test_a_settings_file_value_built_from_aliases_is_refused_without_writing_it_out(tmp_path, capsys):
     """Seven levels of nine aliases: 400 bytes of YAML, a value whose full repr is 15 MB (nine levels: all
     the memory)."""

@@ -35,6 +35,16 @@ def test_quick_train_resume_and_predict(run, tmp_path, imdb_tree):
     assert "ROC-AUC" in out and (evaluation / "evaluation.json").is_file() and (evaluation / "roc_curve.png").is_file()
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("predict_from_python.py", ["--model-dir", "{tmp}/none", "Fine."], "{tmp}/none is not a model directory"),
+    ("evaluate_model.py", ["--model-dir", "{tmp}/none", "--data-dir", "{tmp}/none"], "data directory {tmp}/none"),
+])
+def test_an_example_ends_a_project_error_with_its_one_line(run, tmp_path, script, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(script, *(arg.format(tmp=tmp_path) for arg in args))
+    assert str(exit_info.value).startswith(f"error: {message.format(tmp=tmp_path)}")
+
+
 def test_train_with_glove(run, tmp_path, imdb_tree, real_data):
     cache = tmp_path / "glove"
     cache.mkdir()

@@ -297,6 +297,21 @@ def test_an_export_of_other_weights_is_not_used(trained, short_reader, tmp_path,
     assert "not a model directory" in capsys.readouterr().err
 
 
+def test_an_export_into_a_read_only_folder_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from src.inference import export
+
+    def read_only(directory):
+        raise OSError(errno.EROFS, "Read-only file system", f"{directory}/.model.onnx.tmp")
+
+    monkeypatch.setattr(export, "export_onnx", read_only)  # the tests run as root, which chmod does not stop
+    assert export_main(["--model-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"could not write the ONNX files into {tmp_path} (Read-only file system); make the folder writable" \
+        in err and err.count("\n") == 1
+
+
 def test_predict_runtimes_give_the_same_labels(trained, capsys):
     outputs = {}
     for runtime in ("torch", "onnxruntime"):

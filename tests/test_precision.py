@@ -58,11 +58,14 @@ def test_bfloat16_steps_compute_in_bfloat16_and_learn(tmp_path):
     assert seen == [torch.float32]
 
 
-def test_cuda_asked_without_cuda_falls_back_to_the_cpu_with_a_warning(monkeypatch):
-    """predict and evaluate resolve devices too: the warning says "running", not "training", on the CPU."""
+def test_cuda_asked_without_cuda_falls_back_to_the_cpu_with_one_warning(monkeypatch, caplog):
+    """predict and evaluate resolve devices too: the warning says "running", not "training", on the CPU; a run
+    resolves its device in several places but says it once."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(RuntimeWarning, match="device 'cuda' requested but CUDA is not available; running on the CPU"):
-        assert device_module.resolve_device("cuda") == torch.device("cpu")
+    monkeypatch.setattr(device_module, "_FALLBACKS_TOLD", set())
+    with caplog.at_level("WARNING", logger=device_module.__name__):
+        assert [device_module.resolve_device("cuda") for _ in range(3)] == [torch.device("cpu")] * 3
+    assert caplog.messages == ["device 'cuda' requested but CUDA is not available; running on the CPU"]
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         device_module.resolve_device("gpu")
 

@@ -85,6 +85,8 @@ def test_unwritable_checkpoint_folder_fails_at_start(tmp_path):
     trainer = make_trainer(tmp_path / "file" / "run")
     with pytest.raises(TrainingError, match="cannot write checkpoints to .*choose another --checkpoint-dir"):
         trainer.train(epochs=1)
+    with pytest.raises(TrainingError, match=r"file \(it is a file, not a folder\); choose another --checkpoint-dir"):
+        make_trainer(tmp_path / "file").train(epochs=1)
 
 
 def test_gpu_out_of_memory_message(tmp_path):

@@ -98,15 +98,17 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
                         help="model directory written by training; repeat it to evaluate the average of several")
     parser.add_argument("--data-dir", help="IMDB folder or archive, or a folder of your own train, validation and "
                                                "test files (.csv, .tsv, .jsonl or .parquet)")
-    parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test"],
+                        help="which split of --data-dir (default: test; validation needs a validation file)")
     parser.add_argument("--file", help="a file of your own labelled texts to evaluate on, instead of --data-dir")
     parser.add_argument("--text-column", help="column of the texts in your files (default: the model's training "
                                               "data's)")
     parser.add_argument("--label-column", help="column of the labels (default: the model's training data's)")
     parser.add_argument("--output-dir", help="where to write (default: the model directory)")
     parser.add_argument("--max-samples", type=int, help="evaluate a stratified sample of N reviews")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"texts per forward pass (default: {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
     add_runtime_arguments(parser)
     add_lstm_only_argument(parser)
     args = parser.parse_args(argv)

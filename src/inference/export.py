@@ -28,8 +28,11 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         paths = export_onnx(args.model_dir)
     except ImportError:
         return fail("exporting needs the onnx package: pip install onnx onnxruntime")
-    except (PipelineError, OSError) as err:
+    except PipelineError as err:
         return fail(str(err))
+    except OSError as err:
+        return fail(f"could not write the ONNX files into {args.model_dir} ({err.strerror or err}); make the "
+                    "folder writable, or copy the model directory somewhere writable and export that")
     print(f"wrote {', '.join(map(str, paths))}", file=sys.stderr)
     return 0
 

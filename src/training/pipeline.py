@@ -363,7 +363,7 @@ def _load_data(cfg: TrainConfig, context: Optional[DistributedContext], resume: 
         DataSource.from_config(cfg), batch_size=cfg.batch_size, max_vocab_size=cfg.max_vocab_size,
         validation_split=cfg.validation_split, seed=cfg.seed, num_workers=cfg.num_workers, min_freq=cfg.min_freq,
         max_train_samples=cfg.max_train_samples, max_test_samples=cfg.max_test_samples,
-        preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda"),
+        preprocessor=preprocessor, pin_memory=cfg.device.startswith("cuda") and torch.cuda.is_available(),
         num_replicas=context.world_size if context else 1, rank=context.rank if context else 0, splits=splits,
         **encoding)
 

@@ -86,8 +86,8 @@ def ensure_writable(directory: Path, what: str = "checkpoints", flag: str = "--c
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check.", suffix=".tmp"):
             pass
     except OSError as err:
-        raise TrainingError(f"cannot write {what} to {directory} ({err.strerror or err}); "
-                            f"choose another {flag}") from None
+        reason = "it is a file, not a folder" if Path(directory).is_file() else err.strerror or err
+        raise TrainingError(f"cannot write {what} to {directory} ({reason}); choose another {flag}") from None
 
 
 def check_room(directory: Path, needed_bytes: int, what: str, flag: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from src.config import TrainConfig, flag_name, is_switch  # noqa: E402
+from src.config import TrainConfig, check_setting, flag_name, is_switch  # noqa: E402
 from src.exceptions import PipelineError, ResumeRefused, TrainingInterrupted  # noqa: E402
 from src.training.pipeline import run_training  # noqa: E402
 from src.utils.cli import EXIT_USAGE, OneLineParser, fail  # noqa: E402
@@ -64,11 +64,19 @@ def read_config_file(path: str) -> Dict[str, Any]:
             import yaml
             values = yaml.safe_load(text)
     except Exception as err:  # yaml and json raise many types; all mean "not parseable"
-        raise ValueError(f"config file {path} is not valid YAML/JSON: {str(err).splitlines()[0]}") from None
+        mark = getattr(err, "problem_mark", None)  # YAML's; JSON's message gives the line itself
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config file {path} is not valid YAML/JSON{where}: {problem}") from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of settings")
     settings = {str(k).replace("-", "_"): v for k, v in values.items()}
     TrainConfig.check_names(settings, f"config file {path}")
+    for name, value in settings.items():  # each value alone, so that the message names the file it is in
+        try:
+            check_setting(name, value)
+        except ValueError as err:
+            raise ValueError(f"config file {path}: {err}") from None
     return settings
 
 

@@ -6,9 +6,8 @@ import functools
 import logging
 import os
 import platform
-import warnings
 from pathlib import Path
-from typing import FrozenSet, Optional, Union
+from typing import FrozenSet, Optional, Set, Union
 
 import torch
 
@@ -25,11 +24,14 @@ def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.d
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        message = f"device {device!r} requested but CUDA is not available; running on the CPU"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        logger.warning(message)
+        if str(device) not in _FALLBACKS_TOLD:  # once: a run resolves its device in several places
+            _FALLBACKS_TOLD.add(str(device))
+            logger.warning("device %r requested but CUDA is not available; running on the CPU", str(device))
         return torch.device("cpu")
     return chosen
+
+
+_FALLBACKS_TOLD: Set[str] = set()
 
 
 @functools.lru_cache(maxsize=None)
