@@ -244,10 +244,8 @@ class TrainConfig:
 
         GloVe decides the embedding size unless ``embedding_dim`` is given. The names
         given are kept in ``given``: a resumed run takes the checkpoint's value of the others."""
-        values = dict(settings)
+        values = {name: as_read(name, value) for name, value in settings.items()}
         cls.check_names(values)
-        if values.get("scheduler", "") is None:
-            values["scheduler"] = "none"  # YAML's null, as in the spec's scheduler_type=None
         if "embedding_dim" not in values and check_setting("use_glove", values.get("use_glove", cls.use_glove)):
             values["embedding_dim"] = parse_glove_dim(check_setting("glove_dim", values.get("glove_dim", cls.glove_dim)))
         config = cls(**values).validate()
@@ -356,6 +354,12 @@ def check_setting(name: str, value: Any, label: Optional[str] = None) -> Any:
         raise ValueError(f"{label} must be one of {', '.join(choices)}, got {shown(value)}")
     _check_range(value, rule, label)
     return value
+
+
+def as_read(name: str, value: Any) -> Any:
+    """A raw value as the settings take it: YAML's null for the scheduler is "none" (as the spec's
+    ``scheduler_type=None``)."""
+    return "none" if name == "scheduler" and value is None else value
 
 
 _SHORT_REPR = reprlib.Repr()

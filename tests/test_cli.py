@@ -267,6 +267,11 @@ def test_a_settings_file_error_names_the_file_and_where_in_it(tmp_path, capsys, 
     assert exit_info.value.code == 2 and message.format(path=tmp_path / "run.yaml") in err and err.count("\n") == 1
 
 
+def test_a_settings_files_null_scheduler_is_none(tmp_path):
+    (tmp_path / "run.yaml").write_text("scheduler: null\n")
+    assert resolve_config(["--config", str(tmp_path / "run.yaml")]).scheduler == "none"
+
+
 def test_a_settings_file_value_built_from_aliases_is_refused_without_writing_it_out(tmp_path, capsys):
     """Seven levels of nine aliases: 400 bytes of YAML, a value whose full repr is 15 MB (nine levels: all
     the memory)."""

@@ -93,6 +93,18 @@ def test_non_utf8_csv_names_the_line_of_the_bad_byte(tmp_path, bad_line):
         load_imdb(tmp_path, "train")
 
 
+@pytest.mark.parametrize("start", [
+    b"\xef\xbb\xbftext,label\n",  # a byte-order mark, which the decoder drops
+    b"text,label\n" + b"a" * ((1 << 20) - 1) + "\u00e9,1\n".encode(),  # the é split between two 1 MB reads
+], ids=["byte-order mark", "a character across two reads"])
+def test_the_bad_bytes_line_is_found_past_a_byte_order_mark_and_a_split_character(tmp_path, start):
+    (tmp_path / "test.csv").write_bytes(b"text,label\nfine,1\n")
+    (tmp_path / "train.csv").write_bytes(start + b"good,1\n\xffbad,0\nmore,1\n")
+    bad_line = start.count(b"\n") + 2
+    with pytest.raises(DataError, match=f"train.csv is not valid UTF-8 \\(line {bad_line}\\)"):
+        load_imdb(tmp_path, "train")
+
+
 @pytest.mark.parametrize("kind", ["archive", "tree"])
 def test_a_review_longer_than_a_text_may_be_is_refused_before_it_is_read(tmp_path, monkeypatch, kind):
     """A gzip archive of a few megabytes can unpack to one review of gigabytes: its size is checked first."""

@@ -1,6 +1,7 @@
 """Language-model pretraining: it learns what is predictable, cannot see its targets, and touches only the layers
 that read one direction."""
 
+import copy
 import io
 import itertools
 import json
@@ -274,6 +275,23 @@ def test_saved_pretraining_of_another_corpus_is_refused():
         pretrain_language_model(tiny_model(), edited, config, state=saves[-1])
     legacy = {key: value for key, value in saves[-1].items() if key != "corpus"}  # saved before the digest
     assert pretrain_language_model(tiny_model(), cyclic_reviews(), config, state=legacy)["steps"] == saves[-1]["step"]
+
+
+@pytest.mark.parametrize("craft, message", [
+    (lambda state: state["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)), "'exp_avg' of a parameter of shape"),
+    (lambda state: state["optimizer"]["state"][0].update(exp_avg=torch.tensor(0.0)),
+     r"'exp_avg' of a parameter of shape \(14, 8\) is a torch.float32 tensor of shape \(\)"),
+    (lambda state: state.update(step=-1), r"step \(-1\) or position \(\d+\) is not a count"),
+], ids=["short buffer", "scalar buffer", "negative step"])
+def test_a_crafted_pretraining_state_is_refused_before_it_loads(craft, message):
+    """The optimizer of pretraining is the same fused Adam: a buffer unlike its parameter crashed the process."""
+    config = PretrainConfig(**{**SETTINGS, "epochs": 1, "batch_size": 4, "checkpoint_every": 2})
+    saves = []
+    pretrain_language_model(tiny_model(), cyclic_reviews(), config, save=saves.append)
+    state = copy.deepcopy(saves[0])
+    craft(state)
+    with pytest.raises(ValueError, match=message):
+        pretrain_language_model(tiny_model(), cyclic_reviews(), config, state=state)
 
 
 def pretraining_runs(tmp_path):

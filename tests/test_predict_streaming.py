@@ -88,7 +88,13 @@ def test_an_output_that_is_the_input_file_is_refused(model_dir, tmp_path, capsys
 def test_a_line_longer_than_a_text_may_be_is_refused_without_reading_it_whole(model_dir, tmp_path, capsys,
                                                                               monkeypatch):
     monkeypatch.setattr(tables, "MAX_FIELD_CHARACTERS", 100)
-    (tmp_path / "in.txt").write_text("a good film\n" + "x" * 100 + "\n" + "y" * 5000 + "\n", encoding="utf-8")
-    assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.txt")]) == 1
-    err = capsys.readouterr().err
-    assert "in.txt, line 3: longer than 100 characters" in err and err.count("\n") == 1
+    monkeypatch.setattr(tables, "MAX_LINE_CHARACTERS", 200)
+    for name, lines, long_line in [
+            ("in.txt", ["a good film", "x" * 100, "y" * 5000], 3),
+            ("cr.txt", ["x" * 100 + "\r", "x" * 99 + "\r\r\r" + "y" * 50], 2),  # no \r takes it below the limit
+            ("in.jsonl", ['{"text": "a good film"}', '{"text": "' + "z" * 300 + '"}'], 2),
+            ("in.csv", ["text", "a good film", "z" * 300], 3)]:
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
+        assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err
+        assert f"{name}, line {long_line}: longer than" in err and err.count("\n") == 1

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from src.data import TextPreprocessor, load_imdb
 from src.inference import SentimentPredictor
 from src.exceptions import CheckpointError, DataError, TrainingError, TrainingInterrupted
-from src.training import GloVeLoader
+from src.training import CheckpointManager, GloVeLoader
 from src.utils.checkpoint_io import load_state, save_state
 from src.training.trainer import MID_EPOCH_NAME
 from src.training.train_model import main
@@ -124,15 +124,25 @@ def _short_adam_buffer(state, victim):
 
 
 CRAFTED = {  # how the checkpoint is changed, what the refusal says
-    "a registry name outside the folder": (_outside_name, "checkpoint_epoch_<epoch>.pt"),
+    "a registry name outside the folder": (_outside_name, "is not named checkpoint_epoch_001.pt"),
     "an absolute registry name": (lambda state, victim: _outside_name(state, str(victim)),
-                                  "checkpoint_epoch_<epoch>.pt"),
+                                  "is not named checkpoint_epoch_001.pt"),
     "a best checkpoint outside the folder": (
-        lambda state, victim: state["checkpoint_manager"].update(best_path=str(victim)), "a file name in the"),
-    "an Adam buffer shorter than its parameter": (_short_adam_buffer, r"exp_avg of a parameter of shape"),
+        lambda state, victim: state["checkpoint_manager"].update(best_path=str(victim)), "a path inside the"),
+    "an Adam buffer shorter than its parameter": (_short_adam_buffer, r"'exp_avg' of a parameter of shape"),
     "a history that is not a list": (lambda state, victim: state["history"].update(train_losses="abc"),
                                      "train_losses must be a list of 1 numbers"),
+    "a scalar Adam buffer": (lambda state, victim: state["optimizer_state"]["state"][0].update(
+        exp_avg=torch.tensor(0.0)), r"'exp_avg' of a parameter of shape \(30, 8\) is a torch.float32 tensor of shape"),
+    "an Adam buffer missing": (lambda state, victim: state["optimizer_state"]["state"][0].pop("exp_avg_sq"),
+                               "its optimizer's state of a parameter lacks exp_avg_sq"),
+    "betas that are not numbers": (lambda state, victim: state["optimizer_state"]["param_groups"][0].update(
+        betas=("a", "b")), r"its optimizer's 'betas' is \('a', 'b'\), where this one's is \(0.9, 0.999\)"),
+    "a best epoch the run never had": (lambda state, victim: state["best_tracker"].update(best_epoch=10**6),
+                                       r"its best epoch \(1000000\) is not one of its 1 epochs"),
     "a negative epoch": (lambda state, victim: state.update(epoch=-5), "epoch must be a whole number"),
+    "weights that are not numbers": (lambda state, victim: state["model_state"]["fc.bias"].fill_(float("nan")),
+                                     "fc.bias holds values that are not finite"),
     "an epoch its history does not have": (lambda state, victim: state.update(epoch=10**18),
                                            r"its epoch \(1000000000000000000\) and its history \(1 epochs\)"),
 }
@@ -151,9 +161,29 @@ def test_a_crafted_checkpoint_is_refused_before_it_loads(tmp_path, craft):
     tamper(state, victim if craft == "an absolute registry name" else "../victim.txt")
     crafted = save_state(tmp_path / "crafted.pt", state)
     trainer = make_trainer(tmp_path / "other", max_checkpoints=1, save_best_n=1)
+    weights = copy.deepcopy(trainer.model.state_dict())
     with pytest.raises(CheckpointError, match=message):
         trainer.resume_training(crafted, additional_epochs=2)
-    assert victim.read_text() == "keep me" and trainer.epoch == 0
+    assert victim.read_text() == "keep me"
+    # nothing of it was loaded: the trainer is as it was built
+    assert trainer.epoch == 0 and trainer.history["epochs_completed"] == 0 and trainer.checkpoint_manager.entries == []
+    assert all(torch.equal(value, weights[name]) for name, value in trainer.model.state_dict().items())
+
+
+def test_checkpoints_the_api_names_itself_resume(tmp_path):
+    """The registry's rules let through what the project writes: an epoch-0 checkpoint of the manager, and a best
+    checkpoint that ``save_checkpoint`` puts in a subfolder."""
+    manager = CheckpointManager(tmp_path / "plain")
+    manager.save_checkpoint(tiny_model(), None, 0, 1.0, 0.9, 0.5)
+    assert [entry["epoch"] for entry in CheckpointManager(tmp_path / "plain").entries] == [0]
+    trainer = make_trainer(tmp_path / "run")
+    trainer.train(epochs=1)
+    (tmp_path / "run" / "keep").mkdir()
+    trainer.save_checkpoint("keep/final.pt", is_best=True)
+    assert CheckpointManager(tmp_path / "run").best_path == "keep/final.pt"
+    resumed = make_trainer(tmp_path / "run")
+    resumed.resume_training(tmp_path / "run" / "keep" / "final.pt", additional_epochs=1)
+    assert resumed.epoch == 2
 
 
 def test_malicious_glove_zip_writes_only_the_requested_member(tmp_path):

@@ -25,6 +25,7 @@ SPLIT_FILE_NAMES = {"train": ("train",), "validation": ("validation", "valid", "
 PathLike = Union[str, Path]
 MAX_FIELD_CHARACTERS = 1 << 24  # a text of up to 16 M characters (the csv module's default stops at 131,072)
 MAX_FIELD_BYTES = 4 * MAX_FIELD_CHARACTERS  # the most those take in UTF-8
+MAX_LINE_CHARACTERS = 4 * MAX_FIELD_CHARACTERS  # a line of a table: a text, escaped in JSON, and other columns
 _MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # (the row's number: a CSV's data row, a JSON Lines file's line, a Parquet file's row; where it is in the file
 # for messages: "line 5" or "row 3"; the row's fields)
@@ -106,14 +107,10 @@ def iter_texts(path: PathLike, text_column: str = "text", encoding: str = "utf-8
     handle = _text_handle(path, encoding, newline="\n")
     position = {"line": 0}
 
-    def lines() -> Iterator[Record]:  # each read stops after the longest text allowed, so memory stays bounded
-        for number, line in enumerate(iter(lambda: handle.readline(MAX_FIELD_CHARACTERS + 2), ""), start=1):
+    def lines() -> Iterator[Record]:
+        for number, line in enumerate(_bounded_lines(path, handle, MAX_FIELD_CHARACTERS, "a text"), start=1):
             position["line"] = number
-            line = line.rstrip("\n").rstrip("\r")
-            if len(line) > MAX_FIELD_CHARACTERS:
-                raise DataError(f"{path}, line {number}: longer than {MAX_FIELD_CHARACTERS:,} characters, the "
-                                "most a text may have; is it a text file with one text per line?")
-            yield number, "", {"text": line}
+            yield number, "", {"text": line.rstrip("\n").rstrip("\r")}
     for number, _, record in _reading(path, handle, lines(), lambda: position["line"], "text"):
         if record["text"].strip():
             yield number, record["text"]
@@ -213,38 +210,54 @@ def _reading(path: Path, handle: io.TextIOBase, records: Iterator[Record], line:
         with handle:
             yield from records
     except (UnicodeDecodeError, csv.Error) as err:
-        raise _read_error(path, handle, err, line(), kind) from None
+        raise _read_error(path, handle, err, line() + 1 if isinstance(err, UnicodeDecodeError) else line(), kind) \
+            from None
+
+
+def _bounded_lines(path: Path, handle: io.TextIOBase, limit: int, what: str) -> Iterator[str]:
+    """The lines of ``handle`` as read (line ends kept), each read stopping just past ``limit`` characters, so
+    that a file without line breaks (/dev/zero) is refused in bounded memory, not read whole."""
+    for number, line in enumerate(iter(lambda: handle.readline(limit + 2), ""), start=1):
+        if (len(line) == limit + 2 and not line.endswith("\n")) or len(line.rstrip("\n").rstrip("\r")) > limit:
+            raise DataError(f"{path}, line {number}: longer than {limit:,} characters, the most {what} may have; "
+                            "is it the file you meant?")
+        yield line
 
 
 def _read_error(path: Path, handle: io.TextIOBase, err: Exception, line: int, kind: str) -> DataError:
     if isinstance(err, UnicodeDecodeError):
-        line = _undecodable_line(path, handle.encoding)
-        return DataError(f"{path} is not valid {handle.encoding.replace('-sig', '').upper()} (line {line}); "
+        exact = _undecodable_line(path, handle.encoding)
+        where = f"line {exact}" if exact is not None else f"near line {line}"
+        return DataError(f"{path} is not valid {handle.encoding.replace('-sig', '').upper()} ({where}); "
                          "re-save it as UTF-8 (predict also takes its encoding: --encoding, e.g. --encoding latin-1)")
     if "NUL" in str(err):
         return DataError(f"{path} is not a {kind} text file (it holds NUL bytes); save it as {kind}")
     return DataError(f"{path}, line {line}: not readable as {kind} ({err})")
 
 
-def _undecodable_line(path: Path, encoding: str) -> int:
-    """The line of the first byte that ``encoding`` cannot decode: the text reader decodes blocks ahead of
-    the lines it has handed out, so its own position can be thousands of lines short."""
-    decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
-    with open(path, "rb") as raw:
-        for block in iter(lambda: raw.read(1 << 20), b""):
+def _undecodable_line(path: Path, encoding: str) -> Optional[int]:
+    """The line of the first byte that UTF-8 (with or without a byte-order mark) cannot decode; None for other
+    encodings, whose characters may hold a line break's byte. The text reader decodes blocks ahead of the
+    lines it hands out, so its own position can be thousands of lines short."""
+    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        return None
+    decoder, line = codecs.getincrementaldecoder(encoding)(), 1
+    with open(path, "rb") as raw:  # no UTF-8 character holds the byte of "\n": a line fails on its own bytes
+        for piece in iter(lambda: raw.readline(1 << 20), b""):
             try:
-                decoder.decode(block)
-            except UnicodeDecodeError as err:
-                return newlines + block[:max(err.start, 0)].count(b"\n") + 1
-            newlines += block.count(b"\n")
-    return newlines + 1  # the file ends inside a character
+                decoder.decode(piece)
+            except UnicodeDecodeError:
+                return line
+            line += piece.endswith(b"\n")
+    return line
 
 
 def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[str], Iterator[Record]]:
     kind = "TSV" if delimiter == "\t" else "CSV"
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARACTERS))  # raised, never lowered
     # quoted fields as pandas and Python's csv module write and read them, in TSV too
-    reader = csv.DictReader(handle, delimiter=delimiter)
+    reader = csv.DictReader(_bounded_lines(path, handle, MAX_LINE_CHARACTERS, f"a line of a {kind} file"),
+                            delimiter=delimiter)
     try:
         columns = list(reader.fieldnames or [])
     except (UnicodeDecodeError, csv.Error) as err:
@@ -285,7 +298,7 @@ def _json_lines(path: Path, handle: io.TextIOBase) -> Tuple[List[str], Iterator[
     position = {"line": 0}
 
     def objects() -> Iterator[Record]:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(_bounded_lines(path, handle, MAX_LINE_CHARACTERS, "a JSON Lines line"), 1):
             position["line"] = number
             if line.strip():
                 yield number, f"line {number}", _json_object(path, number, line)

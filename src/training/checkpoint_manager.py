@@ -23,7 +23,7 @@ from torch import nn
 
 from src.exceptions import CheckpointError
 from src.utils.checkpoint_io import link_or_copy, load_state, save_state
-from src.config import check_setting, default_of
+from src.config import check_setting, default_of, shown
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker, is_improvement
 from src.utils.io import atomic_write_json
 
@@ -69,15 +69,8 @@ class CheckpointManager:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore the registry; every name in it is checked first, since pruning deletes the files it names
-        (a crafted registry must not reach outside the folder)."""
-        entries = [dict(entry) for entry in state["entries"]]
-        for entry in entries:
-            _check_entry(entry)
-        best = state.get("best_path")
-        if best is not None and (not isinstance(best, str) or best in ("", ".", "..") or Path(best).name != best):
-            raise ValueError(f"the best checkpoint must be a file name in the checkpoint folder, not {best!r:.80}")
-        self.entries, self.best_path = entries, best
+        check_registry_state(state)
+        self.entries, self.best_path = [dict(entry) for entry in state["entries"]], state.get("best_path")
 
     def _write_registry(self) -> None:
         atomic_write_json(self.registry_path, self.state_dict())
@@ -186,13 +179,24 @@ class CheckpointManager:
         }
 
 
-def _check_entry(entry: Dict[str, Any]) -> None:
-    """Refuse a registry entry that is not an epoch checkpoint of this folder with numeric metrics."""
-    epoch = entry.get("epoch")
-    if not (type(epoch) is int and epoch >= 1) or entry.get("file") != f"checkpoint_epoch_{epoch:03d}.pt":
-        raise ValueError(f"a registered checkpoint must be checkpoint_epoch_<epoch>.pt, not {entry.get('file')!r:.80}")
-    if not all(type(entry.get(key)) in (int, float) for key in ("val_loss", "val_accuracy")):
-        raise ValueError(f"registered checkpoint {entry['file']} lacks a numeric validation loss and accuracy")
+def check_registry_state(state: Dict[str, Any]) -> None:
+    """Refuse a registry (``state_dict()``'s output) whose names could reach outside its folder, since pruning
+    deletes the files it names: the entries must be epoch checkpoints named as their epochs', with numeric
+    validation metrics, the best checkpoint a path inside the folder (``Trainer.save_checkpoint`` may name a
+    subfolder)."""
+    for entry in state["entries"]:
+        epoch, name = entry.get("epoch"), entry.get("file")
+        if not (type(epoch) is int and epoch >= 0):
+            raise ValueError(f"registered checkpoint {shown(name)} has the epoch {shown(epoch)}, not a whole number")
+        if name != f"checkpoint_epoch_{epoch:03d}.pt":
+            raise ValueError(f"registered checkpoint {shown(name)} of epoch {epoch} is not named "
+                             f"checkpoint_epoch_{epoch:03d}.pt")
+        if not all(type(entry.get(key)) in (int, float) for key in ("val_loss", "val_accuracy")):
+            raise ValueError(f"registered checkpoint {name} lacks a numeric validation loss and accuracy")
+    best = state.get("best_path")
+    if best is not None and (not isinstance(best, str) or not best or Path(best).is_absolute()
+                             or ".." in Path(best).parts):
+        raise ValueError(f"the best checkpoint must be a path inside the checkpoint folder, not {shown(best)}")
 
 
 def _minimal_state(model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> Dict[str, Any]:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.config import shown
 from src.models.lstm_model import LSTMClassifier
-from src.training.state import load_rng_state_dict, rng_state_dict
+from src.training.state import check_optimizer_state, load_rng_state_dict, rng_state_dict
 from src.training.trainer import build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,12 @@ class _PretrainingRun:
             raise ValueError("the saved pretraining read other texts than this run would (the unlabeled file or "
                              "the training reviews changed); delete checkpoint_pretraining.pt from the run "
                              "directory to pretrain again from the start")
-        self.step, self.position, self.losses = state["step"], state["position"], list(state["losses"])
+        step, position = state["step"], state["position"]
+        if not (type(step) is int and 0 <= step <= self.total_steps and type(position) is int and position >= 0):
+            raise ValueError(f"the saved pretraining's step ({shown(step)}) or position ({shown(position)}) is not "
+                             f"a count within its {self.total_steps} steps")
+        check_optimizer_state(self.optimizer, state["optimizer"])
+        self.step, self.position, self.losses = step, position, list(state["losses"])
         self.heads.load_state_dict(state["heads"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._pass_start, self._resumed_streams = state["pass_start"], state["streams"]

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from src.config import TrainConfig
+from src.config import TrainConfig, shown
 from src.data.datasets import ReviewDataset
 from src.data.imdb import ReviewData, load_unlabeled_reviews
 from src.data.loaders import DataSource, create_data_loaders, split_reviews
@@ -144,14 +144,15 @@ def _resume_source(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} does not hold a usable run configuration (a {type(saved).__name__})")
     changes, adopted = cfg.settle_resume(saved)
+    if changes:
+        listed = ", ".join(f"{flag} (checkpoint {shown(old)}, now {shown(new)})"
+                           for flag, (old, new) in changes.items())
+        raise ResumeRefused(f"cannot resume from {path}: this run changes {listed}; leave them out or give the "
+                            "checkpoint's values, or start a new run in another --checkpoint-dir")
     try:  # the checkpoint's settings that this run takes over obey the same rules as given ones
         cfg.validate()
     except ValueError as err:
         raise CheckpointError(f"{path} holds settings that are not valid ({err})") from None
-    if changes:
-        listed = ", ".join(f"{flag} (checkpoint {old!r}, now {new!r})" for flag, (old, new) in changes.items())
-        raise ResumeRefused(f"cannot resume from {path}: this run changes {listed}; leave them out or give the "
-                            "checkpoint's values, or start a new run in another --checkpoint-dir")
     if adopted:
         logger.info("resuming with the checkpoint's %s", ", ".join(f"{flag} {value!r}" for flag, value in adopted.items()))
     state["path"] = path

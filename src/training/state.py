@@ -5,11 +5,13 @@ Each has ``state_dict()`` / ``load_state_dict()``; the Trainer's checkpoint is b
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import torch
 
+from src.config import shown
 from src.training.distributed import sum_over_ranks, world_size
 
 HISTORY_LISTS = ("train_losses", "val_losses", "train_accuracies", "val_accuracies", "learning_rates",
@@ -108,7 +110,7 @@ class TrainingHistory(dict):
         merged = {**TrainingHistory(), **copy.deepcopy(state)}
         epochs = merged["epochs_completed"]
         if not (type(epochs) is int and epochs >= 0):
-            raise ValueError(f"its epochs_completed must be a whole number of at least 0, not {epochs!r:.80}")
+            raise ValueError(f"its epochs_completed must be a whole number of at least 0, not {shown(epochs)}")
         for key in (key for key in HISTORY_LISTS if key in state):
             values = merged[key]
             if not (isinstance(values, list) and len(values) == epochs and all(map(_is_number, values))):
@@ -122,21 +124,63 @@ def _is_number(value: Any) -> bool:
 
 
 def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
-    """Refuse a saved optimizer state whose buffers do not fit ``optimizer``'s parameters: torch loads them
-    unchecked, and its fused CPU kernels then read past a short buffer (a crash, or all the memory)."""
-    params = [param for group in optimizer.param_groups for param in group["params"]]
-    saved = [key for group in state["param_groups"] for key in group["params"]]
-    if len(saved) != len(params):
-        raise ValueError(f"its optimizer has {len(saved)} parameters, this one {len(params)}")
-    by_key = dict(zip(saved, params))
+    """Refuse a saved optimizer state that does not fit ``optimizer``: torch loads it unchecked, and its fused
+    CPU kernels then read past a buffer of another shape (a crash, or all the memory). Each saved group's
+    settings must have the types of this optimizer's, each buffer but ``step`` the shape of its parameter,
+    and Adam's buffers must all be there."""
+    groups = state["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        raise ValueError(f"its optimizer has {len(groups)} parameter groups, this one {len(optimizer.param_groups)}")
+    by_key: Dict[Any, Tuple[torch.Tensor, Dict[str, Any]]] = {}
+    for saved_group, group in zip(groups, optimizer.param_groups):
+        _check_group_settings(saved_group, group)
+        if len(saved_group["params"]) != len(group["params"]):
+            raise ValueError(f"its optimizer has groups of {len(saved_group['params'])} parameters where this one "
+                             f"has {len(group['params'])}")
+        by_key.update((key, (param, saved_group)) for key, param in zip(saved_group["params"], group["params"]))
     for key, buffers in state["state"].items():
         if key not in by_key:
-            raise ValueError(f"its optimizer keeps a state for a parameter it does not have ({key!r:.40})")
+            raise ValueError(f"its optimizer keeps a state for a parameter it does not have ({shown(key)})")
+        param, saved_group = by_key[key]
+        missing = _adam_buffers(optimizer, saved_group) - set(buffers)
+        if missing:
+            raise ValueError(f"its optimizer's state of a parameter lacks {', '.join(sorted(missing))}")
         for name, value in buffers.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and (
-                    value.shape != by_key[key].shape or not value.is_floating_point()):
-                raise ValueError(f"its optimizer's {name!s:.40} of a parameter of shape {tuple(by_key[key].shape)} "
-                                 f"is a {value.dtype} tensor of shape {tuple(value.shape)}")
+            _check_buffer(name, value, param)
+
+
+def _adam_buffers(optimizer: torch.optim.Optimizer, group: Dict[str, Any]) -> Set[str]:
+    """The buffers Adam and AdamW keep for every parameter they have updated (none known for others)."""
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return set()
+    return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if group.get("amsgrad") else set())
+
+
+def _check_buffer(name: str, value: Any, param: torch.Tensor) -> None:
+    if name == "step":
+        if not (_is_number(value) or (isinstance(value, torch.Tensor) and value.numel() == 1)):
+            raise ValueError(f"its optimizer's step count is {shown(value)}, not a number")
+    elif isinstance(value, torch.Tensor) and (value.shape != param.shape or not value.is_floating_point()):
+        raise ValueError(f"its optimizer's {shown(name)} of a parameter of shape {tuple(param.shape)} is a "
+                         f"{value.dtype} tensor of shape {tuple(value.shape)}")
+
+
+def _check_group_settings(saved: Dict[str, Any], group: Dict[str, Any]) -> None:
+    """Each setting both groups have (learning rate, betas, flags...) of the kind this optimizer's is: torch
+    takes the saved ones in place of its own."""
+    for key in set(saved) & set(group) - {"params"}:
+        value, own = saved[key], group[key]
+        if isinstance(own, bool) or own is None:
+            fits = isinstance(value, bool) or value is None
+        elif _is_number(own):
+            fits = _is_number(value) and math.isfinite(value)
+        elif isinstance(own, (tuple, list)):
+            fits = isinstance(value, (tuple, list)) and len(value) == len(own) and all(
+                _is_number(item) and math.isfinite(item) for item in value)
+        else:
+            fits = type(value) is type(own)
+        if not fits:
+            raise ValueError(f"its optimizer's {shown(key)} is {shown(value)}, where this one's is {shown(own)}")
 
 
 def rng_state_dict() -> Dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from src.config import TrainConfig, check_setting, flag_name, is_switch  # noqa: E402
+from src.config import TrainConfig, as_read, check_setting, flag_name, is_switch  # noqa: E402
 from src.exceptions import PipelineError, ResumeRefused, TrainingInterrupted  # noqa: E402
 from src.training.pipeline import run_training  # noqa: E402
 from src.utils.cli import EXIT_USAGE, OneLineParser, fail  # noqa: E402
@@ -74,7 +74,7 @@ def read_config_file(path: str) -> Dict[str, Any]:
     TrainConfig.check_names(settings, f"config file {path}")
     for name, value in settings.items():  # each value alone, so that the message names the file it is in
         try:
-            check_setting(name, value)
+            check_setting(name, as_read(name, value))
         except ValueError as err:
             raise ValueError(f"config file {path}: {err}") from None
     return settings

@@ -18,10 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from src.config import OPTIMIZER_TYPES, check_setting, default_of
+from src.config import OPTIMIZER_TYPES, check_setting, default_of, shown
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
 from src.models.lstm_model import LSTMConfig, check_vocabulary_fits, outputs_for
-from src.training.checkpoint_manager import CheckpointManager, EarlyStopping
+from src.training.checkpoint_manager import CheckpointManager, EarlyStopping, check_registry_state
 from src.training.distributed import (any_rank, is_distributed, is_main_process, max_over_ranks, sum_over_ranks,
                                       world_size)
 from src.training.epoch_log import EpochLog
@@ -564,6 +564,10 @@ class Trainer:
             raise CheckpointError(f"checkpoint {where} was trained with another vocabulary than this trainer's "
                                   "preprocessor; pass TextPreprocessor.from_dict(checkpoint['preprocessor'])")
         try:
+            if everything:
+                self._check_training_state(state)
+            if isinstance(getattr(self.model, "config", None), LSTMConfig):  # finite floating-point weights, too
+                self.model.config.check_weights(state["model_state"])
             self.model.load_state_dict(state["model_state"])
             if everything:
                 self._restore_training(state)
@@ -585,28 +589,42 @@ class Trainer:
         raise CheckpointError(f"checkpoint {where} was saved from a different model ({details}); "
                               "rebuild it with LSTMClassifier.from_config(checkpoint['model_config'])")
 
-    def _restore_training(self, state: Dict[str, Any]) -> None:
-        """Everything but the weights: the parts' states, counters, epoch progress and random state."""
+    def _check_training_state(self, state: Dict[str, Any]) -> None:
+        """Refuse, before anything is loaded, a training state whose parts do not hold together or fit this
+        trainer: another kind of schedule, counters unlike the history, a best epoch the run never had,
+        optimizer buffers unlike their parameters, registry names outside the checkpoint folder."""
         saved_scheduler, scheduler = state.get("scheduler_class"), type(self.scheduler).__name__
         if saved_scheduler is not None and self.scheduler is not None and saved_scheduler != scheduler:
             # torch's schedulers take any state without a word: a cosine schedule's would become a StepLR's
             raise ValueError(f"its learning-rate schedule is a {saved_scheduler}, this trainer's a {scheduler}; "
                              "build the trainer with the same scheduler")
-        if state.get("early_stopping") is not None and self.early_stopping is None:
-            self.early_stopping = EarlyStopping(patience=state["early_stopping"]["patience"], tracker=self.best)
+        epoch, _ = _count(state, "epoch"), _count(state, "global_step")
+        if state.get("history") is not None:
+            history = TrainingHistory()
+            history.load_state_dict(state["history"])
+            if history["epochs_completed"] != epoch:
+                raise ValueError(f"its epoch ({epoch}) and its history ({history['epochs_completed']} epochs) "
+                                 "disagree")
+        best = (state.get("best_tracker") or {}).get("best_epoch")
+        if best is not None and not (type(best) is int and 1 <= best <= epoch):
+            raise ValueError(f"its best epoch ({shown(best)}) is not one of its {epoch} epochs")
         if state.get("optimizer_state") is not None:
             check_optimizer_state(self.optimizer, state["optimizer_state"])
+        if state.get("checkpoint_manager") is not None:
+            check_registry_state(state["checkpoint_manager"])
+
+    def _restore_training(self, state: Dict[str, Any]) -> None:
+        """Everything but the weights (checked by ``_check_training_state``): the parts' states, counters,
+        epoch progress and random state."""
+        if state.get("early_stopping") is not None and self.early_stopping is None:
+            self.early_stopping = EarlyStopping(patience=state["early_stopping"]["patience"], tracker=self.best)
         for name, part in self._stateful_parts().items():
             if part is not None and state.get(name) is not None:
                 try:
                     part.load_state_dict(state[name])
                 except (KeyError, TypeError, ValueError) as err:
                     raise ValueError(f"its {name} does not fit this trainer's {type(part).__name__}: {err}") from None
-        epoch = _count(state, "epoch")
-        if state.get("history") is not None and self.history["epochs_completed"] != epoch:
-            raise ValueError(f"its epoch ({epoch}) and its history ({self.history['epochs_completed']} epochs) "
-                             "disagree")
-        self.epoch, self.global_step = epoch, _count(state, "global_step")
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
         self._progress = self._resumed_progress(state.get("epoch_progress"))
         load_rng_state_dict(state["rng"])
         self._pending_rng = state["rng"] if self._progress is not None else None
@@ -659,7 +677,7 @@ class Trainer:
 def _count(state: Dict[str, Any], key: str) -> int:
     value = state[key]
     if not (type(value) is int and value >= 0):
-        raise ValueError(f"its {key} must be a whole number of at least 0, not {value!r:.40}")
+        raise ValueError(f"its {key} must be a whole number of at least 0, not {shown(value)}")
     return value
 
 
