@@ -348,3 +348,15 @@ def test_resuming_with_another_kind_of_schedule_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="its learning-rate schedule is a Cosine, this trainer's a StepLR; "
                                               "build the trainer with the same scheduler"):
         other.load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("registry", [{"entries": [1]}, {"entries": {"a": 1}}, {"entries": [], "best_path": "/etc/x"},
+                                      {"entries": [{"file": "../x.pt", "epoch": 1, "val_loss": 1.0,
+                                                    "val_accuracy": 0.5}]}])
+def test_a_damaged_or_crafted_registry_file_is_ignored_with_a_warning(tmp_path, caplog, registry):
+    """The registry names the files that pruning deletes: a JSON file that another hand wrote is dropped whole."""
+    (tmp_path / "checkpoint_registry.json").write_text(json.dumps(registry))
+    with caplog.at_level("WARNING"):
+        manager = CheckpointManager(tmp_path)
+    assert manager.entries == [] and manager.best_path is None
+    assert "ignoring damaged checkpoint registry" in caplog.text

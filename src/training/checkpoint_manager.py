@@ -184,6 +184,8 @@ def check_registry_state(state: Dict[str, Any]) -> None:
     deletes the files it names: the entries must be epoch checkpoints named as their epochs', with numeric
     validation metrics, the best checkpoint a path inside the folder (``Trainer.save_checkpoint`` may name a
     subfolder)."""
+    if not isinstance(state["entries"], list) or not all(isinstance(entry, dict) for entry in state["entries"]):
+        raise ValueError("its entries are not a list of records")
     for entry in state["entries"]:
         epoch, name = entry.get("epoch"), entry.get("file")
         if not (type(epoch) is int and epoch >= 0):

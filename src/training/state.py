@@ -120,7 +120,7 @@ class TrainingHistory(dict):
 
 
 def _is_number(value: Any) -> bool:
-    return type(value) in (int, float)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
