@@ -134,6 +134,10 @@ CRAFTED = {  # how the checkpoint is changed, what the refusal says
                                      "train_losses must be a list of 1 numbers"),
     "a scalar Adam buffer": (lambda state, victim: state["optimizer_state"]["state"][0].update(
         exp_avg=torch.tensor(0.0)), r"'exp_avg' of a parameter of shape \(30, 8\) is a torch.float32 tensor of shape"),
+    "an Adam buffer that strides over one element": (lambda state, victim: state["optimizer_state"]["state"][0].update(
+        exp_avg=torch.zeros(1).expand(30, 8)), r"'exp_avg' of a parameter .* \(contiguous: False\)"),
+    "an Adam buffer that is a number": (lambda state, victim: state["optimizer_state"]["state"][0].update(
+        exp_avg=0.0), "its optimizer's 'exp_avg' is 0.0, not a tensor"),
     "an Adam buffer missing": (lambda state, victim: state["optimizer_state"]["state"][0].pop("exp_avg_sq"),
                                "its optimizer's state of a parameter lacks exp_avg_sq"),
     "betas that are not numbers": (lambda state, victim: state["optimizer_state"]["param_groups"][0].update(

@@ -25,7 +25,9 @@ SPLIT_FILE_NAMES = {"train": ("train",), "validation": ("validation", "valid", "
 PathLike = Union[str, Path]
 MAX_FIELD_CHARACTERS = 1 << 24  # a text of up to 16 M characters (the csv module's default stops at 131,072)
 MAX_FIELD_BYTES = 4 * MAX_FIELD_CHARACTERS  # the most those take in UTF-8
-MAX_LINE_CHARACTERS = 4 * MAX_FIELD_CHARACTERS  # a line of a table: a text, escaped in JSON, and other columns
+# a line of a table: a text with every character escaped as JSON may write it ("\ud83d\ude00": 12 characters)
+# and room for the other columns
+MAX_LINE_CHARACTERS = 12 * MAX_FIELD_CHARACTERS + (1 << 20)
 _MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # (the row's number: a CSV's data row, a JSON Lines file's line, a Parquet file's row; where it is in the file
 # for messages: "line 5" or "row 3"; the row's fields)

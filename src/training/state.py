@@ -142,11 +142,11 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any
         if key not in by_key:
             raise ValueError(f"its optimizer keeps a state for a parameter it does not have ({shown(key)})")
         param, saved_group = by_key[key]
-        missing = _adam_buffers(optimizer, saved_group) - set(buffers)
-        if missing:
-            raise ValueError(f"its optimizer's state of a parameter lacks {', '.join(sorted(missing))}")
+        needed = _adam_buffers(optimizer, saved_group)
+        if needed - set(buffers):
+            raise ValueError(f"its optimizer's state of a parameter lacks {', '.join(sorted(needed - set(buffers)))}")
         for name, value in buffers.items():
-            _check_buffer(name, value, param)
+            _check_buffer(name, value, param, tensor=name in needed)
 
 
 def _adam_buffers(optimizer: torch.optim.Optimizer, group: Dict[str, Any]) -> Set[str]:
@@ -156,13 +156,20 @@ def _adam_buffers(optimizer: torch.optim.Optimizer, group: Dict[str, Any]) -> Se
     return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if group.get("amsgrad") else set())
 
 
-def _check_buffer(name: str, value: Any, param: torch.Tensor) -> None:
+def _check_buffer(name: str, value: Any, param: torch.Tensor, tensor: bool) -> None:
+    """A buffer but ``step`` (a tensor where ``tensor``) of its parameter's shape, of floating point and laid
+    out as one block: the fused kernels write ``numel`` elements from its first one, whatever its strides."""
     if name == "step":
         if not (_is_number(value) or (isinstance(value, torch.Tensor) and value.numel() == 1)):
             raise ValueError(f"its optimizer's step count is {shown(value)}, not a number")
-    elif isinstance(value, torch.Tensor) and (value.shape != param.shape or not value.is_floating_point()):
-        raise ValueError(f"its optimizer's {shown(name)} of a parameter of shape {tuple(param.shape)} is a "
-                         f"{value.dtype} tensor of shape {tuple(value.shape)}")
+    elif isinstance(value, torch.Tensor):
+        if (value.shape != param.shape or not value.is_floating_point() or value.layout is not torch.strided
+                or not value.is_contiguous()):
+            raise ValueError(f"its optimizer's {shown(name)} of a parameter of shape {tuple(param.shape)} is a "
+                             f"{value.dtype} tensor of shape {tuple(value.shape)} (contiguous: "
+                             f"{value.layout is torch.strided and value.is_contiguous()})")
+    elif tensor:
+        raise ValueError(f"its optimizer's {shown(name)} is {shown(value)}, not a tensor")
 
 
 def _check_group_settings(saved: Dict[str, Any], group: Dict[str, Any]) -> None:
