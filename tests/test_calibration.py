@@ -36,6 +36,25 @@ def test_fit_temperature_undoes_a_known_scaling(classes, scale):
     assert calibration(labels, after)["ece"] < calibration(labels, before)["ece"]
 
 
+def test_a_temperature_at_its_bound_is_said_in_the_log(caplog):
+    """Scores a hundred times too timid (as after too little training) need T = 0.01, below the bound."""
+    from types import SimpleNamespace
+
+    from src.training.pipeline import _calibrate
+
+    labels, scores = overconfident(2, 0.01)
+    reviews = SimpleNamespace(labels=labels)
+    with caplog.at_level("WARNING"):
+        result = _calibrate(reviews, scores, reviews, scores)
+    assert result["temperature"] == pytest.approx(0.05, rel=0.01)
+    assert "the calibration temperature stopped at its bound, 0.05 (it may be 0.05 to 20)" in caplog.text
+    caplog.clear()
+    labels, scores = overconfident(2, 3.0)
+    with caplog.at_level("WARNING"):
+        _calibrate(SimpleNamespace(labels=labels), scores, SimpleNamespace(labels=labels), scores)
+    assert "calibration temperature" not in caplog.text
+
+
 def test_log_loss_matches_the_probabilities():
     labels, scores = overconfident(3, 1.0, count=50)
     expected = -np.mean(np.log(probabilities_of(scores)[np.arange(50), labels]))

@@ -124,6 +124,17 @@ def test_a_review_longer_than_a_text_may_be_is_refused_before_it_is_read(tmp_pat
         load_imdb(tmp_path, "train")
 
 
+def test_an_archive_whose_reviews_outgrow_the_memory_is_refused_as_it_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(imdb, "available_memory", lambda: 150)
+    with tarfile.open(tmp_path / "aclImdb_v1.tar.gz", "w:gz") as tar:
+        for review in (0, 1):
+            member = tarfile.TarInfo(f"aclImdb/train/pos/{review}_9.txt")
+            member.size = 100
+            tar.addfile(member, io.BytesIO(b"x" * 100))
+    with pytest.raises(DataError, match="reviews come to more than the 0 MB of memory available"):
+        load_imdb(tmp_path, "train")
+
+
 def test_wrong_archive(tmp_path):
     (tmp_path / "aclImdb_v1.tar.gz").write_bytes(b"this is not a tar archive")
     with pytest.raises(DataError, match="not a readable IMDB archive"):

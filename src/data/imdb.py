@@ -20,6 +20,7 @@ from src.data.labels import IMDB_CLASS_NAMES
 from src.data.tables import MAX_FIELD_BYTES, clean_text, decode_text, find_split_files
 from src.exceptions import DataError
 from src.utils.archive import extract_tar_atomically
+from src.utils.device import available_memory
 from src.utils.download import download_file
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -185,13 +186,20 @@ def _read_archive(archive: Path, splits: Tuple[str, ...]) -> Dict[str, ReviewDat
 
 
 def _archive_texts(archive: Path, pattern: "re.Pattern[str]") -> Iterator[Tuple["re.Match[str]", str]]:
-    """``(match, cleaned text)`` of every file in ``archive`` whose name matches ``pattern``."""
+    """``(match, cleaned text)`` of every file in ``archive`` whose name matches ``pattern``; each is checked
+    before it is read (a compressed archive can unpack to more than any memory)."""
+    room, taken = available_memory(), 0
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 match = pattern.match(member.name)
                 if match is not None and member.isfile():
                     _check_review_size(member.size, f"{archive}:{member.name}")
+                    taken += member.size
+                    if room is not None and taken > room:
+                        raise DataError(f"{archive}'s reviews come to more than the {room / 1e6:,.0f} MB of memory "
+                                        f"available; this is not the IMDB data set: download {IMDB_ARCHIVE_NAME} "
+                                        "again")
                     raw = tar.extractfile(member).read()
                     yield match, clean_text(decode_text(raw, f"{archive}:{member.name}"))
     except (tarfile.TarError, EOFError, OSError, UnicodeError) as err:
@@ -201,8 +209,7 @@ def _archive_texts(archive: Path, pattern: "re.Pattern[str]") -> Iterator[Tuple[
 
 
 def _check_review_size(size: int, where: str) -> None:
-    """Refuse, before reading it, a review file longer than a text may be (a compressed archive can hold one of
-    gigabytes in a few megabytes)."""
+    """Refuse, before reading it, a review file longer than a text may be."""
     if size > MAX_FIELD_BYTES:
         raise DataError(f"{where} is {size:,} bytes, more than the {MAX_FIELD_BYTES:,} a review may have; this "
                         f"is not the IMDB data set: download {IMDB_ARCHIVE_NAME} again or remove the file")

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from src.config import TrainConfig, shown
+from src.config import TEMPERATURE_RANGE, TrainConfig, shown
 from src.data.datasets import ReviewDataset
 from src.data.imdb import ReviewData, load_unlabeled_reviews
 from src.data.loaders import DataSource, create_data_loaders, split_reviews
@@ -657,6 +657,10 @@ def _calibrate(val: ReviewDataset, val_scores: np.ndarray, test: ReviewDataset, 
     """The temperature that calibrates the final scores, fitted on the validation reviews, and the expected
     calibration error before and after it on both splits."""
     temperature = fit_temperature(val.labels, val_scores)
+    if not TEMPERATURE_RANGE[0] * 1.01 < temperature < TEMPERATURE_RANGE[1] / 1.01:
+        logger.warning("the calibration temperature stopped at its bound, %.2f (it may be %g to %g): the model's "
+                       "validation scores are far from calibrated, as after too little training", temperature,
+                       *TEMPERATURE_RANGE)
 
     def ece(data: ReviewDataset, scores: np.ndarray) -> float:
         return calibration(data.labels, probabilities_of(scores))["ece"]

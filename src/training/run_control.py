@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from src.exceptions import TrainingError
+from src.utils.device import available_memory
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +101,6 @@ def check_room(directory: Path, needed_bytes: int, what: str, flag: str) -> None
     if free < needed_bytes:
         raise TrainingError(f"{directory} has {free / 1e6:.0f} MB free but {what} needs about "
                             f"{needed_bytes / 1e6:.0f} MB; free some space or choose another {flag}")
-
-
-def available_memory() -> Optional[int]:
-    """Bytes of memory that a process can still take without swapping (Linux's MemAvailable); None where
-    the system does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def check_memory(needed_bytes: int, what: str, advice: str) -> None:

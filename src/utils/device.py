@@ -81,3 +81,16 @@ def cpu_computes_in_bfloat16(precision: str) -> bool:
         raise ValueError("--precision bfloat16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); "
                          "this one has none: use --precision float32 or auto")
     return precision == "bfloat16" or (precision == "auto" and native)
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory that a process can still take without swapping (Linux's MemAvailable); None where
+    the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
