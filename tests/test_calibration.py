@@ -44,13 +44,13 @@ def test_a_temperature_at_its_bound_is_said_in_the_log(caplog):
 
     labels, scores = overconfident(2, 0.01)
     reviews = SimpleNamespace(labels=labels)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         result = _calibrate(reviews, scores, reviews, scores)
     assert result["temperature"] == pytest.approx(0.05, rel=0.01)
     assert "the calibration temperature stopped at its bound, 0.05 (it may be 0.05 to 20)" in caplog.text
     caplog.clear()
     labels, scores = overconfident(2, 3.0)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         _calibrate(SimpleNamespace(labels=labels), scores, SimpleNamespace(labels=labels), scores)
     assert "calibration temperature" not in caplog.text
 

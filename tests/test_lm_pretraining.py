@@ -367,6 +367,7 @@ def test_the_time_limit_stops_pretraining_and_a_resume_counts_its_minutes(tmp_pa
     assert state["pretraining"]["step"] == 6 and state["time_budget"]["spent"] == 36.0
     assert not list(saved.parent.glob("checkpoint_epoch_*.pt")) and not (tmp_path / "parts" / "model").exists()
     parts = tmp_path / "parts"  # resumed on the command line with the same limit: one line, exit 1, no step
+    capsys.readouterr()  # drop what the runs above logged
     assert train_main(["--data-dir", str(tree), "--output-dir", str(parts / "model"), "--checkpoint-dir",
                        str(parts / "run"), "--resume", "auto", "--max-minutes", "0.5", "--quiet"]) == 1
     assert capsys.readouterr().err.strip().startswith("error: the time limit of 0.5 minutes")

@@ -658,9 +658,9 @@ def _calibrate(val: ReviewDataset, val_scores: np.ndarray, test: ReviewDataset, 
     calibration error before and after it on both splits."""
     temperature = fit_temperature(val.labels, val_scores)
     if not TEMPERATURE_RANGE[0] * 1.01 < temperature < TEMPERATURE_RANGE[1] / 1.01:
-        logger.warning("the calibration temperature stopped at its bound, %.2f (it may be %g to %g): the model's "
-                       "validation scores are far from calibrated, as after too little training", temperature,
-                       *TEMPERATURE_RANGE)
+        logger.info("the calibration temperature stopped at its bound, %.2f (it may be %g to %g): the model's "
+                    "validation scores are far from calibrated, as after too little training", temperature,
+                    *TEMPERATURE_RANGE)
 
     def ece(data: ReviewDataset, scores: np.ndarray) -> float:
         return calibration(data.labels, probabilities_of(scores))["ece"]
