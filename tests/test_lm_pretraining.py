@@ -51,6 +51,12 @@ def test_predictable_text_is_learned_in_both_directions(stacking):
     assert stats["steps"] > 100 and stats["last_loss"] < 0.2 * stats["first_loss"]
 
 
+def test_a_short_run_reports_the_loss_of_its_first_and_last_half():
+    """Under 200 steps, the first and last 100 overlap: the report compares the halves, not one mean twice."""
+    stats = pretrain_language_model(tiny_model(), cyclic_reviews(), PretrainConfig(**{**SETTINGS, "epochs": 0.5}))
+    assert 2 <= stats["steps"] < 200 and stats["last_loss"] < stats["first_loss"]
+
+
 @pytest.mark.parametrize("stacking", ["joint", "per_direction"])
 def test_no_direction_sees_the_word_it_predicts(stacking):
     """On random words a leak (the target among the inputs, in any layer) would be learned at once."""

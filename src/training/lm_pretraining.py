@@ -122,8 +122,8 @@ def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarra
     when ``should_stop()`` turns true (then the run returns, ``stopped`` if steps were left);
     passing such a ``state`` back continues the run exactly where it was (the model's
     own weights are the caller's to save and restore). Returns statistics: words,
-    steps, seconds and the losses of the first and last 100 steps (summed over the
-    directions).
+    steps, seconds and the mean losses of the first and last 100 steps (of each half, in a
+    run of fewer than 200; summed over the directions).
     """
     run = _PretrainingRun(model, token_ids, config, device)
     if state is not None:
@@ -134,9 +134,10 @@ def pretrain_language_model(model: LSTMClassifier, token_ids: Sequence[np.ndarra
     stopped = run.train(save or (lambda _: None), should_stop or (lambda: False))
     model.train(was_training)
     seconds = time.perf_counter() - started
+    window = min(100, max(1, len(run.losses) // 2))  # a short run's halves, not one mean twice
     return {"words": run.words, "steps": run.step, "total_steps": run.total_steps, "seconds": seconds,
             "words_per_second": run.steps_done_here * config.batch_size * config.window / max(seconds, 1e-9),
-            "first_loss": float(np.mean(run.losses[:100])), "last_loss": float(np.mean(run.losses[-100:])),
+            "first_loss": float(np.mean(run.losses[:window])), "last_loss": float(np.mean(run.losses[-window:])),
             "stopped": stopped, "config": asdict(config)}
 
 
