@@ -25,6 +25,7 @@ from src.exceptions import CheckpointError
 from src.utils.checkpoint_io import link_or_copy, load_state, save_state
 from src.config import check_setting, default_of, shown
 from src.training.monitor import DEFAULT_MIN_DELTA, BestTracker, is_improvement
+from src.training.state import is_number
 from src.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def check_registry_state(state: Dict[str, Any]) -> None:
         if name != f"checkpoint_epoch_{epoch:03d}.pt":
             raise ValueError(f"registered checkpoint {shown(name)} of epoch {epoch} is not named "
                              f"checkpoint_epoch_{epoch:03d}.pt")
-        if not all(type(entry.get(key)) in (int, float) for key in ("val_loss", "val_accuracy")):
+        if not all(is_number(entry.get(key)) for key in ("val_loss", "val_accuracy")):
             raise ValueError(f"registered checkpoint {name} lacks a numeric validation loss and accuracy")
     best = state.get("best_path")
     if best is not None and (not isinstance(best, str) or not best or Path(best).is_absolute()

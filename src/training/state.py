@@ -113,13 +113,14 @@ class TrainingHistory(dict):
             raise ValueError(f"its epochs_completed must be a whole number of at least 0, not {shown(epochs)}")
         for key in (key for key in HISTORY_LISTS if key in state):
             values = merged[key]
-            if not (isinstance(values, list) and len(values) == epochs and all(map(_is_number, values))):
+            if not (isinstance(values, list) and len(values) == epochs and all(map(is_number, values))):
                 raise ValueError(f"its {key} must be a list of {epochs} numbers, one per completed epoch")
         self.clear()
         self.update(merged)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or float (of any subtype) but not a bool: what a saved count, metric or setting may be."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -160,7 +161,7 @@ def _check_buffer(name: str, value: Any, param: torch.Tensor, tensor: bool) -> N
     """A buffer but ``step`` (a tensor where ``tensor``) of its parameter's shape, of floating point and laid
     out as one block: the fused kernels write ``numel`` elements from its first one, whatever its strides."""
     if name == "step":
-        if not (_is_number(value) or (isinstance(value, torch.Tensor) and value.numel() == 1)):
+        if not (is_number(value) or (isinstance(value, torch.Tensor) and value.numel() == 1)):
             raise ValueError(f"its optimizer's step count is {shown(value)}, not a number")
     elif isinstance(value, torch.Tensor):
         if (value.shape != param.shape or not value.is_floating_point() or value.layout is not torch.strided
@@ -179,11 +180,11 @@ def _check_group_settings(saved: Dict[str, Any], group: Dict[str, Any]) -> None:
         value, own = saved[key], group[key]
         if isinstance(own, bool) or own is None:
             fits = isinstance(value, bool) or value is None
-        elif _is_number(own):
-            fits = _is_number(value) and math.isfinite(value)
+        elif is_number(own):
+            fits = is_number(value) and math.isfinite(value)
         elif isinstance(own, (tuple, list)):
             fits = isinstance(value, (tuple, list)) and len(value) == len(own) and all(
-                _is_number(item) and math.isfinite(item) for item in value)
+                is_number(item) and math.isfinite(item) for item in value)
         else:
             fits = type(value) is type(own)
         if not fits:
