@@ -83,6 +83,14 @@ def test_unreachable_server_gives_clear_error_that_says_where_to_put_the_file(tm
     assert str(raised.value).endswith(f"put it at {tmp_path / NAME}")
 
 
+def test_a_failed_download_into_a_new_folder_leaves_no_folder(tmp_path):
+    """A mistyped --data-dir that cannot be filled is not left behind, nor its new parents; a folder that
+    was there stays."""
+    with pytest.raises(DownloadError, match="cannot reach"):
+        download_imdb(tmp_path / "typo" / "imdbb", url="http://127.0.0.1:9/aclImdb_v1.tar.gz", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_interrupted_extraction_leaves_no_tree(tmp_path, monkeypatch, real_data):
     shutil.copy(IMDB_ARCHIVE, tmp_path / NAME)
     calls = {"n": 0}

@@ -16,6 +16,7 @@ from src.inference.predict import main as predict_main
 from src.models.ngram_model import NgramModel
 from src.training import run_control
 from src.training.train_model import main as train_main
+from src.utils.io import folders_removed_on_failure
 from tests.helpers import make_trainer, train_script_arguments
 
 SMALL = ["--embedding-dim", "16", "--hidden-dim", "8", "--max-length", "80", "--batch-size", "32", "--epochs", "1",
@@ -61,7 +62,18 @@ def test_an_unwritable_output_folder_is_refused_at_the_start(csv_reviews, tmp_pa
     assert train_main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write the model directory to" in err and "--output-dir" in err
-    assert not list((tmp_path / "run").glob("checkpoint_*.pt"))
+    assert not (tmp_path / "run").exists()  # the checkpoint folder this run made, with its lock and log, is gone
+
+
+def test_a_failed_run_keeps_a_checkpoint_folder_that_was_there(csv_reviews, tmp_path, capsys):
+    """Only a folder the failed run made is removed; one that was there keeps what it held and the log."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    args = train_args(csv_reviews, tmp_path)
+    args[args.index("--output-dir") + 1] = str(tmp_path / "file" / "model")
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert train_main(args) == 1
+    assert {path.name for path in (tmp_path / "run").iterdir()} == {"notes.txt", "train.log", ".lock"}
 
 
 def test_a_stop_while_finishing_prints_the_resume_line_and_resume_finishes(csv_reviews, tmp_path, monkeypatch,
@@ -139,3 +151,25 @@ def test_evaluate_that_runs_out_of_room_midway_keeps_the_whole_earlier_evaluatio
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "are unchanged" in err
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder left either
+
+
+@pytest.mark.parametrize("made, kept", [
+    ((".lock", "train.log"), []),  # only the failed run's own leftovers: every folder it made goes
+    ((".lock", "checkpoint_epoch_001.pt"), ["a", "a/b", "a/b/run"]),  # anything more keeps all of them
+])
+def test_folders_a_failure_made_are_removed_only_when_bare(tmp_path, made, kept):
+    run = tmp_path / "a" / "b" / "run"
+    with pytest.raises(RuntimeError):
+        with folders_removed_on_failure(run, (".lock", "train.log")):
+            run.mkdir(parents=True)
+            for name in made:
+                (run / name).write_text("x")
+            raise RuntimeError("failed")
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_dir()) == kept
+
+
+def test_folders_are_kept_after_success(tmp_path):
+    with folders_removed_on_failure(tmp_path / "run", (".lock",)):
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / ".lock").write_text("x")
+    assert (tmp_path / "run" / ".lock").is_file()

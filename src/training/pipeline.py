@@ -40,13 +40,13 @@ from src.training.glove_loader import GloVeLoader, initialize_model_with_glove
 from src.training.lm_pretraining import PretrainConfig, pretrain_language_model
 from src.training.model_card import model_card
 from src.training.precision import cpu_training_dtype
-from src.training.run_control import (RunLock, StopSignals, TimeBudget, check_memory, check_room, ensure_writable,
-                                      signals_raise)
+from src.training.run_control import (LOCK_NAME, RunLock, StopSignals, TimeBudget, check_memory, check_room,
+                                      ensure_writable, signals_raise)
 from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interrupted
 from src.training.virtual_adversarial import UnlabeledBatches
 from src.utils.checkpoint_io import load_state, save_state
 from src.utils.device import device_name, resolve_device
-from src.utils.io import atomic_write_json
+from src.utils.io import atomic_write_json, folders_removed_on_failure
 from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
 
@@ -54,11 +54,12 @@ logger = logging.getLogger(__name__)
 
 PRETRAINING_CHECKPOINT = "checkpoint_pretraining.pt"  # language-model pretraining in progress or done
 TEACHER_FOLDS = 5  # --ngram-teacher: each training review scored by a model of the other four fifths
+LOG_NAME = "train.log"  # the run's log, in its checkpoint folder
 NGRAM_FILE_BYTES = 20_000_000  # room kept for ngram_model.pt (13 MB for the full IMDB training split)
 
 
 def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> None:
-    """Log to the console (warnings only with ``quiet``) and to ``run_dir/train.log``.
+    """Log to the console (warnings only with ``quiet``) and to ``run_dir/LOG_NAME``.
 
     Under torchrun only rank 0 writes the log file and informational lines."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> 
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handlers = [console]
     if main_process:
-        logfile = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        logfile = logging.FileHandler(run_dir / LOG_NAME, encoding="utf-8")
         logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(logfile)
     for handler in handlers:
@@ -201,9 +202,12 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
     if main_process:
         if not cfg.resume:  # a resumed run's data are the checkpoint's, checked against its fingerprint
             own = _read_own_data(cfg)
-        ensure_writable(run_dir)
-    with RunLock(run_dir) if main_process else contextlib.nullcontext():
-        return _run_locked(cfg, context, main_process, run_dir, started, own)
+    # a run that fails before it saves anything leaves no checkpoint folder it made, only its message
+    with folders_removed_on_failure(run_dir, (LOCK_NAME, LOG_NAME)) if main_process else contextlib.nullcontext():
+        if main_process:
+            ensure_writable(run_dir)
+        with RunLock(run_dir) if main_process else contextlib.nullcontext():
+            return _run_locked(cfg, context, main_process, run_dir, started, own)
 
 
 def _run_locked(cfg: TrainConfig, context: Optional[DistributedContext], main_process: bool,

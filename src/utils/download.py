@@ -18,6 +18,7 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from src.exceptions import DownloadError
+from src.utils.io import folders_removed_on_failure
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,13 @@ def download_file(
 ) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part`` if present) and verify it."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with folders_removed_on_failure(dest.parent):  # a mistyped --data-dir that cannot be filled is not left
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return _download(url, dest, expected_size, expected_sha256, progress, timeout)
+
+
+def _download(url: str, dest: Path, expected_size: Optional[int], expected_sha256: Optional[str],
+              progress: bool, timeout: float) -> Path:
     part = dest.with_name(dest.name + ".part")
     if expected_size is not None and part.exists() and part.stat().st_size > expected_size:
         part.unlink()

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -134,3 +134,34 @@ def replace_directory(new: Path, target: Path) -> None:
         os.replace(new, target)
         shutil.rmtree(backup)
     _fsync_directory(target.parent)
+
+
+@contextlib.contextmanager
+def folders_removed_on_failure(path: PathLike, leftovers: Sequence[str] = ()) -> Iterator[None]:
+    """Run the block; if it fails, remove the folders of ``path`` that did not exist before it, as long as
+    they hold nothing but the files named in ``leftovers`` (in ``path`` itself: a failed run's own lock and
+    log), so that a command that fails on a mistyped path leaves no empty folder behind."""
+    path = Path(path)
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        _remove_if_bare(created, set(leftovers))
+        raise
+
+
+def _remove_if_bare(folders: Sequence[Path], leftovers: set) -> None:
+    """Remove each folder (deepest first) that holds only ``leftovers`` files; stop at one that holds more."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        entries = list(folder.iterdir())
+        if any(entry.name not in leftovers or not entry.is_file() for entry in entries):
+            return
+        try:
+            for entry in entries:
+                entry.unlink()
+            folder.rmdir()
+        except OSError:
+            return
+        leftovers = set()  # a parent keeps anything it holds
