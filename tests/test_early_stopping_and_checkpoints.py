@@ -1,5 +1,6 @@
 """EarlyStopping driven by scripted metric lists; CheckpointManager with a tiny model."""
 
+import copy
 import json
 
 import pytest
@@ -179,6 +180,24 @@ def test_adam_takes_its_fused_kernel_on_the_cpu_and_updates_as_the_loop_does(tmp
     assert fused.param_groups[0]["fused"] is True and loop.param_groups[0]["fused"] is not True
     assert all(torch.allclose(a, b, atol=1e-6) and not torch.equal(a, start)
                for a, b, start in zip(weights, copies, starts))
+
+
+def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu_with_the_fused_kernel(tmp_path):
+    """torch takes a saved optimizer's group settings whole: a CUDA checkpoint (fused=None) resumed on the CPU
+    with the loop. The resumed optimizer keeps its own kernel, and the saved buffers and rate."""
+    trainer = make_trainer(tmp_path / "gpu")
+    trainer.train(epochs=1)
+    state = copy.deepcopy(trainer.state_dict())
+    for group in state["optimizer_state"]["param_groups"]:
+        group.update(fused=None, foreach=None, lr=0.005)  # as build_optimizer leaves them on CUDA
+    resumed = make_trainer(tmp_path / "cpu")
+    resumed.load_state_dict(state)
+    group = resumed.optimizer.param_groups[0]
+    assert group["fused"] is True and group["foreach"] is None and group["lr"] == 0.005
+    saved = state["optimizer_state"]["state"][0]["exp_avg"]
+    assert torch.equal(resumed.optimizer.state[group["params"][0]]["exp_avg"], saved)
+    resumed.train(epochs=1)  # the fused kernel steps on the loaded buffers
+    assert resumed.epoch == 2 and resumed.optimizer.param_groups[0]["fused"] is True
 
 
 def test_gradual_unfreezing_trains_one_more_stage_each_epoch_from_the_top(tmp_path):

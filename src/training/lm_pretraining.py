@@ -29,7 +29,7 @@ from torch import nn
 
 from src.config import shown
 from src.models.lstm_model import LSTMClassifier
-from src.training.state import check_optimizer_state, load_rng_state_dict, rng_state_dict
+from src.training.state import check_optimizer_state, load_optimizer_state, load_rng_state_dict, rng_state_dict
 from src.training.trainer import build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class _PretrainingRun:
         check_optimizer_state(self.optimizer, state["optimizer"])
         self.step, self.position, self.losses = step, position, list(state["losses"])
         self.heads.load_state_dict(state["heads"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self._pass_start, self._resumed_streams = state["pass_start"], state["streams"]
 
     def train(self, save: Callable[[Dict[str, Any]], None], should_stop: Callable[[], bool]) -> bool:

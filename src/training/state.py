@@ -119,6 +119,9 @@ class TrainingHistory(dict):
         self.update(merged)
 
 
+KERNEL_SETTINGS = ("fused", "foreach")  # how this machine runs an optimizer's update, not what the update is
+
+
 def is_number(value: Any) -> bool:
     """An int or float (of any subtype) but not a bool: what a saved count, metric or setting may be."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -148,6 +151,16 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any
             raise ValueError(f"its optimizer's state of a parameter lacks {', '.join(sorted(needed - set(buffers)))}")
         for name, value in buffers.items():
             _check_buffer(name, value, param, tensor=name in needed)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping this optimizer's own kernel settings: torch takes the saved
+    groups' settings whole, so a checkpoint written on a GPU (``fused=None``) resumed on the CPU without the
+    fused kernel (``build_optimizer``), at about 5% of each step."""
+    own = [{key: group[key] for key in KERNEL_SETTINGS if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, settings in zip(optimizer.param_groups, own):
+        group.update(settings)
 
 
 def _adam_buffers(optimizer: torch.optim.Optimizer, group: Dict[str, Any]) -> Set[str]:

@@ -32,8 +32,8 @@ from src.training.virtual_adversarial import (UnlabeledBatches, direction_weight
 from src.training.precision import MixedPrecision
 from src.training.run_control import RunLock, StopSignals, TimeBudget, ensure_writable, remove_stale_temporaries
 from src.training.schedulers import PlateauScheduler, create_scheduler, step_scheduler
-from src.training.state import (EpochProgress, TrainingHistory, check_optimizer_state, load_rng_state_dict,
-                                rng_state_dict)
+from src.training.state import (EpochProgress, TrainingHistory, check_optimizer_state, load_optimizer_state,
+                                load_rng_state_dict, rng_state_dict)
 from src.utils.checkpoint_io import CHECKPOINT_FORMAT_VERSION, WEIGHTS_FORMAT_VERSIONS, load_state
 from src.utils.device import resolve_device
 
@@ -621,7 +621,10 @@ class Trainer:
         for name, part in self._stateful_parts().items():
             if part is not None and state.get(name) is not None:
                 try:
-                    part.load_state_dict(state[name])
+                    if part is self.optimizer:
+                        load_optimizer_state(part, state[name])
+                    else:
+                        part.load_state_dict(state[name])
                 except (KeyError, TypeError, ValueError) as err:
                     raise ValueError(f"its {name} does not fit this trainer's {type(part).__name__}: {err}") from None
         self.epoch, self.global_step = state["epoch"], state["global_step"]
