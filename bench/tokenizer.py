@@ -1,4 +1,4 @@
-"""What the "social" tokenizer changes on IMDB, against "words", on the same reviews.
+"""What the "social" tokenizer changes on IMDB, against "words", and "unicode" against "social".
 
 For each tokenizer: how many training reviews hold a token that only "social" keeps
 (emoticons, emoji, #hashtags, @mentions) and the most frequent of them, and the test
@@ -8,6 +8,9 @@ so the difference is the tokenizer's, not a seed's. The LSTM's side (same seed, 
 tokenizers) comes from ``bench/sweep.py bench/sweeps/tokenizer.json``; ``--models``
 then scores its model directories on the test reviews that hold such a token and on
 the others, to tell an effect of the tokens from a different training run's noise.
+For "unicode" (the default, "social" for any script): how many training reviews it
+reads otherwise than "social", the tokens that differ most often, and the time both
+take to tokenise the training reviews (alternating, median of three rounds).
 
     .venv/bin/python bench/tokenizer.py --data-dir data/imdb
     .venv/bin/python bench/tokenizer.py --data-dir data/imdb --skip-ngrams \
@@ -41,6 +44,26 @@ def has_social_token(text: str) -> bool:
     return bool(social_tokens(text))
 
 
+def unicode_against_social(texts: list) -> dict:
+    """Where and how often "unicode" reads ``texts`` otherwise than "social", and both one's times."""
+    changed = Counter()
+    differing = 0
+    for text in texts:
+        unicode_tokens, social = tokenize(text, tokenizer="unicode"), tokenize(text, tokenizer="social")
+        if unicode_tokens != social:
+            differing += 1
+            changed.update(set(unicode_tokens).symmetric_difference(social))
+    seconds = {"social": [], "unicode": []}
+    for round_ in range(3):
+        for name in ("social", "unicode") if round_ % 2 == 0 else ("unicode", "social"):
+            started = time.perf_counter()
+            for text in texts:
+                tokenize(text, tokenizer=name)
+            seconds[name].append(time.perf_counter() - started)
+    return {"reviews_read_otherwise_by_unicode": differing, "tokens_only_one_of_them_reads": changed.most_common(12),
+            **{f"tokenize_seconds_{name}": round(float(np.median(times)), 2) for name, times in seconds.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/imdb")
@@ -57,6 +80,7 @@ def main() -> None:
         reviews_with_extra += bool(found)
     result = {"training_reviews": len(train.texts), "reviews_with_social_tokens": reviews_with_extra,
               "distinct_social_tokens": len(extra), "most_common_social_tokens": extra.most_common(12)}
+    result.update(unicode_against_social(train.texts))
     social = np.array([has_social_token(text) for text in test.texts])
     labels = np.array(test.labels)
     result["test_reviews_with_social_tokens"] = int(social.sum())
@@ -64,7 +88,7 @@ def main() -> None:
         right = SentimentPredictor.from_pretrained(model_dir).class_probabilities(test.texts).argmax(axis=1) == labels
         result[model_dir] = {"with_social_tokens": round(float(right[social].mean()), 4),
                              "without": round(float(right[~social].mean()), 4), "all": round(float(right.mean()), 4)}
-    for name in () if args.skip_ngrams else ("words", "social"):
+    for name in () if args.skip_ngrams else ("words", "social", "unicode"):
         started = time.perf_counter()
         model = NgramModel.fit(train.texts, train.labels, tokenizer=name)
         accuracy = float(np.mean((model.log_odds(test.texts) >= 0) == np.array(test.labels)))

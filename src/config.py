@@ -20,7 +20,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 TRUNCATION_STRATEGIES = ("head", "head_tail")
 POOLING_MODES = ("max_mean", "max", "mean", "last")
-TOKENIZER_NAMES = ("social", "words")
+TOKENIZER_NAMES = ("unicode", "social", "words")
 CLASS_WEIGHTINGS = ("none", "balanced")
 SEQUENCE_PATHS = ("padded", "packed")
 STACKINGS = ("joint", "per_direction")
@@ -88,7 +88,9 @@ class TrainConfig:
                                        "without it", "data")
     class_weights: str = setting("none", "balanced weighs each class's loss by the inverse of its share of the "
                                  "training data (for imbalanced classes)", "data", choices=CLASS_WEIGHTINGS)
-    tokenizer: str = setting("social", "social: words, ! and ?, emoticons, emoji, #hashtags and @mentions; words: "
+    tokenizer: str = setting("unicode", "social: words, ! and ?, emoticons, emoji, #hashtags and @mentions; "
+                             "unicode: social for any script (NFC-normalised, words with their combining marks, "
+                             "a token per character of Chinese, Japanese, Thai, Lao, Khmer and Myanmar); words: "
                              "words, ! and ? only", "data", choices=TOKENIZER_NAMES)
     max_vocab_size: int = setting(25000, "vocabulary size, <pad> and <unk> included", "data", minimum=3)
     min_freq: int = setting(1, "leave out words seen fewer times in the training reviews", "data", minimum=1)

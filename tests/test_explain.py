@@ -85,16 +85,17 @@ def test_contributions_point_at_the_words_that_decide(lstm_only):
 
 
 def test_offsets_point_at_the_words_of_the_original_text(lstm_only):
-    text = "İstanbul? " + MIXED + " Don't—ever—MISS it!!"  # 'İ' lowercases to two characters
+    text = "İstanbul? " + MIXED + " Don't—ever—MISS it!! can\u2019t"  # 'İ' lowercases to two characters
     words = lstm_only.explain(text)["explanation"]["words"]
-    assert [(w["word"], text[w["start"]:w["end"]]) for w in words[:3]] == [("i", "İ"), ("stanbul", "stanbul"),
-                                                                             ("?", "?")]
-    assert all(text[w["start"]:w["end"]].lower() == w["word"] for w in words[1:])
+    assert [(w["word"], text[w["start"]:w["end"]]) for w in words[:2]] == [("i\u0307stanbul", "İstanbul"), ("?", "?")]
+    assert (words[-1]["word"], text[words[-1]["start"]:words[-1]["end"]]) == ("can't", "can\u2019t")
+    assert all(text[w["start"]:w["end"]].lower() == w["word"] for w in words[:-1])
     spans = [(w["start"], w["end"]) for w in words]
     assert spans == sorted(spans) and all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
     found = {text[w["start"]:w["end"]] for w in words}
     assert {"GREAT", "br", ":(", "LOVED", "😀", "#mustsee", "Don't", "MISS"} <= found
     assert token_spans("a b", ["x", "b", "a"]) == [(None, None), (2, 3), (None, None)]  # not found after the last
+    assert token_spans("it\u2019s", ["it's"], "unicode") == [(0, 4)] and token_spans("it\u2019s", ["it's"]) == [(None, None)]
 
 
 def test_temperature_divides_every_number(lstm_only):

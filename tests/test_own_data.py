@@ -223,6 +223,21 @@ def test_the_ngram_model_and_blend_of_three_classes(tmp_path):
         NgramBlend(model, Blend(1.0, 1.0, [0.0, 0.0]))
 
 
+def test_chinese_text_without_spaces_is_learned_a_character_at_a_time():
+    """Clauses of random characters, the class said by 好 (good) or 差 (bad) inside one: read a clause at a
+    time ("social") every clause is a token no other text has, and the n-gram model has nothing to learn
+    from; read a character at a time (the default) it learns them."""
+    rng = np.random.default_rng(0)
+    filler = list("电影故事演员音乐画面剧情导演觉得非常真的这个那个")
+    labels = rng.integers(0, 2, 400)
+    texts = ["".join(rng.choice(filler, 5)) + "很" + "差好"[y] + "".join(rng.choice(filler, 3)) + "，"
+             + "".join(rng.choice(filler, 6)) + "。" for y in labels]
+    model = NgramModel.fit(texts[:300], labels[:300], tokenizer="unicode")
+    assert np.mean((model.log_odds(texts[300:]) >= 0) == labels[300:]) > 0.95
+    with pytest.raises(DataError, match="no word occurs in 2 or more training reviews"):
+        NgramModel.fit(texts[:300], labels[:300], tokenizer="social")
+
+
 def test_model_files_carry_their_class_names():
     assert LSTMConfig(vocab_size=10).classes == ("negative", "positive")  # models saved before class names
     config = LSTMConfig(vocab_size=10, output_dim=3, class_names=["a", "b", "c"])

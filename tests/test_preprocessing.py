@@ -12,6 +12,24 @@ def test_tokenize_keeps_words_contractions_and_sentiment_punctuation():
     assert tokens == ["i", "didn't", "love", "it", "really", "?", "!", "10", "10", "café"]
 
 
+@pytest.mark.parametrize("text, unicode_tokens, social_tokens", [
+    ("这个电影很好，我很喜欢", list("这个电影很好我很喜欢"), ["这个电影很好", "我很喜欢"]),  # Chinese: a token a character
+    ("これは良い映画です", list("これは良い映画です"), ["これは良い映画です"]),
+    ("ภาษาไทยดีมาก", ["ภ", "า", "ษ", "า", "ไ", "ท", "ย", "ดี", "ม", "า", "ก"], ["ภาษาไทยด", "มาก"]),  # ดี keeps its mark
+    ("हिन्दी बहुत अच्छा है", ["हिन्दी", "बहुत", "अच्छा", "है"], ["ह", "न", "द", "बह", "त", "अच", "छ", "ह"]),
+    ("nai\u0308ve", ["naïve"], ["nai", "ve"]),  # NFC composes the accent
+    ("don\u2019t :) #fun 😀", ["don't", ":)", "#fun", "😀"], ["don", "t", ":)", "#fun", "😀"]),
+    ("I didn't like it... 10/10!", ["i", "didn't", "like", "it", "10", "10", "!"],
+     ["i", "didn't", "like", "it", "10", "10", "!"]),  # plain English: the same tokens
+])
+def test_the_unicode_tokenizer_reads_any_script(text, unicode_tokens, social_tokens):
+    """The default reads scripts without spaces a character at a time and keeps words' combining marks;
+    "social", which models trained before it record, reads as it did."""
+    assert TextPreprocessor().tokenizer == "unicode"
+    assert TextPreprocessor().tokenize(text) == unicode_tokens
+    assert TextPreprocessor(tokenizer="social").tokenize(text) == social_tokens
+
+
 def test_vocabulary_is_ranked_by_frequency_then_alphabetically():
     processor = TextPreprocessor(max_vocab_size=5).build_vocab(["b a c", "a b", "a d"])
     assert processor.itos == ["<pad>", "<unk>", "a", "b", "c"]

@@ -408,7 +408,7 @@ def test_metadata_describes_the_model_without_its_paths(served, predictor, model
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metadata["class_names"] == ["negative", "positive"] and metadata["test"] == metrics["test"]
     assert metadata["vocab_size"] == predictor.preprocessor.vocab_size
-    assert metadata["settings"]["embedding_dim"] == 16 and metadata["settings"]["tokenizer"] == "social"
+    assert metadata["settings"]["embedding_dim"] == 16 and metadata["settings"]["tokenizer"] == "unicode"
     assert not {"data_dir", "output_dir", "checkpoint_dir", "glove_cache_dir"} & set(metadata["settings"])
     assert str(model_dir.parent) not in json.dumps(metadata)
     assert metadata["limits"] == {"max_texts": 4, "max_text_chars": 200, "max_body_bytes": 4000,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -38,20 +39,56 @@ FORMAT_VERSION = 2
 LEGACY_ENCODING = {"max_length": 400, "truncation": "head"}
 
 # "words": words (letters/digits, with inner apostrophes: "don't") and the two punctuation
-# marks that carry sentiment. "social" (the default since class names came in) also keeps
-# what short informal text says with other characters: emoticons (":)", ":-(", ";p", "<3"),
-# #hashtags, @mentions and emoji, each one token. Vocabularies record theirs; files from
-# before have none and mean "words".
+# marks that carry sentiment. "social" also keeps what short informal text says with other
+# characters: emoticons (":)", ":-(", ";p", "<3"), #hashtags, @mentions and emoji, each one
+# token. "unicode" (the default since own data of any language came in) is "social" for text
+# in any script: the text NFC-normalised (decomposed accents composed) with curly apostrophes
+# read as straight ones, words that keep their combining marks (Devanagari, Bengali or Arabic
+# vowel signs split them before), and each character of the scripts written without spaces
+# between words (Chinese, Japanese, Thai, Lao, Khmer, Myanmar) a token of its own, where a
+# whole clause was one token. Vocabularies record their tokenizer; files from before
+# tokenizers had names mean "words".
 _WORD = r"[^\W_]+(?:'[^\W_]+)*|[!?]"
 _EMOTICON = r"(?:[:;=][-o^']?[)(\]\[dp/\\|*]|</?3)(?![\w/])"
 _TAG = r"(?<!\w)[#@][^\W\d_]\w*"
 _EMOJI = "[\u2600-\u27bf\U0001f1e6-\U0001f1ff\U0001f300-\U0001f64f\U0001f680-\U0001f6ff\U0001f900-\U0001faff]"
-TOKENIZERS = {"words": re.compile(_WORD), "social": re.compile(f"{_EMOTICON}|{_TAG}|{_WORD}|{_EMOJI}")}
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+             "\U00020000-\U0003134f")  # Thai, Lao, Myanmar, Khmer, kana, CJK ideographs
+
+
+def _mark_ranges(last: int = 0xFFFF) -> str:
+    """A character class body of every combining mark (categories Mn, Mc, Me) up to ``last`` (by default
+    those of the Basic Multilingual Plane, which holds the scripts in everyday use)."""
+    runs: List[List[int]] = []
+    for code in range(0x300, last + 1):
+        if unicodedata.category(chr(code)).startswith("M"):
+            if runs and runs[-1][1] == code - 1:
+                runs[-1][1] = code
+            else:
+                runs.append([code, code])
+    return "".join(f"\\U{first:08x}-\\U{end:08x}" for first, end in runs)
+
+
+_MARKS = _mark_ranges()
+_LETTERS = rf"[^\W_{_UNSPACED}]+(?:[{_MARKS}]+[^\W_{_UNSPACED}]*)*"  # letters and digits with their marks
+_GLYPH = rf"[{_UNSPACED}][{_MARKS}]*"  # one character of a script written without spaces, with its marks
+TOKENIZERS = {"words": re.compile(_WORD), "social": re.compile(f"{_EMOTICON}|{_TAG}|{_WORD}|{_EMOJI}"),
+              "unicode": re.compile(f"{_EMOTICON}|{_TAG}|{_LETTERS}(?:'{_LETTERS})*|[!?]|{_GLYPH}|{_EMOJI}")}
+NORMALISING_TOKENIZERS = ("unicode",)
 LEGACY_TOKENIZER = "words"
+
+
+def reading_form(text: str, tokenizer: str) -> str:
+    """``text`` as the named tokenizer reads it, before lower-casing: NFC-normalised, with curly apostrophes
+    straight, for the normalising ones; as it is for the others."""
+    if tokenizer not in NORMALISING_TOKENIZERS:
+        return text
+    return unicodedata.normalize("NFC", text).replace("\u2019", "'").replace("\u02bc", "'")
 
 
 def tokenize(text: str, lowercase: bool = True, tokenizer: str = default_of("tokenizer")) -> List[str]:
     """The tokens of ``text``, in order, by the named tokenizer (one of ``TOKENIZERS``)."""
+    text = reading_form(text, tokenizer)
     return TOKENIZERS[tokenizer].findall(text.lower() if lowercase else text)
 
 

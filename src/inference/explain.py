@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from src.data.preprocessing import UNK_IDX, tokenize
+from src.data.preprocessing import LEGACY_TOKENIZER, UNK_IDX, reading_form, tokenize
 from src.models.ngram_model import NgramBlend, NgramModel, ngram_windows
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ def _explain_text(predictor: "SentimentPredictor", text: str, label: str, probab
                                       "method": method, "log_odds": score * scale}
     if baseline is not None:
         explanation["baseline"] = baseline * scale
-    explanation["words"] = _word_entries(text, tokens, lstm * scale, None if ngram is None else ngram * scale, cut)
+    spans = token_spans(text, tokens, predictor.preprocessor.tokenizer)
+    explanation["words"] = _word_entries(tokens, spans, lstm * scale, None if ngram is None else ngram * scale, cut)
     return explanation
 
 
@@ -115,11 +116,11 @@ def _blended(blend: NgramBlend, text: str, tokens: List[str], direction: np.ndar
     return weights.lstm_weight * lstm, ngram, score, baseline
 
 
-def _word_entries(text: str, tokens: List[str], lstm: np.ndarray, ngram: Optional[np.ndarray],
-                  cut: np.ndarray) -> List[Dict[str, object]]:
+def _word_entries(tokens: List[str], spans: List[Tuple[Optional[int], Optional[int]]], lstm: np.ndarray,
+                  ngram: Optional[np.ndarray], cut: np.ndarray) -> List[Dict[str, object]]:
     total = lstm if ngram is None else lstm + ngram
     entries = []
-    for index, (token, (start, end)) in enumerate(zip(tokens, token_spans(text, tokens))):
+    for index, (token, (start, end)) in enumerate(zip(tokens, spans)):
         entry: Dict[str, object] = {"word": token, "start": start, "end": end,
                                     "contribution": float(total[index]), "truncated": bool(cut[index])}
         if ngram is not None:
@@ -128,11 +129,14 @@ def _word_entries(text: str, tokens: List[str], lstm: np.ndarray, ngram: Optiona
     return entries
 
 
-def token_spans(text: str, tokens: Sequence[str]) -> List[Tuple[Optional[int], Optional[int]]]:
+def token_spans(text: str, tokens: Sequence[str], tokenizer: str = LEGACY_TOKENIZER
+                ) -> List[Tuple[Optional[int], Optional[int]]]:
     """Each token's character offsets ``(start, end)`` in ``text`` (Python string indices: code points),
-    found in order, case-insensitively; ``(None, None)`` for a token not found after the one before it."""
-    lowered = text.lower()
-    origin = [i for i, character in enumerate(text) for _ in character.lower()]  # lowered index -> text index
+    found in order in the text as ``tokenizer`` reads each character, lower-cased; ``(None, None)`` for a
+    token not found after the one before it (one that normalisation composed of several characters)."""
+    pieces = [reading_form(character, tokenizer).lower() for character in text]
+    lowered = "".join(pieces)
+    origin = [i for i, piece in enumerate(pieces) for _ in piece]  # lowered index -> text index
     spans: List[Tuple[Optional[int], Optional[int]]] = []
     cursor = 0
     for token in tokens:
