@@ -8,18 +8,22 @@ and truncation); a blended model's n-gram part stays in Python. ``model.int8.onn
 is the same graph after ONNX Runtime's dynamic quantization: the LSTM's and the
 linear layers' weights in int8, activations quantized on each call (the embedding
 stays float32). Both files record the SHA-256 of the ``model.pt`` they were
-exported from, so an export left over from other weights is never used.
+exported from, so an export left over from other weights is never used, and the
+SHA-256 of their own bytes (taken with that record's 64 characters as zeros), so a
+damaged file is never run: a flipped bit in a weight would change every prediction
+without an error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,6 +36,8 @@ from src.utils.io import atomic_write
 logger = logging.getLogger(__name__)
 
 SOURCE_KEY = "lstm_sentiment.model_sha256"
+DIGEST_KEY = "lstm_sentiment.file_sha256"  # the file's own SHA-256, taken with its value as UNSET_DIGEST
+UNSET_DIGEST = "0" * 64
 OPSET = 17
 
 
@@ -54,16 +60,15 @@ def export_onnx(directory: Union[str, Path]) -> List[Path]:
                                         "logits": {0: "batch"}}, **options)
     graph = onnx.load_from_string(buffer.getvalue())
     source = {SOURCE_KEY: sha256_of(directory / MODEL_FILE)}
-    onnx.helper.set_model_props(graph, source)
-    written = [_write_graph(graph, directory / ONNX_FILE)]
+    written = [_write_graph(graph, source, directory / ONNX_FILE)]
     if _onnxruntime_missing() is None:
-        written.append(_write_graph(_quantized(graph, source), directory / ONNX_INT8_FILE))
+        written.append(_write_graph(_quantized(graph), source, directory / ONNX_INT8_FILE))
     return written
 
 
-def _quantized(graph, source: Dict[str, str]):
+def _quantized(graph):
     """``graph`` with int8 weights (ONNX Runtime's dynamic quantization; its LSTM nodes become
-    DynamicQuantizeLSTM), marked with the same source as ``graph``."""
+    DynamicQuantizeLSTM)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -77,14 +82,45 @@ def _quantized(graph, source: Dict[str, str]):
             quantized = onnx.load(str(path))
     finally:
         quantization_logger.setLevel(level)
-    onnx.helper.set_model_props(quantized, source)
     return quantized
 
 
-def _write_graph(graph, path: Path) -> Path:
+def _write_graph(graph, source: Dict[str, str], path: Path) -> Path:
+    """Write ``graph`` marked with ``source`` and its own digest (``DIGEST_KEY``)."""
+    import onnx
+
+    onnx.helper.set_model_props(graph, {**source, DIGEST_KEY: UNSET_DIGEST})
+    data = graph.SerializeToString()
+    at = data.rindex(UNSET_DIGEST.encode())  # the properties are serialised after the graph's weights
+    digest = hashlib.sha256(data).hexdigest().encode()
     with atomic_write(path, "wb") as handle:
-        handle.write(graph.SerializeToString())
+        handle.write(data[:at] + digest + data[at + len(digest):])
     return path
+
+
+def _checked_session(directory: Path, name: str, int8: bool) -> Tuple[Optional[Any], Optional[str]]:
+    """An ONNX Runtime session of ``directory/name`` if the file is intact and exported from the directory's
+    ``model.pt``; else None and why not."""
+    try:
+        session = _session(directory / name, parallel_directions=int8)
+    except Exception as err:  # onnxruntime raises its own exception types for a bad file
+        return None, f"{name} does not load ({str(err).splitlines()[0]})"
+    recorded = session.get_modelmeta().custom_metadata_map
+    reason = _damage(directory / name, recorded.get(DIGEST_KEY))
+    if reason is None and recorded.get(SOURCE_KEY) != sha256_of(directory / MODEL_FILE):
+        reason = f"{name} was exported from other weights than {MODEL_FILE}"
+    return (session, None) if reason is None else (None, reason)
+
+
+def _damage(path: Path, recorded: Optional[str]) -> Optional[str]:
+    """Why the file at ``path`` is not the one written with the digest ``recorded``; None if it is."""
+    if recorded is None:
+        return f"{path.name} was exported without a checksum of its own (by an earlier version)"
+    data = path.read_bytes()
+    at = data.rfind(recorded.encode()) if len(recorded) == len(UNSET_DIGEST) else -1
+    if at < 0 or hashlib.sha256(data[:at] + UNSET_DIGEST.encode() + data[at + len(recorded):]).hexdigest() != recorded:
+        return f"{path.name} is damaged (its bytes do not match the checksum it was written with)"
+    return None
 
 
 class OnnxLSTM:
@@ -104,24 +140,21 @@ class OnnxLSTM:
     @classmethod
     def load(cls, directory: Union[str, Path], required: bool = False, int8: bool = False) -> Optional["OnnxLSTM"]:
         """The directory's exported LSTM (``model.int8.onnx`` with ``int8``); None (or, if ``required``, a
-        CheckpointError saying why) when onnxruntime is not installed, the file is missing, or it was exported
-        from other weights."""
+        CheckpointError saying why) when onnxruntime is not installed, the file is missing, damaged, or was
+        exported from other weights. A file that is there but cannot be used is a warning: PyTorch predicts
+        instead, more slowly."""
         directory = Path(directory)
         name = ONNX_INT8_FILE if int8 else ONNX_FILE
-        reason = _onnxruntime_missing() or (None if (directory / name).is_file() else f"no {name} in the directory")
-        if reason is None:
-            try:
-                session = _session(directory / name, parallel_directions=int8)
-            except Exception as err:  # onnxruntime raises its own exception types for a bad file
-                reason = f"{name} does not load ({str(err).splitlines()[0]})"
-            else:
-                if session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY) == sha256_of(directory / MODEL_FILE):
-                    return cls(session, "int8", per_review=True) if int8 else cls(session)
-                reason = f"{name} was exported from other weights than {MODEL_FILE}"
+        absent = _onnxruntime_missing() or (None if (directory / name).is_file() else f"no {name} in the directory")
+        session, unusable = (None, None) if absent else _checked_session(directory, name, int8)
+        if session is not None:
+            return cls(session, "int8", per_review=True) if int8 else cls(session)
+        reason = absent or unusable
         if required:
             raise CheckpointError(f"cannot predict with ONNX Runtime from {directory}: {reason}; run "
                                   f"python -m src.inference.export --model-dir {directory}")
-        logger.info("not predicting with %s: %s", name, reason)
+        logger.log(logging.INFO if absent else logging.WARNING, "not predicting with %s: %s%s", name, reason,
+                   "" if absent else f" (python -m src.inference.export --model-dir {directory} writes it again)")
         return None
 
     def __call__(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
