@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +12,7 @@ from src.data import TextPreprocessor, tables
 from src.inference import predict
 from src.inference.predictor import SentimentPredictor
 from src.models.model_dir import save_model_directory
-from tests.helpers import tiny_model, write_table
+from tests.helpers import REPO_ROOT, tiny_model, write_table
 
 
 @pytest.fixture
@@ -98,3 +100,20 @@ def test_a_line_longer_than_a_text_may_be_is_refused_without_reading_it_whole(mo
         assert predict.main(["--model-dir", str(model_dir), "--input", str(tmp_path / name)]) == 1
         err = capsys.readouterr().err
         assert f"{name}, line {long_line}: longer than" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_reading_ends_predict_quietly_and_a_full_output_is_named(model_dir, tmp_path):
+    """`predict ... | head -1`: the closed pipe ends predict with SIGPIPE's status and nothing on stderr (it
+    blamed --output, naming None); standard output on a full device is named as such."""
+    (tmp_path / "in.txt").write_text("a good film\n" * 20000, encoding="utf-8")
+    command = [sys.executable, "-m", "src.inference.predict", "--model-dir", str(model_dir), "--input",
+               str(tmp_path / "in.txt")]
+    reader = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(reader.stdout.readline())["line"] == 1
+    reader.stdout.close()  # as head does after its line
+    assert reader.wait(timeout=120) == 141 and reader.stderr.read() == b""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, cwd=REPO_ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "error: could not write the predictions to standard output (No space left on device)\n"

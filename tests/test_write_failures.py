@@ -173,3 +173,10 @@ def test_folders_are_kept_after_success(tmp_path):
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / ".lock").write_text("x")
     assert (tmp_path / "run" / ".lock").is_file()
+
+
+def test_a_failed_evaluation_leaves_no_folder_it_made(tmp_path, capsys):
+    """A mistyped --model-dir (the default place for the evaluation's files) is not left behind."""
+    (tmp_path / "data.csv").write_text("text,label\ngood,pos\nbad,neg\n", encoding="utf-8")
+    assert evaluate_main(["--model-dir", str(tmp_path / "typo" / "model"), "--file", str(tmp_path / "data.csv")]) == 1
+    assert "not a model directory" in capsys.readouterr().err and not (tmp_path / "typo").exists()

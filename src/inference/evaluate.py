@@ -27,14 +27,14 @@ from src.data.labels import is_sentiment
 from src.data.loaders import DataSource, encode_labels, stratified_sample
 from src.data.tables import read_table
 from src.exceptions import DataError, PipelineError
-from src.utils.cli import OneLineParser, fail
+from src.utils.cli import OneLineParser, fail, output_closed
 from src.inference.metrics import (accuracy_by_bucket, calibration, length_buckets, metrics_for, predicted_classes,
                                    roc_curves)
 from src.models.model_dir import trained_column
 from src.inference.predictor import (DEFAULT_BATCH_SIZE, Predictor, add_lstm_only_argument, add_runtime_arguments,
                                       load_predictor)
 from src.training.run_control import ensure_writable
-from src.utils.io import atomic_write_json, staged_files
+from src.utils.io import atomic_write_json, folders_removed_on_failure, staged_files
 from src.utils.plots import plot_accuracy_by_length, plot_confusion_matrix, plot_reliability_diagram, plot_roc_curves
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "loss", "ece",
@@ -120,21 +120,26 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         parser.error("several --model-dir need --output-dir for the ensemble's evaluation.json and plots")
     output_dir = Path(args.output_dir or args.model_dir[0])
     try:
-        ensure_writable(output_dir, "evaluation.json and plots", "--output-dir")
-        predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision,
-                                   lstm_only=args.lstm_only)
-        reviews = load_labelled(args, predictor.class_names)
-        if args.max_samples is not None and args.max_samples < len(reviews.texts):
-            reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples, np.random.default_rng(0)))
-        metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size,
-                           lstm_only=args.lstm_only)
+        with folders_removed_on_failure(output_dir):  # a failed evaluation leaves no folder it made
+            ensure_writable(output_dir, "evaluation.json and plots", "--output-dir")
+            predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime,
+                                       precision=args.precision, lstm_only=args.lstm_only)
+            reviews = load_labelled(args, predictor.class_names)
+            if args.max_samples is not None and args.max_samples < len(reviews.texts):
+                reviews = reviews.select(stratified_sample(reviews.labels, args.max_samples,
+                                                           np.random.default_rng(0)))
+            metrics = evaluate(predictor, reviews.texts, reviews.labels, output_dir, args.batch_size,
+                               lstm_only=args.lstm_only)
     except (PipelineError, ValueError) as err:
         return fail(str(err))
     except OSError as err:
         return fail(f"could not write the evaluation to {output_dir} ({err.strerror or err}); files that were there "
                     "are unchanged: free some space or choose another --output-dir")
     summary = {key: metrics[key] for key in SUMMARY_KEYS if key in metrics}
-    print(json.dumps(summary, indent=2))
+    try:
+        print(json.dumps(summary, indent=2), flush=True)
+    except BrokenPipeError:  # the reader stopped reading (`| head`); the files are written
+        return output_closed()
     print(f"evaluation.json and plots written to {output_dir}", file=sys.stderr)
     return 0
 

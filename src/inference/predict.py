@@ -31,7 +31,7 @@ from tqdm import tqdm
 from src.config import default_of
 from src.data.tables import is_table, iter_texts
 from src.exceptions import PipelineError
-from src.utils.cli import OneLineParser, fail
+from src.utils.cli import OneLineParser, fail, output_closed
 from src.models.model_dir import trained_column
 from src.inference.predictor import (DEFAULT_BATCH_SIZE, add_lstm_only_argument, add_runtime_arguments,
                                       load_predictor)
@@ -122,6 +122,18 @@ def _same_file(first: str, second: str) -> bool:
         return False
 
 
+def _predict_to_standard_output(predictor, numbered: Iterable[Tuple[Optional[int], str]], args) -> int:
+    """Write the predictions to standard output; a reader that stops reading (``| head``) ends it quietly."""
+    try:
+        _predict_all(predictor, numbered, sys.stdout, args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return output_closed()
+    except OSError as err:
+        return fail(f"could not write the predictions to standard output ({err.strerror or err})")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.predict") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -140,8 +152,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision,
                                    lstm_only=args.lstm_only)
         if not args.output:
-            _predict_all(predictor, numbered, sys.stdout, args)
-            return 0
+            return _predict_to_standard_output(predictor, numbered, args)
         with atomic_write(args.output, "w") as handle:  # in place of the old file only once all are written
             count = _predict_all(predictor, numbered, handle, args)
     except (PipelineError, ValueError) as err:
