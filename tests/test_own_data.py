@@ -46,6 +46,15 @@ def test_integer_labels_become_names_in_numeric_order(tmp_path):
     assert class_names_of(labels) == ("1", "2", "10")  # numeric, not alphabetical ("1", "10", "2")
     write_table(tmp_path / "floats.jsonl", ["a", "b"], [1.0, 0.0])
     assert read_table(tmp_path / "floats.jsonl").labels == ["1", "0"]
+    write_table(tmp_path / "codes.csv", list("abcde"), ["007", "7", "01", "12345678901234567890", "+3.0"])
+    # codes keep their zeros (they merged with 7 and 1), long numbers every digit (a float rounded them)
+    assert read_table(tmp_path / "codes.csv").labels == ["007", "7", "01", "12345678901234567890", "3"]
+
+
+def test_labels_that_differ_only_in_case_are_named(caplog):
+    with caplog.at_level("WARNING"):
+        assert class_names_of(["pos", "Pos", "neg", "NEG", "meh"]) == ("NEG", "Pos", "meh", "neg", "pos")
+    assert "differ only in case ('NEG' and 'neg'; 'Pos' and 'pos')" in caplog.text
 
 
 def test_two_classes_put_the_positive_one_last():

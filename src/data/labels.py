@@ -7,11 +7,14 @@ P(positive), with the positive class second; three or more get one logit each.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 from src.exceptions import DataError
+
+logger = logging.getLogger(__name__)
 
 IMDB_CLASS_NAMES = ("negative", "positive")  # also the names of models saved before class names were
 POSITIVE_NAMES = ("1", "pos", "positive")  # taken as the positive class of two, when present
@@ -20,12 +23,13 @@ MAX_CLASSES = 1000
 MAX_NAME_LENGTH = 200
 
 
-_INTEGRAL = re.compile(r"[+-]?\d+(?:\.0*)?")
+# a whole number written as one: "3", "-2", "3.0"; not "007" or "01", codes whose zeros are part of the name
+_INTEGRAL = re.compile(r"[+-]?(?:0|[1-9]\d*)(?:\.0*)?")
 
 
 def label_name(value: Any) -> Optional[str]:
-    """A label as text, the same whatever the file's format: "3" for 3, 3.0 and "3.0", "true" for true and
-    "True", "pos" for " pos "; None for a missing one (empty, NaN, null)."""
+    """A label as text, the same whatever the file's format: "3" for 3, 3.0 and "3.0" (every digit of a long
+    one kept), "true" for true and "True", "pos" for " pos "; None for a missing one (empty, NaN, null)."""
     if value is None:
         return None
     if isinstance(value, float):
@@ -34,7 +38,7 @@ def label_name(value: Any) -> Optional[str]:
         return str(int(value)) if value.is_integer() else repr(value)
     name = str(value).strip()
     if _INTEGRAL.fullmatch(name):
-        return str(int(float(name)))
+        return str(int(name.partition(".")[0]))  # exact: a float would round past 2**53
     return name.lower() if name.lower() in ("true", "false") else name or None
 
 
@@ -53,6 +57,7 @@ def class_names_of(labels: Sequence[str], positive_label: Optional[str] = None, 
     Two classes: the positive one last, ``positive_label`` or else the one named 1, pos or positive
     (DataError naming ``--positive-label`` when neither tells). Several: numeric or alphabetical order."""
     names = _order(sorted(set(labels)))
+    _warn_of_names_alike(names, where)
     if len(names) < 2:
         found = f"only the class {names[0]!r}" if names else "no labels"
         raise DataError(f"{where} holds {found}; a classifier needs examples of at least two classes")
@@ -68,6 +73,18 @@ def class_names_of(labels: Sequence[str], positive_label: Optional[str] = None, 
             raise DataError(f"--positive-label is for two classes; {where} has {len(names)}: leave it out")
         return tuple(names)
     return _binary_order(names, positive_label, where)
+
+
+def _warn_of_names_alike(names: Sequence[str], where: str) -> None:
+    """Say so where two labels differ only in case ("Pos" and "pos"): each is a class of its own."""
+    by_folded: dict = {}
+    for name in names:
+        by_folded.setdefault(name.casefold(), []).append(name)
+    alike = [group for group in by_folded.values() if len(group) > 1]
+    if alike:
+        shown = "; ".join(" and ".join(repr(name) for name in group) for group in alike[:3])
+        logger.warning("%s has labels that differ only in case (%s): each is a class of its own; if they mean "
+                       "one class, write them alike", where, shown)
 
 
 def _binary_order(names: List[str], positive_label: Optional[str], where: str) -> Tuple[str, ...]:
