@@ -206,8 +206,9 @@ def test_an_ensemble_and_bad_input_are_refused_with_what_to_do(lstm_only):
         EnsemblePredictor([lstm_only, lstm_only]).explain(MIXED)
     with pytest.raises(TypeError, match="review 1 is a int, not text"):
         lstm_only.explain_batch(["fine", 3])
-    with pytest.raises(TypeError, match="a list of texts"):
-        lstm_only.explain_batch("one text")
+    for method in (lstm_only.explain_batch, lstm_only.predict_batch, lstm_only.class_probabilities):
+        with pytest.raises(TypeError, match="a list of texts"):  # predict_batch classified each character
+            method("one text")
     with pytest.raises(ValueError, match="method must be one of integrated_gradients, occlusion"):
         lstm_only.explain(MIXED, method="shap")
     for steps in (0, 2.5, True, 10**6):

@@ -87,7 +87,8 @@ def test_a_directory_with_another_runs_file_is_refused(tmp_path, name):
     for run, seed, words in (("a", 1, WORDS), ("b", 2, OTHER_WORDS)):
         save_model_directory(tmp_path / run, *model_and_vocabulary(seed, words), {"run": run}, {"run": run})
     (tmp_path / "a" / name).write_bytes((tmp_path / "b" / name).read_bytes())
-    with pytest.raises(CheckpointError, match=f"mixes files of two training runs \\({name} not the one"):
+    with pytest.raises(CheckpointError,
+                       match=f"mixes files of two training runs or holds a damaged one \\({name} not the one"):
         load_model_directory(tmp_path / "a")
     (tmp_path / "a" / name).unlink()  # not another run's file: none
     with pytest.raises(CheckpointError, match=f"a lacks {name}, saved with its model.pt; copy the whole directory"):

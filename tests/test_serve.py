@@ -152,6 +152,12 @@ def test_a_bad_request_gets_a_json_error_that_says_what_is_wrong(served, what, b
     assert phrase in answer["error"]
 
 
+def test_a_quoted_charset_is_utf8_too(served):
+    """`charset="utf-8"` is the same parameter as `charset=utf-8` (HTTP allows the quotes); it got 415."""
+    status, _, body = post(served.url, {"texts": ["fine"]}, {"Content-Type": 'application/json; charset="UTF-8"'})
+    assert status == 200 and len(body["predictions"]) == 1
+
+
 def test_a_body_larger_than_its_declared_size_is_cut_off_while_read(served):
     chunks = (b'{"texts": ["' + b"a" * 1000 + b'"]}' if i == 0 else b" " * 1000 for i in range(5))
     status, _, answer = request(served.url, "POST", "/predict", chunks, {"Content-Type": "application/json"},

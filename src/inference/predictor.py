@@ -344,6 +344,8 @@ def _label(probabilities: np.ndarray, label: int, class_names: Sequence[str]) ->
 
 
 def _require_text(texts: Sequence[object]) -> None:
+    if isinstance(texts, str):  # a bare string is a sequence of one-character texts
+        raise TypeError("texts must be a list of texts, not one text; use predict(text) for one")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"review {index} is a {type(text).__name__}, not text")

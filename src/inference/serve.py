@@ -114,7 +114,7 @@ class RequestError(Exception):
 def check_content_type(content_type: Optional[str]) -> None:
     """Only JSON (UTF-8) is read; this also keeps other sites' plain form posts out."""
     media, _, parameters = (content_type or "").partition(";")
-    charset = parameters.strip().lower().replace(" ", "")
+    charset = parameters.strip().lower().replace(" ", "").replace('"', "")  # charset="utf-8" is the same
     if media.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
         raise RequestError(415, f"the body must be JSON sent with Content-Type: application/json, "
                                 f"not {content_type or 'no Content-Type'}")
