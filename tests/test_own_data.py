@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -84,13 +85,24 @@ def test_two_classes_put_the_positive_one_last():
     ("label,text\n1,fine\n0\n", r"data.csv, line 3: no value for text; give every row a value for each column"),
     # a stray quote swallowed the next rows, tabs included, into one text
     ("label\ttext\n1\t\"stray quote\n0\tsecond\n1\tthird\"\n0\tfourth\n",
-     r"data.tsv, line 4: a quoted field runs over several lines and tabs, so a quote opened earlier was never closed"),
+     r"data.tsv, line 4: a quoted field holds whole rows \(a line of 1 tabs after a line break\)"),
+    # a quote never closed: the rest of the file was one text (named at the end, without quoting advice)
+    ("text,label\n\"great film,pos\nawful film,neg\ngood,pos\n",
+     r"data.csv, line 2: a quote opened there is never closed, so the rest of the file \(3 lines\) would be one"),
 ])
 def test_bad_csv_rows_are_named(tmp_path, content, message):
     path = tmp_path / ("data.tsv" if "\t" in content else "data.csv")
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match=message):
         read_table(path)
+
+
+def test_a_text_with_its_own_tab_and_line_break_is_read_from_tsv(tmp_path):
+    """pandas writes such a text in quotes; it was refused as a stray quote."""
+    texts = ["Subject:\tRefund\nBody: I want my money back", "great\tproduct", "fine"]
+    path = tmp_path / "data.tsv"
+    pd.DataFrame({"text": texts, "label": ["neg", "pos", "pos"]}).to_csv(path, sep="\t", index=False)
+    assert read_table(path).texts == texts
 
 
 def test_long_quoted_texts_and_commas_inside_quotes_are_read(tmp_path):

@@ -258,8 +258,8 @@ def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[
     kind = "TSV" if delimiter == "\t" else "CSV"
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARACTERS))  # raised, never lowered
     # quoted fields as pandas and Python's csv module write and read them, in TSV too
-    reader = csv.DictReader(_bounded_lines(path, handle, MAX_LINE_CHARACTERS, f"a line of a {kind} file"),
-                            delimiter=delimiter)
+    lines = _LastLine(_bounded_lines(path, handle, MAX_LINE_CHARACTERS, f"a line of a {kind} file"))
+    reader = csv.DictReader(lines, delimiter=delimiter)
     try:
         columns = list(reader.fieldnames or [])
     except (UnicodeDecodeError, csv.Error) as err:
@@ -269,18 +269,24 @@ def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[
         raise DataError(f"{path} has more than one column named {repeated[0]!r}; rename them")
 
     def rows() -> Iterator[Record]:  # a row's line is the one it ends on (the only one, but for quoted line breaks)
+        start = reader.line_num + 1
         for number, record in enumerate(reader, start=1):
             if any("\x00" in value for value in record.values() if isinstance(value, str)):
                 raise csv.Error("NUL byte")  # Python 3.11's csv reads NUL bytes; a text file holds none
+            if reader.line_num > start and '"' not in lines.last:  # a row of several lines ends on its quote
+                raise DataError(f"{path}, line {start}: a quote opened there is never closed, so the rest of the "
+                                f"file ({reader.line_num - start + 1} lines) would be one text; double the quotes "
+                                'inside a text ("") or remove the stray one')
             _check_fields(path, reader, record, len(columns), kind)
             yield number, f"line {reader.line_num}", record
+            start = reader.line_num + 1
     return columns, _reading(path, handle, rows(), lambda: reader.line_num, kind)
 
 
 def _check_fields(path: Path, reader: csv.DictReader, record: Mapping[Any, Any], expected: int, kind: str) -> None:
     """Refuse a row of more or fewer fields than the header (DictReader would drop the extra ones, or fill the
-    missing ones with None, so a text with an unquoted comma lost its end), and, in TSV, a field holding a tab
-    and a line break: a stray quote that swallowed the rows after it."""
+    missing ones with None, so a text with an unquoted comma lost its end), and, in TSV, a field holding whole
+    rows: a stray quote that swallowed the rows after it."""
     where = f"{path}, line {reader.line_num}"
     extra = record.get(None) or []
     if extra:
@@ -290,9 +296,30 @@ def _check_fields(path: Path, reader: csv.DictReader, record: Mapping[Any, Any],
     missing = [str(key) for key, value in record.items() if value is None]
     if missing:
         raise DataError(f"{where}: no value for {', '.join(missing)}; give every row a value for each column")
-    if kind == "TSV" and any("\t" in value and "\n" in value for value in record.values() if isinstance(value, str)):
-        raise DataError(f"{where}: a quoted field runs over several lines and tabs, so a quote opened earlier was "
-                        'never closed; double the quotes inside a text ("") or remove the stray one')
+    if kind == "TSV" and any(_holds_a_row(value, expected) for value in record.values() if isinstance(value, str)):
+        raise DataError(f"{where}: a quoted field holds whole rows (a line of {expected - 1} tabs after a line "
+                        'break), so a quote opened earlier was closed only later; double the quotes inside a text '
+                        '("") or remove the stray one')
+
+
+def _holds_a_row(value: str, fields: int) -> bool:
+    """Whether a line after a line break in ``value`` has the tabs of a row of ``fields`` fields: the rows a
+    stray quote swallowed (a text's own tab and line break, as pandas writes them, seldom look so)."""
+    return any(line.count("\t") == fields - 1 for line in value.splitlines()[1:]) if fields > 1 else False
+
+
+class _LastLine:
+    """An iterator of lines that remembers the last one it gave (the csv reader keeps no line)."""
+
+    def __init__(self, lines: Iterator[str]):
+        self._lines, self.last = lines, ""
+
+    def __iter__(self) -> "_LastLine":
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self._lines)
+        return self.last
 
 
 def _json_lines(path: Path, handle: io.TextIOBase) -> Tuple[List[str], Iterator[Record]]:
