@@ -269,8 +269,9 @@ def test_model_files_carry_their_class_names():
 
 
 def test_a_model_that_does_not_fit_its_classes_or_loss_is_refused(tmp_path):
-    """A binary model on four-class loaders, a model whose class names are in another order, a loss for another
-    number of outputs: each would train without a word to a meaningless model; Trainer and create_trainer refuse."""
+    """A binary model on four-class loaders, a model whose class names are in another order or missing for two
+    classes other than negative and positive, a loss for another number of outputs: each would train without a
+    word to a meaningless or mislabelled model; Trainer and create_trainer refuse."""
     from torch.utils.data import DataLoader
 
     from src.data.datasets import ReviewDataset
@@ -297,8 +298,13 @@ def test_a_model_that_does_not_fit_its_classes_or_loss_is_refused(tmp_path):
         trainer(model, two, torch.nn.CrossEntropyLoss())
     with pytest.raises(ValueError, match="CrossEntropyLoss needs one output per class but the model has one"):
         trainer(tiny_model(), two, torch.nn.CrossEntropyLoss())
-    assert trainer(tiny_model(output_dim=2), two, torch.nn.CrossEntropyLoss()).model  # softmax over two: allowed
-    assert trainer(tiny_model(), two, torch.nn.BCEWithLogitsLoss()).model  # unnamed: the second class is positive
+    with pytest.raises(ValueError, match="the data's classes are ham, spam, but the model names none, so it would "
+                                         "label them negative, positive; build it with class_names="):
+        trainer(tiny_model(), two, torch.nn.BCEWithLogitsLoss())  # it saved a spam filter saying "positive"
+    assert trainer(tiny_model(output_dim=2, class_names=("ham", "spam")), two, torch.nn.CrossEntropyLoss()).model
+    assert trainer(tiny_model(class_names=("ham", "spam")), two, torch.nn.BCEWithLogitsLoss()).model
+    zero_one = DataLoader(ReviewDataset([np.array([2, 3])] * 2, [0, 1], class_names=("0", "1")), batch_size=2)
+    assert trainer(tiny_model(), zero_one, torch.nn.BCEWithLogitsLoss()).model  # unnamed: IMDB's two, as 0 and 1
 
 
 @pytest.fixture(scope="module")

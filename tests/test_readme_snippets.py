@@ -14,7 +14,7 @@ from src.models.model_dir import save_model_directory
 from src.training import Trainer
 from tests.helpers import REPO_ROOT, tiny_model, write_rating_tables
 
-READMES = ["src/training/README.md", "README.md"]
+READMES = ["src/training/README.md", "README.md", "docs/your-own-data.md"]
 
 
 def python_snippets(path):
