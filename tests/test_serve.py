@@ -255,10 +255,18 @@ def test_stopping_the_batcher_fails_the_requests_in_and_waiting_for_the_model():
         requests = [asyncio.ensure_future(batcher.submit([text])) for text in ("in the model", "waiting")]
         await asyncio.sleep(0.05)
         await batcher.stop()
+        busy_after_stop = batcher.model_busy  # the service then exits without waiting for the thread's call
         release.set()
-        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 30)  # never hangs
+        outcomes = await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 30)  # never hangs
+        for _ in range(100):
+            if not batcher.model_busy:
+                break
+            await asyncio.sleep(0.05)
+        return outcomes, busy_after_stop, batcher.model_busy
 
-    assert [type(outcome) for outcome in asyncio.run(scenario())] == [BatchFailed, BatchFailed]
+    outcomes, busy_after_stop, busy_at_the_end = asyncio.run(scenario())
+    assert [type(outcome) for outcome in outcomes] == [BatchFailed, BatchFailed]
+    assert busy_after_stop and not busy_at_the_end
 
 
 def test_a_refused_request_is_told_when_the_queued_work_will_be_done():

@@ -78,6 +78,7 @@ class MicroBatcher:
         self.queued = 0  # texts of the requests not yet answered
         self.texts_per_second: Optional[float] = None  # the model's recent rate (a moving average over batches)
         self._executor = model_thread or model_executor()
+        self._calls_running = 0  # in the model's thread; a call goes on there after its request was cancelled
         self._pending: Deque[_Job] = deque()
         self._pending_texts = 0
         self._arrived: Optional[asyncio.Event] = None
@@ -111,7 +112,19 @@ class MicroBatcher:
         """``function(*args)`` in the model's worker thread, between batches; ``cost`` texts count as queued
         until it returns."""
         with self._admitted(cost):
-            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._counted, function, *args)
+
+    def _counted(self, function: Callable[..., Any], *args: Any) -> Any:
+        self._calls_running += 1
+        try:
+            return function(*args)
+        finally:
+            self._calls_running -= 1
+
+    @property
+    def model_busy(self) -> bool:
+        """Whether the model's thread is running a call now (after ``stop``: one that was under way)."""
+        return self._calls_running > 0
 
     @contextlib.contextmanager
     def _admitted(self, count: int) -> Iterator[None]:

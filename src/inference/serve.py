@@ -356,6 +356,7 @@ def create_app(predictor: Predictor, model_dir: Union[str, Path, Sequence[Union[
     app.add_exception_handler(RequestError, _request_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_routes(app, predictor, batcher, metadata, limits, api_key)
+    app.state.batcher = batcher
     return app
 
 
@@ -563,6 +564,11 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
             make_server(app, access_log=args.access_log).run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down cleanly and raises it again
             pass
+        if app.state.batcher.model_busy:
+            # the model's thread would hold the exit until its call ends (minutes, for a long explanation)
+            print("stopped while a model call was still running; not waiting for it", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(0)
     return 0
 
 
