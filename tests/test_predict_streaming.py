@@ -105,7 +105,8 @@ def test_a_line_longer_than_a_text_may_be_is_refused_without_reading_it_whole(mo
 @pytest.mark.slow
 def test_a_reader_that_stops_reading_ends_predict_quietly_and_a_full_output_is_named(model_dir, tmp_path):
     """`predict ... | head -1`: the closed pipe ends predict with SIGPIPE's status and nothing on stderr (it
-    blamed --output, naming None); standard output on a full device is named as such."""
+    blamed --output, naming None); standard output on a full device is named as such; `--input -` reads
+    standard input."""
     (tmp_path / "in.txt").write_text("a good film\n" * 20000, encoding="utf-8")
     command = [sys.executable, "-m", "src.inference.predict", "--model-dir", str(model_dir), "--input",
                str(tmp_path / "in.txt")]
@@ -113,6 +114,10 @@ def test_a_reader_that_stops_reading_ends_predict_quietly_and_a_full_output_is_n
     assert json.loads(reader.stdout.readline())["line"] == 1
     reader.stdout.close()  # as head does after its line
     assert reader.wait(timeout=120) == 141 and reader.stderr.read() == b""
+    piped = subprocess.run([*command[:-1], "-"], cwd=REPO_ROOT, input="a good film\ndull plot\n", text=True,
+                           capture_output=True, timeout=120)  # '-': standard input, one text per line
+    assert piped.returncode == 0 and [json.loads(line)["text"] for line in piped.stdout.splitlines()] == [
+        "a good film", "dull plot"]
     with open("/dev/full", "w") as full:
         done = subprocess.run(command, cwd=REPO_ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 1

@@ -45,7 +45,8 @@ def build_parser(prog: str = "python -m src.inference.predict") -> OneLineParser
     parser.add_argument("reviews", nargs="*", help="review texts (or use --input)")
     parser.add_argument("--model-dir", required=True, action="append",
                         help="model directory written by training (--output-dir); repeat it to average several models")
-    parser.add_argument("--input", help="file with one text per line, or a .csv, .tsv, .jsonl or .parquet table")
+    parser.add_argument("--input", help="file with one text per line ('-': standard input), or a .csv, .tsv, "
+                                        ".jsonl or .parquet table")
     parser.add_argument("--text-column", help="the table's column of texts (default: the model's training data's)")
     parser.add_argument("--output", help="write the predictions here instead of to the screen (atomically)")
     parser.add_argument("--format", default="jsonl", choices=("jsonl", "csv"), help="JSON lines or CSV (default: jsonl)")
@@ -143,6 +144,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         parser.error("--explain writes nested explanations, which CSV cannot hold; use --format jsonl")
     if bool(args.reviews) == bool(args.input):
         parser.error("give review texts or --input FILE (one of them)")
+    if args.input == "-" and not os.path.exists("-"):  # the usual name of standard input
+        args.input = "/dev/stdin"
     if args.input and args.output and _same_file(args.input, args.output):
         parser.error(f"--output {args.output} is the --input file, which the predictions would replace; "
                      "choose another --output")
