@@ -97,6 +97,15 @@ def test_bad_csv_rows_are_named(tmp_path, content, message):
         read_table(path)
 
 
+def test_a_json_lines_file_whose_first_object_lacks_a_field_says_so(tmp_path):
+    """The columns of JSON Lines are the first object's fields: the message named a column the file lacks."""
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "bad", "label": "neg"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="data.jsonl: the first object has no 'label' field \\(its fields: 'text'\\); "
+                                        "give every line one"):
+        read_table(path)
+
+
 def test_a_text_with_its_own_tab_and_line_break_is_read_from_tsv(tmp_path):
     """pandas writes such a text in quotes; it was refused as a stray quote."""
     texts = ["Subject:\tRefund\nBody: I want my money back", "great\tproduct", "fine"]

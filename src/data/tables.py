@@ -149,6 +149,9 @@ def _column(path: Path, columns: Sequence[str], wanted: str, flag: str) -> str:
     if len(loose) == 1:
         return loose[0]
     shown = ", ".join(repr(name) for name in list(columns)[:10]) or "none"
+    if path.suffix.lower() == ".jsonl":  # the columns are the first object's fields
+        raise DataError(f"{path}: the first object has no {wanted!r} field (its fields: {shown}); give every line "
+                        f"one, or name the right one with {flag}")
     raise DataError(f"{path} has no {wanted!r} column (its columns: {shown}); name the right one with {flag}")
 
 
