@@ -31,13 +31,13 @@ def timed(function, *args):
 
 
 def tokenizers_library_seconds(texts, vocab_size: int, normalise: bool) -> float:
-    """The same job with the ``tokenizers`` library's WordLevel pipeline (reference), NFKC-normalising the
+    """The same job with the ``tokenizers`` library's WordLevel pipeline (reference), NFC-normalising the
     text first where ``normalise`` (as the "unicode" tokenizer does)."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     started = time.perf_counter()
     tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()] if normalise
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()] if normalise
                                                 else [normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"[^\w'!?]+"), behavior="removed"),

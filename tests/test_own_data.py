@@ -52,6 +52,13 @@ def test_integer_labels_become_names_in_numeric_order(tmp_path):
     assert read_table(tmp_path / "codes.csv").labels == ["007", "7", "01", "12345678901234567890", "3"]
 
 
+def test_a_model_saved_before_codes_kept_their_zeros_reads_its_test_labels():
+    """A model of labels 01-03 saved then has the classes 1-3: its test file's 01 still finds class 1."""
+    assert label_indices(["01", "3", "02"], ("1", "2", "3"), "test.csv", ["line 2", "line 3", "line 4"]) == [0, 2, 1]
+    with pytest.raises(DataError, match="the label '04' is not one of the training data's classes"):
+        label_indices(["04"], ("1", "2", "3"), "test.csv", ["line 2"])
+
+
 def test_labels_that_differ_only_in_case_are_named(caplog):
     with caplog.at_level("WARNING"):
         assert class_names_of(["pos", "Pos", "neg", "NEG", "meh"]) == ("NEG", "Pos", "meh", "neg", "pos")
@@ -83,9 +90,6 @@ def test_two_classes_put_the_positive_one_last():
                                                                     r"has 2; a text that holds a comma must be in "
                                                                     r"double quotes"),
     ("label,text\n1,fine\n0\n", r"data.csv, line 3: no value for text; give every row a value for each column"),
-    # a stray quote swallowed the next rows, tabs included, into one text
-    ("label\ttext\n1\t\"stray quote\n0\tsecond\n1\tthird\"\n0\tfourth\n",
-     r"data.tsv, line 4: a quoted field holds whole rows \(a line of 1 tabs after a line break\)"),
     # a quote never closed: the rest of the file was one text (named at the end, without quoting advice)
     ("text,label\n\"great film,pos\nawful film,neg\ngood,pos\n",
      r"data.csv, line 2: a quote opened there is never closed, so the rest of the file \(3 lines\) would be one"),
@@ -107,11 +111,15 @@ def test_a_json_lines_file_whose_first_object_lacks_a_field_says_so(tmp_path):
 
 
 def test_a_text_with_its_own_tab_and_line_break_is_read_from_tsv(tmp_path):
-    """pandas writes such a text in quotes; it was refused as a stray quote."""
-    texts = ["Subject:\tRefund\nBody: I want my money back", "great\tproduct", "fine"]
+    """pandas writes such a text in quotes; it was refused as a stray quote. Blank lines between rows are
+    skipped, as csv readers skip them, not taken for a row of several lines."""
+    texts = ["Subject:\tRefund\nBody: I want my money back", "Pros:\tgreat\nCons:\tslow", "fine"]
     path = tmp_path / "data.tsv"
     pd.DataFrame({"text": texts, "label": ["neg", "pos", "pos"]}).to_csv(path, sep="\t", index=False)
     assert read_table(path).texts == texts
+    (tmp_path / "blank.csv").write_text('text,label\r\ngood film,pos\r\n\r\n\r\n"two\r\nlines",neg\r\nbad,neg',
+                                        encoding="utf-8")
+    assert read_table(tmp_path / "blank.csv").texts == ["good film", "two\r\nlines", "bad"]
 
 
 def test_long_quoted_texts_and_commas_inside_quotes_are_read(tmp_path):
@@ -314,6 +322,8 @@ def test_a_model_that_does_not_fit_its_classes_or_loss_is_refused(tmp_path):
     assert trainer(tiny_model(class_names=("ham", "spam")), two, torch.nn.BCEWithLogitsLoss()).model
     zero_one = DataLoader(ReviewDataset([np.array([2, 3])] * 2, [0, 1], class_names=("0", "1")), batch_size=2)
     assert trainer(tiny_model(), zero_one, torch.nn.BCEWithLogitsLoss()).model  # unnamed: IMDB's two, as 0 and 1
+    numbered = DataLoader(ReviewDataset([np.array([2, 3])] * 3, [0, 1, 2], class_names=("0", "1", "2")), batch_size=3)
+    assert trainer(tiny_model(output_dim=3), numbered, torch.nn.CrossEntropyLoss()).model  # unnamed: 0, 1, 2
 
 
 @pytest.fixture(scope="module")
@@ -365,6 +375,24 @@ def test_a_multi_class_model_refuses_imdb_and_unknown_labels(four_classes, imdb_
                           str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "odd.csv, line 3: the label 'mediocre' is not one of" in err
+
+
+def test_evaluate_reads_a_folder_of_only_a_test_file_and_names_a_missing_folder(four_classes, tmp_path, capsys):
+    """A folder with test.csv alone was taken for IMDB ("not IMDB's classes"); a mistyped one too."""
+    data, model_dir, _ = four_classes
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    (only_test / "test.parquet").write_bytes((data / "test.parquet").read_bytes())
+    assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(only_test), "--output-dir",
+                          str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["class_names"] == list(
+        SentimentPredictor.from_pretrained(model_dir).class_names)
+    assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(only_test), "--split", "validation",
+                          "--output-dir", str(tmp_path / "out")]) == 1
+    assert "only-test has no validation file; name one with --file" in capsys.readouterr().err
+    assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(tmp_path / "typo"), "--output-dir",
+                          str(tmp_path / "out")]) == 1
+    assert "typo does not exist" in capsys.readouterr().err
 
 
 def test_two_named_classes_from_files_given_one_by_one(imdb_tree, tmp_path, capsys):

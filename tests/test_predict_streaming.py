@@ -114,6 +114,11 @@ def test_a_reader_that_stops_reading_ends_predict_quietly_and_a_full_output_is_n
     assert json.loads(reader.stdout.readline())["line"] == 1
     reader.stdout.close()  # as head does after its line
     assert reader.wait(timeout=120) == 141 and reader.stderr.read() == b""
+    reader = subprocess.Popen([*command, "--output", "/dev/stdout"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)  # --output naming the pipe: written in place
+    assert json.loads(reader.stdout.readline())["line"] == 1
+    reader.stdout.close()
+    assert reader.wait(timeout=120) == 141 and reader.stderr.read() == b""
     piped = subprocess.run([*command[:-1], "-"], cwd=REPO_ROOT, input="a good film\ndull plot\n", text=True,
                            capture_output=True, timeout=120)  # '-': standard input, one text per line
     assert piped.returncode == 0 and [json.loads(line)["text"] for line in piped.stdout.splitlines()] == [

@@ -18,6 +18,7 @@ def test_tokenize_keeps_words_contractions_and_sentiment_punctuation():
     ("ภาษาไทยดีมาก", ["ภ", "า", "ษ", "า", "ไ", "ท", "ย", "ดี", "ม", "า", "ก"], ["ภาษาไทยด", "มาก"]),  # ดี keeps its mark
     ("हिन्दी बहुत अच्छा है", ["हिन्दी", "बहुत", "अच्छा", "है"], ["ह", "न", "द", "बह", "त", "अच", "छ", "ह"]),
     ("nai\u0308ve", ["naïve"], ["nai", "ve"]),  # NFC composes the accent
+    ("#हिन्दी ｶﾞﾝﾀﾞﾑ", ["#हिन्दी", "ｶ", "ﾞ", "ﾝ", "ﾀ", "ﾞ", "ﾑ"], ["#ह", "न", "द", "ｶﾞﾝﾀﾞﾑ"]),  # tags keep marks; half-width kana
     ("don\u2019t :) #fun 😀", ["don't", ":)", "#fun", "😀"], ["don", "t", ":)", "#fun", "😀"]),
     ("I didn't like it... 10/10!", ["i", "didn't", "like", "it", "10", "10", "!"],
      ["i", "didn't", "like", "it", "10", "10", "!"]),  # plain English: the same tokens

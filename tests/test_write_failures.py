@@ -65,6 +65,30 @@ def test_an_unwritable_output_folder_is_refused_at_the_start(csv_reviews, tmp_pa
     assert not (tmp_path / "run").exists()  # the checkpoint folder this run made, with its lock and log, is gone
 
 
+def test_a_run_that_cannot_take_the_lock_leaves_the_folder_to_the_run_that_holds_it(csv_reviews, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """Another run made the folder after this one looked, and holds its lock: this run's failure to take the
+    lock must not remove that run's folder, lock and log."""
+    from src.training import pipeline
+
+    class HeldByAnother:
+        def __init__(self, directory):
+            self.directory = directory
+
+        def __enter__(self):
+            (self.directory / ".lock").write_text("4242")
+            (self.directory / "train.log").write_text("the other run's log")
+            raise TrainingError(f"another run (process 4242) is training in {self.directory}")
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(pipeline, "RunLock", HeldByAnother)
+    assert train_main(train_args(csv_reviews, tmp_path)) == 1
+    assert "another run (process 4242)" in capsys.readouterr().err
+    assert {path.name for path in (tmp_path / "run").iterdir()} == {".lock", "train.log"}
+
+
 def test_a_failed_run_keeps_a_checkpoint_folder_that_was_there(csv_reviews, tmp_path, capsys):
     """Only a folder the failed run made is removed; one that was there keeps what it held and the log."""
     (tmp_path / "run").mkdir()
@@ -100,6 +124,18 @@ def model_dir(csv_reviews, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     assert train_main(train_args(csv_reviews, root)) == 0
     return root / "model"
+
+
+def test_evaluate_with_a_full_device_as_standard_output_gives_one_line(model_dir, csv_reviews, tmp_path, capsys,
+                                                                        monkeypatch):
+    """`evaluate > /dev/full` ended in a traceback; the files are written before the summary."""
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr("sys.stdout", full)
+        assert evaluate_main(["--model-dir", str(model_dir), "--data-dir", str(csv_reviews), "--output-dir",
+                              str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not write the summary to standard output (No space left" in err
+    assert (tmp_path / "out" / "evaluation.json").is_file()
 
 
 def test_predict_output_through_a_link_to_a_full_device_gives_one_line(model_dir, tmp_path, capsys):

@@ -108,14 +108,20 @@ def label_indices(labels: Sequence[str], class_names: Sequence[str], path: objec
     index = {name: number for number, name in enumerate(class_names)}
     if is_sentiment(class_names):  # 0/1, neg/pos and negative/positive all name these two
         index = {**{alias: 0 for alias in NEGATIVE_NAMES}, **{alias: 1 for alias in POSITIVE_NAMES}, **index}
+    found = []
     for label, where in zip(labels, rows):
-        if label not in index and label.lower() in index:
-            label = label.lower()
-        if label not in index:
+        name = next((form for form in (label, label.lower(), _zeros_dropped(label)) if form in index), None)
+        if name is None:
             shown = ", ".join(repr(name) for name in class_names[:10]) + (", ..." if len(class_names) > 10 else "")
             raise DataError(f"{path}, {where}: the label {label!r} is not one of the training data's classes "
                             f"({shown}); correct it or remove the row")
-    return [index[label] if label in index else index[label.lower()] for label in labels]
+        found.append(index[name])
+    return found
+
+
+def _zeros_dropped(label: str) -> str:
+    """``label`` as models saved before codes kept their zeros name it ("01" was 1), for their test files."""
+    return str(int(label)) if label.isascii() and label.isdigit() else label
 
 
 def is_sentiment(class_names: Sequence[str]) -> bool:

@@ -53,7 +53,7 @@ _EMOTICON = r"(?:[:;=][-o^']?[)(\]\[dp/\\|*]|</?3)(?![\w/])"
 _TAG = r"(?<!\w)[#@][^\W\d_]\w*"
 _EMOJI = "[\u2600-\u27bf\U0001f1e6-\U0001f1ff\U0001f300-\U0001f64f\U0001f680-\U0001f6ff\U0001f900-\U0001faff]"
 _UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-             "\U00020000-\U0003134f")  # Thai, Lao, Myanmar, Khmer, kana, CJK ideographs
+             "\uff66-\uff9f\U00020000-\U0003134f")  # Thai, Lao, Myanmar, Khmer, kana (half-width too), CJK
 
 
 def _mark_ranges(last: int = 0xFFFF) -> str:
@@ -72,8 +72,9 @@ def _mark_ranges(last: int = 0xFFFF) -> str:
 _MARKS = _mark_ranges()
 _LETTERS = rf"[^\W_{_UNSPACED}]+(?:[{_MARKS}]+[^\W_{_UNSPACED}]*)*"  # letters and digits with their marks
 _GLYPH = rf"[{_UNSPACED}][{_MARKS}]*"  # one character of a script written without spaces, with its marks
+_MARKED_TAG = rf"(?<!\w)[#@][^\W\d_][\w{_MARKS}]*"  # a #hashtag or @mention whose letters carry marks too
 TOKENIZERS = {"words": re.compile(_WORD), "social": re.compile(f"{_EMOTICON}|{_TAG}|{_WORD}|{_EMOJI}"),
-              "unicode": re.compile(f"{_EMOTICON}|{_TAG}|{_LETTERS}(?:'{_LETTERS})*|[!?]|{_GLYPH}|{_EMOJI}")}
+              "unicode": re.compile(f"{_EMOTICON}|{_MARKED_TAG}|{_LETTERS}(?:'{_LETTERS})*|[!?]|{_GLYPH}|{_EMOJI}")}
 NORMALISING_TOKENIZERS = ("unicode",)
 LEGACY_TOKENIZER = "words"
 

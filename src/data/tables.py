@@ -118,21 +118,23 @@ def iter_texts(path: PathLike, text_column: str = "text", encoding: str = "utf-8
             yield number, record["text"]
 
 
+def find_split_file(root: Path, split: str) -> Optional[Path]:
+    """The table file of ``split`` in the folder ``root`` (``SPLIT_FILE_NAMES``), or None."""
+    matches = [root / f"{stem}{suffix}" for stem in SPLIT_FILE_NAMES[split] for suffix in TABLE_SUFFIXES
+               if (root / f"{stem}{suffix}").is_file()]
+    if len(matches) > 1:
+        raise DataError(f"{root} holds {' and '.join(m.name for m in matches)} for the {split} split; keep one, "
+                        f"or name it with --{split}-file")
+    return matches[0] if matches else None
+
+
 def find_split_files(data_dir: PathLike) -> Optional[Dict[str, Path]]:
     """``{"train": ..., "test": ..., "validation": ...}`` (validation only if present) of a folder of table
     files named ``train``, ``test`` and ``validation``/``valid``/``dev``; None when it has no train file."""
     root = Path(data_dir)
     if not root.is_dir():
         return None
-    found: Dict[str, Path] = {}
-    for split, stems in SPLIT_FILE_NAMES.items():
-        matches = [root / f"{stem}{suffix}" for stem in stems for suffix in TABLE_SUFFIXES
-                   if (root / f"{stem}{suffix}").is_file()]
-        if len(matches) > 1:
-            raise DataError(f"{root} holds {' and '.join(m.name for m in matches)} for the {split} split; keep one, "
-                            f"or name it with --{split}-file")
-        if matches:
-            found[split] = matches[0]
+    found = {split: path for split in SPLIT_FILE_NAMES if (path := find_split_file(root, split)) is not None}
     if "train" not in found:
         return None
     if "test" not in found:
@@ -272,24 +274,24 @@ def _delimited(path: Path, handle: io.TextIOBase, delimiter: str) -> Tuple[List[
         raise DataError(f"{path} has more than one column named {repeated[0]!r}; rename them")
 
     def rows() -> Iterator[Record]:  # a row's line is the one it ends on (the only one, but for quoted line breaks)
-        start = reader.line_num + 1
+        lines.mark()
         for number, record in enumerate(reader, start=1):
             if any("\x00" in value for value in record.values() if isinstance(value, str)):
                 raise csv.Error("NUL byte")  # Python 3.11's csv reads NUL bytes; a text file holds none
+            start = lines.first or reader.line_num
             if reader.line_num > start and '"' not in lines.last:  # a row of several lines ends on its quote
                 raise DataError(f"{path}, line {start}: a quote opened there is never closed, so the rest of the "
                                 f"file ({reader.line_num - start + 1} lines) would be one text; double the quotes "
                                 'inside a text ("") or remove the stray one')
             _check_fields(path, reader, record, len(columns), kind)
             yield number, f"line {reader.line_num}", record
-            start = reader.line_num + 1
+            lines.mark()
     return columns, _reading(path, handle, rows(), lambda: reader.line_num, kind)
 
 
 def _check_fields(path: Path, reader: csv.DictReader, record: Mapping[Any, Any], expected: int, kind: str) -> None:
     """Refuse a row of more or fewer fields than the header (DictReader would drop the extra ones, or fill the
-    missing ones with None, so a text with an unquoted comma lost its end), and, in TSV, a field holding whole
-    rows: a stray quote that swallowed the rows after it."""
+    missing ones with None, so a text with an unquoted comma lost its end)."""
     where = f"{path}, line {reader.line_num}"
     extra = record.get(None) or []
     if extra:
@@ -299,29 +301,26 @@ def _check_fields(path: Path, reader: csv.DictReader, record: Mapping[Any, Any],
     missing = [str(key) for key, value in record.items() if value is None]
     if missing:
         raise DataError(f"{where}: no value for {', '.join(missing)}; give every row a value for each column")
-    if kind == "TSV" and any(_holds_a_row(value, expected) for value in record.values() if isinstance(value, str)):
-        raise DataError(f"{where}: a quoted field holds whole rows (a line of {expected - 1} tabs after a line "
-                        'break), so a quote opened earlier was closed only later; double the quotes inside a text '
-                        '("") or remove the stray one')
-
-
-def _holds_a_row(value: str, fields: int) -> bool:
-    """Whether a line after a line break in ``value`` has the tabs of a row of ``fields`` fields: the rows a
-    stray quote swallowed (a text's own tab and line break, as pandas writes them, seldom look so)."""
-    return any(line.count("\t") == fields - 1 for line in value.splitlines()[1:]) if fields > 1 else False
 
 
 class _LastLine:
-    """An iterator of lines that remembers the last one it gave (the csv reader keeps no line)."""
+    """An iterator of lines that remembers the last one it gave and the number of the first one, not blank,
+    since ``mark`` (where the csv reader's next row starts: it skips blank lines, and keeps no line)."""
 
     def __init__(self, lines: Iterator[str]):
-        self._lines, self.last = lines, ""
+        self._lines, self.last, self.number, self.first = lines, "", 0, None
+
+    def mark(self) -> None:
+        self.first = None
 
     def __iter__(self) -> "_LastLine":
         return self
 
     def __next__(self) -> str:
         self.last = next(self._lines)
+        self.number += 1
+        if self.first is None and self.last.strip("\r\n"):
+            self.first = self.number
         return self.last
 
 

@@ -24,10 +24,10 @@ import numpy as np
 
 from src.data.imdb import ReviewData, load_imdb
 from src.data.labels import is_sentiment
-from src.data.loaders import DataSource, encode_labels, stratified_sample
-from src.data.tables import read_table
+from src.data.loaders import encode_labels, stratified_sample
+from src.data.tables import SPLIT_FILE_NAMES, find_split_file, read_table
 from src.exceptions import DataError, PipelineError
-from src.utils.cli import OneLineParser, fail, output_closed
+from src.utils.cli import OneLineParser, discard_standard_output, fail, output_closed
 from src.inference.metrics import (accuracy_by_bucket, calibration, length_buckets, metrics_for, predicted_classes,
                                    roc_curves)
 from src.models.model_dir import trained_column
@@ -76,17 +76,21 @@ def load_labelled(args, class_names) -> ReviewData:
     if args.file:
         path = Path(args.file)
     else:
-        files = DataSource(args.data_dir).own_files()
-        if files is None:  # IMDB: 0 negative, 1 positive
+        root = Path(args.data_dir)
+        if not root.exists():
+            raise DataError(f"--data-dir {root} does not exist; give the folder of the data, or --file")
+        files = {split: find_split_file(root, split) for split in SPLIT_FILE_NAMES} if root.is_dir() else {}
+        if not any(files.values()):  # IMDB: 0 negative, 1 positive
             if not is_sentiment(class_names):
                 raise DataError(f"the model's classes ({', '.join(class_names)}) are not IMDB's negative and "
-                                "positive; evaluate it on its own data with --file")
+                                f"positive, and {root} holds no train, validation or test file of its own data; "
+                                "evaluate it on its own data with --file")
             if args.split == "validation":
                 raise DataError("IMDB has no validation split; use --split train or test")
             return load_imdb(args.data_dir, args.split)._replace(class_names=tuple(class_names))
-        if args.split not in files:
-            raise DataError(f"{args.data_dir} has no {args.split} file; name one with --file")
         path = files[args.split]
+        if path is None:
+            raise DataError(f"{root} has no {args.split} file; name one with --file")
     text_column = args.text_column or trained_column(args.model_dir[0], "text_column")
     label_column = args.label_column or trained_column(args.model_dir[0], "label_column")
     return encode_labels(read_table(path, text_column, label_column), class_names, path)
@@ -140,6 +144,10 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
         print(json.dumps(summary, indent=2), flush=True)
     except BrokenPipeError:  # the reader stopped reading (`| head`); the files are written
         return output_closed()
+    except OSError as err:
+        discard_standard_output()
+        return fail(f"could not write the summary to standard output ({err.strerror or err}); evaluation.json "
+                    f"in {output_dir} holds it")
     print(f"evaluation.json and plots written to {output_dir}", file=sys.stderr)
     return 0
 

@@ -28,6 +28,7 @@ lower that label's probability far more than deleting as many random words
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -132,11 +133,15 @@ def _word_entries(tokens: List[str], spans: List[Tuple[Optional[int], Optional[i
 def token_spans(text: str, tokens: Sequence[str], tokenizer: str = LEGACY_TOKENIZER
                 ) -> List[Tuple[Optional[int], Optional[int]]]:
     """Each token's character offsets ``(start, end)`` in ``text`` (Python string indices: code points),
-    found in order in the text as ``tokenizer`` reads each character, lower-cased; ``(None, None)`` for a
-    token not found after the one before it (one that normalisation composed of several characters)."""
-    pieces = [reading_form(character, tokenizer).lower() for character in text]
-    lowered = "".join(pieces)
-    origin = [i for i, piece in enumerate(pieces) for _ in piece]  # lowered index -> text index
+    found in order in the text as ``tokenizer`` reads it (each character with its combining marks), lower-cased;
+    ``(None, None)`` for a token not found after the one before it."""
+    clusters = _clusters(text)
+    pieces = [reading_form(text[start:end], tokenizer) for start, end in clusters]
+    lowered = "".join(pieces).lower()  # as a whole: a Greek word's last sigma lower-cases to its final form
+    starts = [start for (start, _), piece in zip(clusters, pieces) for _ in piece.lower()]  # lowered -> text
+    ends = [end for (_, end), piece in zip(clusters, pieces) for _ in piece.lower()]
+    if len(starts) != len(lowered):  # a lower-casing in context that changed a length: piece by piece instead
+        lowered = "".join(piece.lower() for piece in pieces)
     spans: List[Tuple[Optional[int], Optional[int]]] = []
     cursor = 0
     for token in tokens:
@@ -146,8 +151,20 @@ def token_spans(text: str, tokens: Sequence[str], tokenizer: str = LEGACY_TOKENI
             spans.append((None, None))
             continue
         cursor = found + len(needle)
-        spans.append((origin[found], origin[cursor - 1] + 1))
+        spans.append((starts[found], ends[cursor - 1]))
     return spans
+
+
+def _clusters(text: str) -> List[Tuple[int, int]]:
+    """``(start, end)`` of each character of ``text`` with the combining marks after it, which normalisation
+    (NFC) may compose with it."""
+    clusters: List[Tuple[int, int]] = []
+    for index, character in enumerate(text):
+        if clusters and unicodedata.category(character).startswith("M"):
+            clusters[-1] = (clusters[-1][0], index + 1)
+        else:
+            clusters.append((index, index + 1))
+    return clusters
 
 
 def _lstm_part(predictor: "SentimentPredictor", text: str, count: int, target: int, against: int,

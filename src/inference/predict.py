@@ -31,7 +31,7 @@ from tqdm import tqdm
 from src.config import default_of
 from src.data.tables import is_table, iter_texts
 from src.exceptions import PipelineError
-from src.utils.cli import OneLineParser, fail, output_closed
+from src.utils.cli import OneLineParser, discard_standard_output, fail, output_closed
 from src.models.model_dir import trained_column
 from src.inference.predictor import (DEFAULT_BATCH_SIZE, add_lstm_only_argument, add_runtime_arguments,
                                       load_predictor)
@@ -131,6 +131,7 @@ def _predict_to_standard_output(predictor, numbered: Iterable[Tuple[Optional[int
     except BrokenPipeError:
         return output_closed()
     except OSError as err:
+        discard_standard_output()
         return fail(f"could not write the predictions to standard output ({err.strerror or err})")
     return 0
 
@@ -160,6 +161,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
             count = _predict_all(predictor, numbered, handle, args)
     except (PipelineError, ValueError) as err:
         return fail(str(err))
+    except BrokenPipeError:  # --output /dev/stdout, or a pipe, whose reader stopped reading
+        return output_closed()
     except OSError as err:
         advice = "free some space or choose another --output" if err.errno == errno.ENOSPC else "choose another --output"
         return fail(f"could not write the predictions to {args.output} ({err.strerror or err}); a file that "

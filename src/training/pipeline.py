@@ -46,7 +46,7 @@ from src.training.trainer import MID_EPOCH_NAME, Trainer, create_trainer, interr
 from src.training.virtual_adversarial import UnlabeledBatches
 from src.utils.checkpoint_io import load_state, save_state
 from src.utils.device import device_name, resolve_device
-from src.utils.io import atomic_write_json, folders_removed_on_failure
+from src.utils.io import atomic_write_json, missing_folders, removed_on_failure
 from src.utils.plots import plot_training_curves
 from src.utils.seed import set_seed
 
@@ -199,14 +199,16 @@ def _run(cfg: TrainConfig, context: Optional[DistributedContext]) -> Dict[str, A
     main_process = context is None or context.rank == 0
     run_dir = Path(cfg.checkpoint_dir)
     own = _OwnData(None, None)
+    made: List[Path] = []
     if main_process:
         if not cfg.resume:  # a resumed run's data are the checkpoint's, checked against its fingerprint
             own = _read_own_data(cfg)
-    # a run that fails before it saves anything leaves no checkpoint folder it made, only its message
-    with folders_removed_on_failure(run_dir, (LOCK_NAME, LOG_NAME)) if main_process else contextlib.nullcontext():
-        if main_process:
-            ensure_writable(run_dir)
-        with RunLock(run_dir) if main_process else contextlib.nullcontext():
+        made = missing_folders(run_dir)
+        ensure_writable(run_dir)
+    with RunLock(run_dir) if main_process else contextlib.nullcontext():
+        # a run that fails before it saves anything leaves no checkpoint folder it made, only its message;
+        # removed while this run holds the folder's lock (never by one that could not take it)
+        with removed_on_failure(made, (LOCK_NAME, LOG_NAME)):
             return _run_locked(cfg, context, main_process, run_dir, started, own)
 
 

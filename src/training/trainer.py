@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from src.config import OPTIMIZER_TYPES, check_setting, default_of, shown
-from src.data.labels import IMDB_CLASS_NAMES, is_sentiment
+from src.data.labels import is_sentiment
 from src.exceptions import CheckpointError, TrainingError, TrainingInterrupted
 from src.models.lstm_model import LSTMConfig, check_vocabulary_fits, outputs_for
 from src.training.checkpoint_manager import CheckpointManager, EarlyStopping, check_registry_state
@@ -741,10 +741,10 @@ def _check_classes(config: LSTMConfig, names: Tuple[str, ...]) -> None:
         raise ValueError(f"the model's classes are {', '.join(config.class_names)} but the data's "
                          f"{', '.join(names)}, in the order of its outputs; build it with "
                          "class_names=train_loader.dataset.class_names")
-    if config.class_names is None and not is_sentiment(names):  # it would call ham and spam negative and positive
+    if config.class_names is None and tuple(config.classes) != names and not is_sentiment(names):
         raise ValueError(f"the data's classes are {', '.join(names)}, but the model names none, so it would "
-                         f"label them {', '.join(IMDB_CLASS_NAMES)}; build it with "
-                         "class_names=train_loader.dataset.class_names")
+                         f"label them {', '.join(config.classes)}; build it with "
+                         "class_names=train_loader.dataset.class_names")  # a ham/spam model said negative/positive
 
 
 def _criterion(output_dim: int, class_weights: Optional[Sequence[float]], device: torch.device) -> nn.Module:

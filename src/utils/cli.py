@@ -22,11 +22,16 @@ def fail(message: str) -> int:
     return EXIT_FAILURE
 
 
-def output_closed() -> int:
-    """Stop quietly where the reader of standard output has gone (``| head``): point standard output at the
-    null device, so that Python's flush at exit does not report the closed pipe, and return the exit status
-    of a command stopped by SIGPIPE."""
+def discard_standard_output() -> None:
+    """Point standard output at the null device, so that what it could not take (a closed pipe, a full disk)
+    is not written again, and reported again, by Python's flush at exit."""
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, sys.stdout.fileno())
     os.close(null)
+
+
+def output_closed() -> int:
+    """Stop quietly where the reader of standard output has gone (``| head``); the exit status of a command
+    stopped by SIGPIPE."""
+    discard_standard_output()
     return EXIT_OUTPUT_CLOSED

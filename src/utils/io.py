@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, List, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -136,18 +136,30 @@ def replace_directory(new: Path, target: Path) -> None:
     _fsync_directory(target.parent)
 
 
-@contextlib.contextmanager
-def folders_removed_on_failure(path: PathLike, leftovers: Sequence[str] = ()) -> Iterator[None]:
-    """Run the block; if it fails, remove the folders of ``path`` that did not exist before it, as long as
-    they hold nothing but the files named in ``leftovers`` (in ``path`` itself: a failed run's own lock and
-    log), so that a command that fails on a mistyped path leaves no empty folder behind."""
+def missing_folders(path: PathLike) -> List[Path]:
+    """The folders of ``path`` (itself and its parents, deepest first) that do not exist yet: those a command
+    that goes on to make ``path`` makes."""
     path = Path(path)
-    created = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
+
+
+@contextlib.contextmanager
+def removed_on_failure(folders: Sequence[Path], leftovers: Sequence[str] = ()) -> Iterator[None]:
+    """Run the block; if it fails, remove ``folders`` (``missing_folders``' list, taken before they were made)
+    as long as they hold nothing but the files named in ``leftovers`` (in the deepest: a failed run's own lock
+    and log), so that a command that fails on a mistyped path leaves no empty folder behind."""
     try:
         yield
     except BaseException:
-        _remove_if_bare(created, set(leftovers))
+        _remove_if_bare(folders, set(leftovers))
         raise
+
+
+@contextlib.contextmanager
+def folders_removed_on_failure(path: PathLike, leftovers: Sequence[str] = ()) -> Iterator[None]:
+    """``removed_on_failure`` for the folders of ``path`` missing when the block starts."""
+    with removed_on_failure(missing_folders(path), leftovers):
+        yield
 
 
 def _remove_if_bare(folders: Sequence[Path], leftovers: set) -> None:
