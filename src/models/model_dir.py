@@ -110,8 +110,9 @@ def _check_manifest(directory: Path, manifest: Any) -> None:
                               "copy the whole directory of the run again")
     mixed = [name for name in RUN_FILES if name in manifest and found[name] != manifest[name]]
     if mixed:
-        raise CheckpointError(f"{directory} mixes files of two training runs or holds a damaged one ({', '.join(mixed)} "
-                              f"not the one {MODEL_FILE} was saved with); copy the whole directory of one run again")
+        raise CheckpointError(f"{directory} mixes files of two training runs or holds a damaged one "
+                              f"({', '.join(mixed)} not the one {MODEL_FILE} was saved with); copy the whole "
+                              "directory of one run again")
 
 
 def load_model_directory(directory: Union[str, Path], device: Union[str, torch.device] = "cpu"
