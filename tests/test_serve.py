@@ -415,6 +415,7 @@ def test_a_loopback_service_answers_only_to_its_own_names(predictor, model_dir, 
     if status == 400:
         assert "this server answers to localhost, 127.0.0.1, [::1]" in answer[2]["error"]
     assert serve._allowed_hosts("0.0.0.0") is None  # reached under names it cannot know: the key guards it
+    assert serve._allowed_hosts("127.0.0.1").count("127.0.0.1") == 1  # the message named it twice
 
 
 def test_metadata_describes_the_model_without_its_paths(served, predictor, model_dir):

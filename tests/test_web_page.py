@@ -126,6 +126,9 @@ def test_a_review_is_labelled_and_its_words_coloured(page, served, predictor, mo
     metrics = json.loads((model_dir / "metrics.json").read_text())
     facts = page.text_content("#model-facts")
     assert "negative, positive" in facts and percent(metrics["test"]["accuracy"]) in facts
+    calibration = model_dir / "calibration.json"
+    temperature = json.loads(calibration.read_text())["temperature"] if calibration.exists() else 1.0
+    assert f"Temperature{round(temperature, 3):g}" in facts  # rounded: 19.999999999948066 was shown whole
 
 
 def test_markup_in_a_review_or_the_model_card_is_shown_as_text_and_runs_nothing(page, served):

@@ -419,7 +419,7 @@ def is_loopback(host: str) -> bool:
 def _allowed_hosts(host: str) -> Optional[Tuple[str, ...]]:
     """The Host names a service on ``host`` answers to: this machine's names when it listens on a loopback
     address (against DNS rebinding); any when other machines may reach it under names it cannot know."""
-    return (*LOOPBACK_NAMES, host_name(host)) if is_loopback(host) else None
+    return tuple(dict.fromkeys((*LOOPBACK_NAMES, host_name(host)))) if is_loopback(host) else None  # once each
 
 
 def exposure_warning(host: str, api_key: Optional[str]) -> Optional[str]:

@@ -185,7 +185,8 @@
         fact(facts, prefix + "Test accuracy, LSTM alone", percent(model.test_lstm_only.accuracy));
       }
       fact(facts, prefix + "Vocabulary", model.vocab_size);
-      fact(facts, prefix + "Temperature", model.temperature);
+      fact(facts, prefix + "Temperature",
+        typeof model.temperature === "number" ? Number(model.temperature.toFixed(3)) : model.temperature);
     }
     fact(facts, "Runtime", meta.runtime);
     const card = models.map((m) => m.model_card).filter((c) => typeof c === "string").join("\n\n");
