@@ -110,6 +110,15 @@ def test_a_json_lines_file_whose_first_object_lacks_a_field_says_so(tmp_path):
         read_table(path)
 
 
+@pytest.mark.parametrize("label, kind", [('["pos", "neg"]', "a list"), ('{"name": "pos"}', "an object")])
+def test_a_json_label_that_is_not_one_class_is_refused(tmp_path, label, kind):
+    """A list of labels was taken for one class named "['pos', 'neg']"."""
+    path = tmp_path / "data.jsonl"
+    path.write_text(f'{{"text": "fine", "label": "pos"}}\n{{"text": "mixed", "label": {label}}}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=f"data.jsonl, line 2: the label \\('label'\\) is {kind}, not one class"):
+        read_table(path)
+
+
 def test_a_text_with_its_own_tab_and_line_break_is_read_from_tsv(tmp_path):
     """pandas writes such a text in quotes; it was refused as a stray quote. Blank lines between rows are
     skipped, as csv readers skip them, not taken for a row of several lines."""
@@ -172,6 +181,31 @@ def test_two_files_for_one_split_are_refused(tmp_path):
         write_table(tmp_path / f"train{suffix}", ["a", "b"], ["x", "y"])
     with pytest.raises(DataError, match="holds train.csv and train.jsonl for the train split; keep one"):
         split_reviews(tmp_path)
+
+
+def test_split_files_are_found_whatever_the_case_of_their_names(tmp_path):
+    write_table(tmp_path / "train.csv", ["good", "bad", "fine", "awful"], ["pos", "neg", "pos", "neg"])
+    write_table(tmp_path / "test.tsv", ["nice", "poor"], ["pos", "neg"])
+    (tmp_path / "train.csv").rename(tmp_path / "Train.CSV")
+    (tmp_path / "test.tsv").rename(tmp_path / "TEST.tsv")
+    train, _, test = loaders.load_splits(DataSource(data_dir=str(tmp_path)))
+    assert len(train.texts) == 4 and test.texts == ["nice", "poor"]
+    write_table(tmp_path / "train.jsonl", ["a", "b"], ["pos", "neg"])
+    with pytest.raises(DataError, match="holds Train.CSV and train.jsonl for the train split; keep one"):
+        loaders.load_splits(DataSource(data_dir=str(tmp_path)))
+
+
+def test_test_texts_that_are_also_training_texts_are_named(tmp_path, caplog):
+    write_table(tmp_path / "train.csv", ["good film", "bad film", "fine", "awful"], ["pos", "neg", "pos", "neg"])
+    write_table(tmp_path / "test.csv", ["nice", " bad film", "poor"], ["pos", "neg", "neg"])
+    with caplog.at_level("WARNING", logger="src.data.loaders"):
+        loaders.load_splits(DataSource(data_dir=str(tmp_path)))
+    assert "1 of the 3 texts of" in caplog.text and "test.csv (the first: line 3) are also in" in caplog.text
+    caplog.clear()
+    write_table(tmp_path / "test.csv", ["nice", "poor"], ["pos", "neg"])
+    with caplog.at_level("WARNING", logger="src.data.loaders"):
+        loaders.load_splits(DataSource(data_dir=str(tmp_path)))
+    assert "also in" not in caplog.text
 
 
 def test_tokenizer_keeps_what_short_informal_text_says():

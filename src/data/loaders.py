@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -124,9 +124,23 @@ def load_splits(source: DataSource, download: bool = True) -> Tuple[ReviewData, 
     train_table = _read_labelled(files["train"], source)
     names = class_names_of(train_table.labels, source.positive_label, where=str(files["train"]))
     train = encode_labels(train_table, names, files["train"])
-    validation = encode_labels(_read_labelled(files["validation"], source), names, files["validation"]) \
-        if "validation" in files else None
-    return train, validation, encode_labels(_read_labelled(files["test"], source), names, files["test"])
+    validation_table = _read_labelled(files["validation"], source) if "validation" in files else None
+    test_table = _read_labelled(files["test"], source)
+    seen = {text.strip() for text in train_table.texts}
+    for split, table in (("validation", validation_table), ("test", test_table)):
+        if table is not None:
+            _warn_of_training_texts(table, files[split], seen, files["train"])
+    validation = encode_labels(validation_table, names, files["validation"]) if validation_table is not None else None
+    return train, validation, encode_labels(test_table, names, files["test"])
+
+
+def _warn_of_training_texts(table: Table, path: Path, training_texts: Set[str], train_path: Path) -> None:
+    """Warn when texts of ``path`` are also training texts: their scores say how well the model remembers."""
+    shared = [row for text, row in zip(table.texts, table.rows) if text.strip() in training_texts]
+    if shared:
+        logger.warning("%d of the %d texts of %s (the first: %s) are also in %s, so its accuracy counts texts the "
+                       "model trained on; remove them from one of the files for a fair score", len(shared),
+                       len(table.texts), path, shared[0], train_path)
 
 
 def _read_labelled(path: Path, source: DataSource) -> Table:

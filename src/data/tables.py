@@ -72,7 +72,7 @@ def read_table(path: PathLike, text_column: str = "text", label_column: Optional
                 continue
             raise DataError(f"{path}, {where}: the text ({text_column!r}) is empty; fill it in or remove the row")
         if labels is not None:
-            label = label_name(record.get(names[label_column]))
+            label = label_name(_label(path, where, record.get(names[label_column]), label_column))
             if label is None:
                 raise DataError(f"{path}, {where}: the label ({label_column!r}) is missing; fill it in or remove "
                                 "the row")
@@ -119,9 +119,10 @@ def iter_texts(path: PathLike, text_column: str = "text", encoding: str = "utf-8
 
 
 def find_split_file(root: Path, split: str) -> Optional[Path]:
-    """The table file of ``split`` in the folder ``root`` (``SPLIT_FILE_NAMES``), or None."""
-    matches = [root / f"{stem}{suffix}" for stem in SPLIT_FILE_NAMES[split] for suffix in TABLE_SUFFIXES
-               if (root / f"{stem}{suffix}").is_file()]
+    """The table file of ``split`` in the folder ``root`` (``SPLIT_FILE_NAMES``), or None. Names are matched
+    without regard to case (``Train.CSV`` too), as a case-insensitive file system would."""
+    wanted = {f"{stem}{suffix}" for stem in SPLIT_FILE_NAMES[split] for suffix in TABLE_SUFFIXES}
+    matches = sorted(path for path in root.iterdir() if path.name.lower() in wanted and path.is_file())
     if len(matches) > 1:
         raise DataError(f"{root} holds {' and '.join(m.name for m in matches)} for the {split} split; keep one, "
                         f"or name it with --{split}-file")
@@ -161,6 +162,15 @@ def _text(path: Path, where: str, value: Any, column: str) -> Optional[str]:
     if value is None or isinstance(value, str):
         return value
     raise DataError(f"{path}, {where}: the text ({column!r}) is not a string but {type(value).__name__} {value!r:.40}")
+
+
+def _label(path: Path, where: str, value: Any, column: str) -> Any:
+    """``value`` if it can name one class: a JSON list or object (several labels, or a record) cannot."""
+    if isinstance(value, (list, tuple, dict)):
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise DataError(f"{path}, {where}: the label ({column!r}) is {kind}, not one class: {value!r:.40}; give "
+                        "each row one label")
+    return value
 
 
 def _codec(encoding: str) -> str:
