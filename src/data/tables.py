@@ -173,16 +173,16 @@ def _label(path: Path, where: str, value: Any, column: str) -> Any:
     return value
 
 
-def _codec(encoding: str) -> str:
+def codec_of(encoding: str) -> str:
     """The codec that reads ``encoding``; UTF-8 also with a byte-order mark (as Windows tools write it)."""
     return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
 
 
 def decode_text(raw: bytes, path: object, encoding: str = "utf-8") -> str:
     """``raw`` as text (UTF-8 with or without a byte-order mark, or ``encoding``); DataError naming ``path``."""
-    utf8 = _codec(encoding) == "utf-8-sig"
+    utf8 = codec_of(encoding) == "utf-8-sig"
     try:
-        return raw.decode(_codec(encoding))
+        return raw.decode(codec_of(encoding))
     except UnicodeDecodeError as err:
         raise DataError(f"{path} is not valid {'UTF-8' if utf8 else encoding} (byte {err.start}); re-save it as "
                         "UTF-8") from None
@@ -210,7 +210,7 @@ def _open(path: Path, wanted: List[Tuple[str, str]], encoding: str) -> Tuple[Lis
 
 def _text_handle(path: Path, encoding: str, newline: Optional[str] = "") -> io.TextIOBase:
     try:
-        return open(path, encoding=_codec(encoding), newline=newline)
+        return open(path, encoding=codec_of(encoding), newline=newline)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the file name") from None
     except LookupError:

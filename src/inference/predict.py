@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
 from tqdm import tqdm
 
 from src.config import default_of
-from src.data.tables import is_table, iter_texts
+from src.data.tables import codec_of, is_table, iter_texts
 from src.exceptions import PipelineError
 from src.utils.cli import OneLineParser, discard_standard_output, fail, output_closed
 from src.models.model_dir import trained_column
@@ -50,7 +50,8 @@ def build_parser(prog: str = "python -m src.inference.predict") -> OneLineParser
     parser.add_argument("--text-column", help="the table's column of texts (default: the model's training data's)")
     parser.add_argument("--output", help="write the predictions here instead of to the screen (atomically)")
     parser.add_argument("--format", default="jsonl", choices=("jsonl", "csv"), help="JSON lines or CSV (default: jsonl)")
-    parser.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
+    parser.add_argument("--encoding", default="utf-8", help="encoding of --input, and of texts on the command line "
+                        "that are not UTF-8 (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"reviews per batch; larger is faster on a GPU (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: auto)")
@@ -136,6 +137,22 @@ def _predict_to_standard_output(predictor, numbered: Iterable[Tuple[Optional[int
     return 0
 
 
+def _command_line_text(text: str, encoding: str) -> str:
+    """A text given on the command line, its bytes read in ``encoding`` where they were not UTF-8: Python keeps
+    such bytes as lone surrogates, which no output could hold."""
+    if not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    raw = os.fsencode(text)
+    try:
+        return raw.decode(codec_of(encoding))
+    except LookupError:
+        raise ValueError(f"unknown --encoding {encoding!r}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"a text on the command line is not {encoding} (byte {err.start}: {raw[err.start]:#04x}); "
+                         "set the terminal to UTF-8, or name its encoding with --encoding (e.g. --encoding "
+                         "latin-1)") from None
+
+
 def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.predict") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -152,7 +169,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
                      "choose another --output")
     try:
         numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
-            ((None, text) for text in args.reviews)
+            iter([(None, _command_line_text(text, args.encoding)) for text in args.reviews])  # all checked first
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision,
                                    lstm_only=args.lstm_only)
         if not args.output:
