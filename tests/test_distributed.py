@@ -1,6 +1,7 @@
 """Two-process training with torchrun (gloo on CPU) on real reviews, and resuming it with one process."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from src.training.pipeline import configure_logging
 from src.utils.checkpoint_io import load_state
 from tests.helpers import REPO_ROOT, train_script_arguments, write_review_csvs
 
@@ -30,11 +32,15 @@ def few_reviews(imdb_tree, tmp_path_factory):
     return write_review_csvs(imdb_tree, tmp_path_factory.mktemp("ddp-few-reviews"), 600, 200)
 
 
-def train(data, root, processes, *extra):
+def launch(data, root, processes, *extra):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
                 if processes > 1 else [sys.executable])
-    result = subprocess.run([*launcher, *train_script_arguments(data, root / "model", root / "run", *SETTINGS, *extra)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*launcher, *train_script_arguments(data, root / "model", root / "run", *SETTINGS, *extra)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+def train(data, root, processes, *extra):
+    result = launch(data, root, processes, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((root / "model" / "metrics.json").read_text()), result
 
@@ -121,8 +127,7 @@ def test_restoring_the_best_weights_at_a_halving_runs_under_two_processes(few_re
     """--restore-best-on-plateau under torchrun: --min-delta 10 keeps epoch 1 the best, so the plateau schedule
     (patience 1) halves the rate after epoch 2 and every rank starts epoch 3 from its own copy of epoch 1's
     weights (the ranks must agree on it, or DDP would average the gradients of different models). Rank 0's
-    checkpoints show it: epoch 3, at half the rate, ends nearer epoch 1's weights than epoch 2 does (without
-    the flag it ends more than twice as far)."""
+    checkpoints show it: epoch 3, at half the rate, ends nearer epoch 1's weights than epoch 2 does."""
     metrics, _ = train(few_reviews, tmp_path, 2, "--batch-size", "16", "--plateau-patience", "1",
                        "--restore-best-on-plateau", "--min-delta", "10")
     log = (tmp_path / "run" / "train.log").read_text()
@@ -133,3 +138,32 @@ def test_restoring_the_best_weights_at_a_halving_runs_under_two_processes(few_re
     name = "fc.weight"
     assert (third[name] - first[name]).norm() < (second[name] - first[name]).norm()
     assert metrics["test"]["n_examples"] == 200
+
+
+def test_pretraining_stopped_under_two_processes_continues_under_two(few_reviews, tmp_path):
+    """A time limit of 0.06 s has passed by the end of the first step of language-model pretraining on every
+    rank, so the ranks agree to stop there and rank 0 saves checkpoint_pretraining.pt; resumed without the
+    limit, both ranks load it and pretrain the remaining steps before the three epochs."""
+    stopped = launch(few_reviews, tmp_path, 2, "--batch-size", "16", "--pretrain-lm-epochs", "1",
+                     "--max-minutes", "0.001")
+    assert stopped.returncode != 0 and "ran out during language-model pretraining, at step 1 of" in stopped.stderr
+    saved = load_state(tmp_path / "run" / "checkpoint_pretraining.pt")["pretraining"]
+    assert saved["step"] == 1 and saved["total_steps"] > 1
+    assert not list((tmp_path / "run").glob("checkpoint_epoch_*.pt"))
+    metrics, _ = train(few_reviews, tmp_path, 2, "--batch-size", "16", "--pretrain-lm-epochs", "1",
+                       "--resume", "auto", "--max-minutes", "none")
+    assert metrics["lm_pretraining"]["steps"] == saved["total_steps"]
+    assert metrics["history"]["epochs_completed"] == 3 and metrics["test"]["n_examples"] == 200
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count(f"language-model pretraining: {saved['total_steps']} steps") == 1  # rank 0 logs, once
+
+
+def test_only_rank_0_prints_warnings(tmp_path, capsys):
+    """Every rank reads the same data: a warning about them (names alike, test texts that are training texts)
+    came once per rank. The other ranks print errors only, and write no log file."""
+    configure_logging(tmp_path, quiet=False, main_process=False)
+    logging.getLogger("src.data.loaders").warning("said by every rank")
+    logging.getLogger("src.training").error("this rank failed")
+    err = capsys.readouterr().err
+    assert "this rank failed" in err and "said by every rank" not in err
+    assert not list(tmp_path.iterdir())

@@ -195,6 +195,15 @@ def test_split_files_are_found_whatever_the_case_of_their_names(tmp_path):
         loaders.load_splits(DataSource(data_dir=str(tmp_path)))
 
 
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+    def refused(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "iterdir", refused)
+    with pytest.raises(DataError, match="cannot list the folder .* \\(Permission denied\\); check its permissions"):
+        loaders.load_splits(DataSource(data_dir=str(tmp_path)))
+
+
 def test_test_texts_that_are_also_training_texts_are_named(tmp_path, caplog):
     write_table(tmp_path / "train.csv", ["good film", "bad film", "fine", "awful"], ["pos", "neg", "pos", "neg"])
     write_table(tmp_path / "test.csv", ["nice", " bad film", "poor"], ["pos", "neg", "neg"])

@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 
@@ -41,13 +40,13 @@ def test_lines_are_numbered_as_in_the_file_and_read_in_chunks(model_dir, tmp_pat
 def test_command_line_texts_that_are_not_utf8_are_read_in_their_encoding_or_refused(model_dir, capsys):
     """A Latin-1 terminal's "café" reaches Python as "caf" and a lone surrogate, which no output can hold: the
     JSON line could not be written, and the message was the codec's."""
-    from_terminal = os.fsdecode("a good café".encode("latin-1"))
+    from_terminal = "a good café".encode("latin-1").decode("utf-8", "surrogateescape")
     assert predict.main(["--model-dir", str(model_dir), "--encoding", "latin-1", from_terminal]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == "a good café"
     assert predict.main(["--model-dir", str(model_dir), "dull plot", from_terminal]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
-    assert "a text on the command line is not utf-8 (byte 10: 0xe9); set the terminal to UTF-8, or name its " \
+    assert "text 2 on the command line is not utf-8 (byte 10: 0xe9); set the terminal to UTF-8, or name its " \
            "encoding with --encoding" in captured.err
 
 

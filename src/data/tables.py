@@ -122,7 +122,10 @@ def find_split_file(root: Path, split: str) -> Optional[Path]:
     """The table file of ``split`` in the folder ``root`` (``SPLIT_FILE_NAMES``), or None. Names are matched
     without regard to case (``Train.CSV`` too), as a case-insensitive file system would."""
     wanted = {f"{stem}{suffix}" for stem in SPLIT_FILE_NAMES[split] for suffix in TABLE_SUFFIXES}
-    matches = sorted(path for path in root.iterdir() if path.name.lower() in wanted and path.is_file())
+    try:
+        matches = sorted(path for path in root.iterdir() if path.name.lower() in wanted and path.is_file())
+    except OSError as err:
+        raise DataError(f"cannot list the folder {root} ({err.strerror or err}); check its permissions") from None
     if len(matches) > 1:
         raise DataError(f"{root} holds {' and '.join(m.name for m in matches)} for the {split} split; keep one, "
                         f"or name it with --{split}-file")

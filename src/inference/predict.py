@@ -137,18 +137,19 @@ def _predict_to_standard_output(predictor, numbered: Iterable[Tuple[Optional[int
     return 0
 
 
-def _command_line_text(text: str, encoding: str) -> str:
-    """A text given on the command line, its bytes read in ``encoding`` where they were not UTF-8: Python keeps
-    such bytes as lone surrogates, which no output could hold."""
+def _command_line_text(text: str, number: int, encoding: str) -> str:
+    """The ``number``th text given on the command line, its bytes read in ``encoding`` where they were not
+    UTF-8: Python keeps such bytes as lone surrogates, which no output could hold."""
     if not any("\udc80" <= char <= "\udcff" for char in text):
         return text
-    raw = os.fsencode(text)
+    raw = text.encode("utf-8", "surrogateescape")
     try:
         return raw.decode(codec_of(encoding))
     except LookupError:
         raise ValueError(f"unknown --encoding {encoding!r}") from None
     except UnicodeDecodeError as err:
-        raise ValueError(f"a text on the command line is not {encoding} (byte {err.start}: {raw[err.start]:#04x}); "
+        raise ValueError(f"text {number} on the command line is not {encoding} (byte {err.start}: "
+                         f"{raw[err.start]:#04x}); "
                          "set the terminal to UTF-8, or name its encoding with --encoding (e.g. --encoding "
                          "latin-1)") from None
 
@@ -169,7 +170,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.
                      "choose another --output")
     try:
         numbered = iter_texts(args.input, _text_column(args), args.encoding) if args.input else \
-            iter([(None, _command_line_text(text, args.encoding)) for text in args.reviews])  # all checked first
+            iter([(None, _command_line_text(text, number, args.encoding))  # all checked first
+                  for number, text in enumerate(args.reviews, 1)])
         predictor = load_predictor(args.model_dir, device=args.device, runtime=args.runtime, precision=args.precision,
                                    lstm_only=args.lstm_only)
         if not args.output:

@@ -61,7 +61,8 @@ NGRAM_FILE_BYTES = 20_000_000  # room kept for ngram_model.pt (13 MB for the ful
 def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> None:
     """Log to the console (warnings only with ``quiet``) and to ``run_dir/LOG_NAME``.
 
-    Under torchrun only rank 0 writes the log file and informational lines."""
+    Under torchrun only rank 0 writes the log file, informational lines and warnings (every rank reads the
+    same data and settings, so the others' warnings would repeat rank 0's); errors come from any rank."""
     run_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
@@ -69,7 +70,7 @@ def configure_logging(run_dir: Path, quiet: bool, main_process: bool = True) -> 
         if getattr(handler, "_lstm_sentiment", False):
             root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet or not main_process else logging.INFO)
+    console.setLevel(logging.ERROR if not main_process else logging.WARNING if quiet else logging.INFO)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handlers = [console]
     if main_process:
