@@ -143,17 +143,17 @@ def test_restoring_the_best_weights_at_a_halving_runs_under_two_processes(few_re
 def test_pretraining_stopped_under_two_processes_continues_under_two(few_reviews, tmp_path):
     """A time limit of 0.06 s has passed by the end of the first step of language-model pretraining on every
     rank, so the ranks agree to stop there and rank 0 saves checkpoint_pretraining.pt; resumed without the
-    limit, both ranks load it and pretrain the remaining steps before the three epochs."""
-    stopped = launch(few_reviews, tmp_path, 2, "--batch-size", "16", "--pretrain-lm-epochs", "1",
+    limit, both ranks load it and pretrain the remaining steps before the epoch."""
+    stopped = launch(few_reviews, tmp_path, 2, "--batch-size", "16", "--pretrain-lm-epochs", "1", "--epochs", "1",
                      "--max-minutes", "0.001")
     assert stopped.returncode != 0 and "ran out during language-model pretraining, at step 1 of" in stopped.stderr
     saved = load_state(tmp_path / "run" / "checkpoint_pretraining.pt")["pretraining"]
     assert saved["step"] == 1 and saved["total_steps"] > 1
     assert not list((tmp_path / "run").glob("checkpoint_epoch_*.pt"))
-    metrics, _ = train(few_reviews, tmp_path, 2, "--batch-size", "16", "--pretrain-lm-epochs", "1",
+    metrics, _ = train(few_reviews, tmp_path, 2, "--batch-size", "16", "--pretrain-lm-epochs", "1", "--epochs", "1",
                        "--resume", "auto", "--max-minutes", "none")
     assert metrics["lm_pretraining"]["steps"] == saved["total_steps"]
-    assert metrics["history"]["epochs_completed"] == 3 and metrics["test"]["n_examples"] == 200
+    assert metrics["history"]["epochs_completed"] == 1 and metrics["test"]["n_examples"] == 200
     log = (tmp_path / "run" / "train.log").read_text()
     assert log.count(f"language-model pretraining: {saved['total_steps']} steps") == 1  # rank 0 logs, once
 
