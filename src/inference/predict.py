@@ -149,9 +149,8 @@ def _command_line_text(text: str, number: int, encoding: str) -> str:
         raise ValueError(f"unknown --encoding {encoding!r}") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"text {number} on the command line is not {encoding} (byte {err.start}: "
-                         f"{raw[err.start]:#04x}); "
-                         "set the terminal to UTF-8, or name its encoding with --encoding (e.g. --encoding "
-                         "latin-1)") from None
+                         f"{raw[err.start]:#04x}); set the terminal to UTF-8, or name its encoding with "
+                         "--encoding (e.g. --encoding latin-1)") from None
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "python -m src.inference.predict") -> int:
